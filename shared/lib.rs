@@ -1,0 +1,22 @@
+//! Lodestar: service discovery by DNS for containers.
+//!
+//! The library holds what the DNS server and the registrator share, and what a user needs to
+//! register services from a scheduler of their own. Nothing here knows about Docker or DNS sockets.
+//!
+//! # Layout
+//!
+//! - [`record`]: the SkyDNS-compatible JSON record ([`Service`]) and its parsed host ([`Host`]).
+//! - [`key`]: domain name <-> etcd key mapping and name validation
+//!   (`redis-1.redis.webapp.dev` <-> `/skydns/dev/webapp/redis/redis-1`).
+//! - [`etcd`]: connection settings for etcd (endpoints, user/password, TLS).
+//! - [`view`]: the immutable [`Snapshot`] of a prefix and the watcher that keeps publishing new ones.
+#![warn(missing_docs)]
+
+pub mod etcd;
+pub mod key;
+pub mod record;
+pub mod view;
+
+pub use key::{KeyError, Prefix};
+pub use record::{Host, RecordError, Service};
+pub use view::{Entry, Snapshot, View, ViewError};

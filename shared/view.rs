@@ -1,0 +1,487 @@
+//! The in-memory view of every record under the prefix, and the watcher that keeps it current.
+//!
+//! [`follow`] reads the whole prefix once, then follows an etcd watch from the next revision. Each
+//! batch of events is applied to a copy of the current [`Snapshot`] (persistent maps: a copy is
+//! O(1) and an update O(log n)) and the result is published atomically in the [`View`]. Readers
+//! ([`View::load`]) never wait on etcd and never see a half-applied batch. When the watch breaks
+//! the watcher reconnects from the last revision; when that revision was compacted it reloads.
+//! While etcd is away the last snapshot keeps answering.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use etcd_client::{EventType, GetOptions, WatchOptions};
+use imbl::{OrdMap, OrdSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::etcd::{EtcdConfig, EtcdError, REQUEST_TIMEOUT};
+use crate::key::{self, Prefix};
+use crate::record::{Host, Service};
+
+/// One record of the view: the parsed service and its classified host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The record as stored.
+    pub service: Service,
+    /// `service.host`, classified once at load time.
+    pub host: Host,
+}
+
+/// An immutable view of every record under the prefix at one etcd revision.
+///
+/// Records are keyed by *path* (the key without the prefix, lower case:
+/// `dev/webapp/redis/redis-1`), so that a name and everything below it is one range.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    entries: OrdMap<Arc<str>, Arc<Entry>>,
+    by_addr: OrdSet<(IpAddr, Arc<str>)>,
+    /// Keys whose value did not parse, with the revision of that value.
+    invalid: OrdMap<Arc<str>, i64>,
+    revision: i64,
+    generation: u64,
+    skipped_total: u64,
+}
+
+/// What applying one put did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The value parsed and is now in the view.
+    Stored,
+    /// The value did not parse; the key is out of the view. `first` is false when this same value
+    /// (same key and revision) was already reported.
+    Skipped {
+        /// Whether this is the first time this value is seen.
+        first: bool,
+        /// Why it was skipped.
+        reason: String,
+    },
+}
+
+impl Snapshot {
+    /// The etcd revision this snapshot reflects.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Counts publications: every published snapshot has a higher generation than the one before.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of records in the view.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the view holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of values skipped since start because they did not parse (each value once).
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped_total
+    }
+
+    /// Number of keys whose current value does not parse.
+    pub fn invalid_now(&self) -> usize {
+        self.invalid.len()
+    }
+
+    /// The record at exactly this path.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path).map(Arc::as_ref)
+    }
+
+    /// Every record at or below `path`, in key order. Label boundaries are exact: `dev/a` covers
+    /// `dev/a` and `dev/a/x`, never `dev/ab`. An empty path covers everything.
+    pub fn subtree<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a str, &'a Entry)> + 'a {
+        let (lo, hi): (Arc<str>, Arc<str>) = if path.is_empty() {
+            (Arc::from(""), Arc::from("\u{10FFFF}"))
+        } else {
+            // '/' + 1 == '0': everything that starts with "path/" sorts below "path0".
+            (Arc::from(path), Arc::from(format!("{path}0")))
+        };
+        let exact_len = path.len();
+        self.entries
+            .range(lo..hi)
+            .filter(move |(k, _)| {
+                exact_len == 0 || k.len() == exact_len || k.as_bytes().get(exact_len) == Some(&b'/')
+            })
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// Whether any record is at or below `path` (the name exists, maybe as an empty non-terminal).
+    pub fn exists(&self, path: &str) -> bool {
+        self.subtree(path).next().is_some()
+    }
+
+    /// Paths of the records whose host is this address (for PTR synthesis).
+    pub fn paths_for_addr(&self, addr: IpAddr) -> impl Iterator<Item = &str> {
+        self.by_addr
+            .range((addr, Arc::from(""))..)
+            .take_while(move |(a, _)| *a == addr)
+            .map(|(_, p)| p.as_ref())
+    }
+
+    /// Stores the value of one key under the prefix (path form). A value that does not parse takes
+    /// the key out of the view and is reported as skipped.
+    pub fn put(&mut self, path: &str, value: &[u8], mod_revision: i64) -> Applied {
+        let path = normalise_path(path);
+        let parsed = validate_path(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|()| Service::parse(value).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(service) => {
+                let host = service.host();
+                self.invalid.remove(path.as_str());
+                self.insert(Arc::from(path), Entry { service, host });
+                Applied::Stored
+            }
+            Err(reason) => {
+                self.remove_entry(&path);
+                let key: Arc<str> = Arc::from(path);
+                let first = self.invalid.get(&key) != Some(&mod_revision);
+                if first {
+                    self.skipped_total += 1;
+                    self.invalid.insert(key, mod_revision);
+                }
+                Applied::Skipped { first, reason }
+            }
+        }
+    }
+
+    /// Removes the record at this path, if any.
+    pub fn delete(&mut self, path: &str) {
+        let path = normalise_path(path);
+        self.invalid.remove(path.as_str());
+        self.remove_entry(&path);
+    }
+
+    fn remove_entry(&mut self, path: &str) {
+        if let Some(old) = self.entries.remove(path) {
+            if let Some(addr) = addr_of(&old.host) {
+                self.by_addr.remove(&(addr, Arc::from(path)));
+            }
+        }
+    }
+
+    fn insert(&mut self, path: Arc<str>, entry: Entry) {
+        self.remove_entry(&path);
+        if let Some(addr) = addr_of(&entry.host) {
+            self.by_addr.insert((addr, path.clone()));
+        }
+        self.entries.insert(path, Arc::new(entry));
+    }
+
+    /// A snapshot made from a list of `(path, value, mod_revision)`, for tests and loaders.
+    pub fn from_values<'a>(values: impl IntoIterator<Item = (&'a str, &'a [u8], i64)>) -> Self {
+        let mut s = Snapshot::default();
+        for (path, value, rev) in values {
+            s.put(path, value, rev);
+        }
+        s
+    }
+}
+
+fn normalise_path(path: &str) -> String {
+    path.to_ascii_lowercase()
+}
+
+fn validate_path(path: &str) -> Result<(), key::KeyError> {
+    path.split('/').try_for_each(key::validate_label)
+}
+
+fn addr_of(host: &Host) -> Option<IpAddr> {
+    match host {
+        Host::V4(a) => Some(IpAddr::V4(*a)),
+        Host::V6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// The current snapshot, swapped atomically by the watcher. `None` until the first load.
+#[derive(Debug, Default)]
+pub struct View {
+    current: ArcSwapOption<Snapshot>,
+}
+
+impl View {
+    /// An empty view: nothing loaded yet.
+    pub fn new() -> Self {
+        View::default()
+    }
+
+    /// The current snapshot, or `None` before the first load. Never blocks.
+    pub fn load(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Publishes a new snapshot, giving it the next generation.
+    pub fn publish(&self, mut snapshot: Snapshot) -> Arc<Snapshot> {
+        snapshot.generation = self.current.load().as_ref().map_or(1, |s| s.generation + 1);
+        let snapshot = Arc::new(snapshot);
+        self.current.store(Some(snapshot.clone()));
+        snapshot
+    }
+}
+
+/// Why a watch session ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    /// etcd could not be reached or failed a request.
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    /// The revision to resume from was compacted: the view must be reloaded.
+    #[error("revision {wanted} was compacted (oldest kept: {compacted}); reloading")]
+    Compacted {
+        /// The revision the watch wanted to resume from.
+        wanted: i64,
+        /// etcd's compaction revision.
+        compacted: i64,
+    },
+    /// etcd cancelled the watch.
+    #[error("etcd cancelled the watch: {0}")]
+    Canceled(String),
+    /// The watch stream ended.
+    #[error("the watch stream ended")]
+    StreamEnded,
+}
+
+impl From<etcd_client::Error> for ViewError {
+    fn from(e: etcd_client::Error) -> Self {
+        ViewError::Etcd(EtcdError::Client(e))
+    }
+}
+
+/// Backoff between reconnects: 100 ms doubling up to 2 s, with jitter, forever.
+pub fn reconnect_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Keeps `view` current with everything under `prefix` until `token` is cancelled.
+///
+/// Never returns an error: every failure is logged and retried with backoff, and the last published
+/// snapshot stays in place meanwhile.
+pub async fn follow(view: Arc<View>, etcd: EtcdConfig, prefix: Prefix, token: CancellationToken) {
+    let mut state = WatchState {
+        snapshot: view.load().map(|s| (*s).clone()),
+        revision: 0,
+    };
+    let mut backoff = reconnect_backoff();
+    let mut failures = 0u32;
+    loop {
+        let result = tokio::select! {
+            () = token.cancelled() => return,
+            r = session(&view, &etcd, &prefix, &mut state, &token, &mut failures) => r,
+        };
+        match result {
+            Ok(()) => return,
+            Err(ViewError::Compacted { wanted, compacted }) => {
+                warn!(revision = wanted, compacted, "watch revision compacted, reloading the view");
+                state.revision = 0;
+                continue;
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    warn!(%error, failures, endpoints = ?etcd.endpoints, "etcd unavailable, retrying; answering from the last snapshot");
+                }
+            }
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(2));
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        if failures == 0 {
+            backoff = reconnect_backoff();
+        }
+    }
+}
+
+struct WatchState {
+    snapshot: Option<Snapshot>,
+    /// The last revision applied; 0 means "load the whole prefix first".
+    revision: i64,
+}
+
+async fn session(
+    view: &View,
+    etcd: &EtcdConfig,
+    prefix: &Prefix,
+    state: &mut WatchState,
+    token: &CancellationToken,
+    failures: &mut u32,
+) -> Result<(), ViewError> {
+    let mut client = etcd.connect().await?;
+    let range = prefix.range_start();
+    if state.revision == 0 || state.snapshot.is_none() {
+        let get = client.get(range.as_str(), Some(GetOptions::new().with_prefix()));
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT * 10, get)
+            .await
+            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT * 10))??;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        // Keep what was learnt about invalid values so that they are not reported twice.
+        let mut snap = Snapshot {
+            invalid: state.snapshot.as_ref().map(|s| s.invalid.clone()).unwrap_or_default(),
+            skipped_total: state.snapshot.as_ref().map_or(0, |s| s.skipped_total),
+            ..Snapshot::default()
+        };
+        let mut present = OrdSet::new();
+        for kv in resp.kvs() {
+            if let Some(path) = path_of(prefix, kv.key()) {
+                present.insert(Arc::<str>::from(normalise_path(&path)));
+                apply_put(&mut snap, &path, kv.value(), kv.mod_revision());
+            }
+        }
+        snap.invalid = snap
+            .invalid
+            .iter()
+            .filter(|(k, _)| present.contains(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        snap.revision = revision;
+        let published = view.publish(snap.clone());
+        info!(revision, records = published.len(), "view loaded");
+        state.snapshot = Some(snap);
+        state.revision = revision;
+    }
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(state.revision + 1)
+        .with_progress_notify();
+    let mut stream = client.watch(range.as_str(), Some(opts)).await?;
+    if *failures > 0 {
+        info!(revision = state.revision, "etcd reachable again, watching");
+    }
+    *failures = 0;
+    loop {
+        let msg = tokio::select! {
+            () = token.cancelled() => return Ok(()),
+            m = stream.message() => m?,
+        };
+        let Some(resp) = msg else {
+            return Err(ViewError::StreamEnded);
+        };
+        if resp.canceled() {
+            if resp.compact_revision() > 0 {
+                return Err(ViewError::Compacted {
+                    wanted: state.revision + 1,
+                    compacted: resp.compact_revision(),
+                });
+            }
+            return Err(ViewError::Canceled(resp.cancel_reason().to_string()));
+        }
+        let revision = resp.header().map_or(state.revision, |h| h.revision());
+        let Some(snap) = state.snapshot.as_mut() else {
+            return Err(ViewError::StreamEnded);
+        };
+        if resp.events().is_empty() {
+            state.revision = state.revision.max(revision);
+            continue;
+        }
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let Some(path) = path_of(prefix, kv.key()) else {
+                continue;
+            };
+            match ev.event_type() {
+                EventType::Put => apply_put(snap, &path, kv.value(), kv.mod_revision()),
+                EventType::Delete => snap.delete(&path),
+            }
+        }
+        state.revision = state.revision.max(revision);
+        snap.revision = state.revision;
+        let published = view.publish(snap.clone());
+        debug!(revision = published.revision(), records = published.len(), "view updated");
+    }
+}
+
+fn path_of(prefix: &Prefix, key: &[u8]) -> Option<String> {
+    let key = std::str::from_utf8(key).ok()?;
+    prefix.path_of_key(key).map(str::to_string)
+}
+
+fn apply_put(snap: &mut Snapshot, path: &str, value: &[u8], mod_revision: i64) {
+    if let Applied::Skipped {
+        first: true,
+        reason,
+    } = snap.put(path, value, mod_revision)
+    {
+        warn!(key = path, error = %reason, revision = mod_revision, "skipping malformed record");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(values: &[(&str, &str)]) -> Snapshot {
+        Snapshot::from_values(values.iter().map(|(p, v)| (*p, v.as_bytes(), 1)))
+    }
+
+    #[test]
+    fn subtree_respects_label_boundaries() {
+        let s = snap(&[
+            ("dev/webapp/redis", r#"{"host":"10.0.0.1"}"#),
+            ("dev/webapp/redis/a", r#"{"host":"10.0.0.2"}"#),
+            ("dev/webapp/redis2/b", r#"{"host":"10.0.0.3"}"#),
+            ("dev/webapp/redis-x", r#"{"host":"10.0.0.4"}"#),
+        ]);
+        let paths: Vec<_> = s.subtree("dev/webapp/redis").map(|(p, _)| p).collect();
+        assert_eq!(paths, ["dev/webapp/redis", "dev/webapp/redis/a"]);
+        assert_eq!(s.subtree("").count(), 4);
+        assert!(s.exists("dev/webapp"));
+        assert!(!s.exists("dev/webapp/red"));
+    }
+
+    #[test]
+    fn malformed_values_are_skipped_once_and_counted() {
+        let mut s = Snapshot::default();
+        assert_eq!(s.put("dev/a", br#"{"host":"10.0.0.1"}"#, 1), Applied::Stored);
+        assert!(matches!(s.put("dev/a", b"{nope", 2), Applied::Skipped { first: true, .. }));
+        assert!(s.get("dev/a").is_none(), "a bad value replaces the old one");
+        assert!(matches!(s.put("dev/a", b"{nope", 2), Applied::Skipped { first: false, .. }));
+        assert!(matches!(s.put("dev/b c", b"{}", 3), Applied::Skipped { first: true, .. }));
+        assert_eq!(s.skipped_total(), 2);
+        assert_eq!(s.invalid_now(), 2);
+        s.put("dev/a", b"{}", 4);
+        assert_eq!(s.invalid_now(), 1);
+    }
+
+    #[test]
+    fn address_index_follows_puts_and_deletes() {
+        let mut s = snap(&[("dev/x/a", r#"{"host":"10.0.0.1"}"#), ("dev/x/b", r#"{"host":"10.0.0.1"}"#)]);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(s.paths_for_addr(ip).collect::<Vec<_>>(), ["dev/x/a", "dev/x/b"]);
+        s.put("dev/x/a", br#"{"host":"10.0.0.2"}"#, 2);
+        s.delete("dev/x/b");
+        assert_eq!(s.paths_for_addr(ip).count(), 0);
+        assert_eq!(s.paths_for_addr("10.0.0.2".parse().unwrap()).collect::<Vec<_>>(), ["dev/x/a"]);
+    }
+
+    #[test]
+    fn keys_are_lower_cased() {
+        let s = snap(&[("dev/WebApp/X", r#"{"host":"10.0.0.1"}"#)]);
+        assert!(s.get("dev/webapp/x").is_some());
+    }
+
+    #[test]
+    fn publishing_bumps_the_generation() {
+        let v = View::new();
+        assert!(v.load().is_none());
+        assert_eq!(v.publish(Snapshot::default()).generation(), 1);
+        assert_eq!(v.publish(Snapshot::default()).generation(), 2);
+    }
+}
