@@ -1,1 +1,3 @@
-fn main(){}
+//! lodestar-dns
+mod answer;
+fn main() {}
