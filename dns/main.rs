@@ -1,3 +1,150 @@
-//! lodestar-dns
+//! `lodestar-dns`: answers the served domains from a watched etcd view, forwards the rest.
+//!
+//! `main` parses the command line into a checked [`config::Config`], sets up logging, binds the
+//! sockets and wires the shutdown token; the work is in the modules beside it.
+
 mod answer;
-fn main() {}
+mod config;
+mod forward;
+mod handler;
+mod listen;
+mod metrics;
+mod zones;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use lodestar::View;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{Cli, Config};
+use crate::forward::Forwarder;
+use crate::handler::Handler;
+use crate::listen::Limits;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    config::init_logging(&cli.log_format);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lodestar-dns: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::from_cli(cli)?;
+    let token = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let view = Arc::new(View::new());
+    let metrics = metrics::Metrics::new(view.clone());
+
+    let zones = match &cfg.zones {
+        Some(dir) => zones::StaticZones::load_dir(dir).with_context(|| format!("loading zones from {}", dir.display()))?,
+        None => zones::StaticZones::default(),
+    };
+    for origin in zones.origins() {
+        info!(zone = %origin, "serving static zone");
+    }
+    let forwarder = (!cfg.upstreams.is_empty()).then(|| {
+        Forwarder::new(
+            cfg.upstreams.clone(),
+            Duration::from_secs(2),
+            10_000,
+            metrics.upstream_failures.clone(),
+            metrics.forward_cache_hits.clone(),
+        )
+    });
+    match &forwarder {
+        Some(f) => info!(upstreams = ?f.upstreams(), allow_recursion = ?cfg.allow_recursion, "forwarding other names"),
+        None => info!("forwarding is off"),
+    }
+    let handler = Arc::new(Handler::new(
+        view.clone(),
+        cfg.authority.clone(),
+        zones,
+        forwarder,
+        cfg.allow_recursion.clone(),
+        metrics.clone(),
+    ));
+    let limits = Limits { forwards: Arc::new(Semaphore::new(1024)), connections: Arc::new(Semaphore::new(512)) };
+
+    for addr in &cfg.listen {
+        let (udp, tcp) = bind_pair(*addr).await.with_context(|| format!("binding {addr}"))?;
+        let udp = Arc::new(udp);
+        info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, "listening");
+        tasks.spawn(listen::serve_udp(udp, handler.clone(), limits.clone(), tasks.clone(), token.clone()));
+        tasks.spawn(listen::serve_tcp(tcp, handler.clone(), limits.clone(), tasks.clone(), token.clone()));
+    }
+    if let Some(addr) = cfg.metrics {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?;
+        info!(metrics = %listener.local_addr()?, "serving metrics");
+        let (m, v, t) = (metrics.clone(), view.clone(), token.clone());
+        tasks.spawn(async move {
+            if let Err(error) = metrics::serve(listener, m, v, t).await {
+                warn!(%error, "metrics server stopped");
+            }
+        });
+    }
+    info!(domains = ?cfg.authority.domains.iter().map(|d| d.name.to_string()).collect::<Vec<_>>(), etcd = ?cfg.etcd.endpoints, prefix = cfg.prefix.as_str(), "serving");
+    tasks.spawn(lodestar::view::follow(view, cfg.etcd.clone(), cfg.prefix.clone(), token.clone()));
+
+    shutdown_signal().await;
+    info!("shutting down");
+    token.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.is_err() {
+        warn!("some tasks did not stop within 5 s");
+    }
+    Ok(())
+}
+
+/// Binds UDP and TCP on the same address; with port 0, TCP takes the port UDP was given.
+async fn bind_pair(addr: std::net::SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,218 @@
+//! The command line (clap) and the checked configuration made from it once, at start.
+//!
+//! Library code never sees clap types: [`Config::from_cli`] turns strings into names, socket
+//! addresses, CIDRs and paths, with an error that names the flag when one is wrong.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use lodestar::etcd::EtcdConfig;
+use lodestar::Prefix;
+
+use crate::answer::{Authority, Domain};
+
+/// lodestar-dns: DNS service discovery from etcd (SkyDNS records), forwarding every other name.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Addresses to answer on, UDP and TCP (repeatable or comma-separated).
+    #[arg(long, env = "LODESTAR_LISTEN", value_delimiter = ',', default_value = "127.0.0.1:53")]
+    pub listen: Vec<SocketAddr>,
+    /// Domains to answer from etcd (repeatable or comma-separated), e.g. webapp.dev.
+    #[arg(long, env = "LODESTAR_DOMAIN", value_delimiter = ',', required = true)]
+    pub domain: Vec<String>,
+    /// etcd endpoints (repeatable or comma-separated).
+    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd: Vec<String>,
+    /// etcd key prefix of the records.
+    #[arg(long, env = "LODESTAR_PREFIX", default_value = "/skydns")]
+    pub prefix: String,
+    /// Upstream servers for other names, `IP` or `IP:PORT` (default: /etc/resolv.conf's nameservers).
+    #[arg(long, env = "LODESTAR_UPSTREAM", value_delimiter = ',')]
+    pub upstream: Vec<String>,
+    /// Answer only the served domains; refuse every other name.
+    #[arg(long, env = "LODESTAR_NO_FORWARD")]
+    pub no_forward: bool,
+    /// TTL of records that have none, seconds.
+    #[arg(long, env = "LODESTAR_TTL", default_value_t = 30)]
+    pub ttl: u32,
+    /// Directory of RFC 1035 zone files (`*.zone`) to serve beside etcd.
+    #[arg(long, env = "LODESTAR_ZONES")]
+    pub zones: Option<PathBuf>,
+    /// Clients that may have other names forwarded (default: loopback and private ranges).
+    #[arg(long, env = "LODESTAR_ALLOW_RECURSION", value_delimiter = ',')]
+    pub allow_recursion: Vec<String>,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address.
+    #[arg(long, env = "LODESTAR_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// etcd user name (with --etcd-password).
+    #[arg(long, env = "ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) for etcd over TLS.
+    #[arg(long, env = "ETCD_CACERT")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd over TLS.
+    #[arg(long, env = "ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd over TLS.
+    #[arg(long, env = "ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// The checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub authority: Authority,
+    pub etcd: EtcdConfig,
+    pub prefix: Prefix,
+    pub upstreams: Vec<SocketAddr>,
+    pub zones: Option<PathBuf>,
+    pub allow_recursion: Vec<IpNet>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Loopback and private ranges: who may use forwarding unless `--allow-recursion` says otherwise.
+pub const DEFAULT_ALLOW: &[&str] = &["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7", "fe80::/10"];
+
+impl Config {
+    /// Checks every flag.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
+        let mut domains = Vec::new();
+        for d in &cli.domain {
+            lodestar::key::validate_name(d).with_context(|| format!("--domain {d:?}"))?;
+            let name = Name::from_ascii(d).with_context(|| format!("--domain {d:?}"))?;
+            domains.push(Domain::new(&name));
+        }
+        let prefix = Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
+        if cli.etcd.is_empty() {
+            bail!("--etcd needs at least one endpoint");
+        }
+        let user = match (cli.etcd_user, cli.etcd_password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => bail!("--etcd-user and --etcd-password go together"),
+        };
+        let cert_key_files = match (cli.etcd_cert, cli.etcd_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("--etcd-cert and --etcd-key go together"),
+        };
+        let etcd = EtcdConfig { endpoints: cli.etcd, user, ca_file: cli.etcd_ca, cert_key_files };
+        let upstreams = if cli.no_forward {
+            Vec::new()
+        } else if cli.upstream.is_empty() {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            resolv_conf_nameservers(&text)
+                .into_iter()
+                .filter(|u| !cli.listen.contains(u)) // never forward to ourselves
+                .collect()
+        } else {
+            cli.upstream.iter().map(|u| parse_upstream(u)).collect::<anyhow::Result<_>>()?
+        };
+        let allow_recursion = if cli.allow_recursion.is_empty() {
+            DEFAULT_ALLOW.iter().filter_map(|c| c.parse().ok()).collect()
+        } else {
+            cli.allow_recursion
+                .iter()
+                .map(|c| parse_cidr(c).with_context(|| format!("--allow-recursion {c:?}")))
+                .collect::<anyhow::Result<_>>()?
+        };
+        if cli.ttl == 0 {
+            bail!("--ttl must be at least 1 second");
+        }
+        Ok(Config {
+            listen: cli.listen,
+            authority: Authority { domains, default_ttl: cli.ttl },
+            etcd,
+            prefix,
+            upstreams,
+            zones: cli.zones,
+            allow_recursion,
+            metrics: cli.metrics,
+        })
+    }
+}
+
+/// `10.0.0.2` -> `10.0.0.2:53`; `10.0.0.2:5353` and `[::1]:53` as given.
+fn parse_upstream(s: &str) -> anyhow::Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip: IpAddr = s.parse().with_context(|| format!("--upstream {s:?} is not IP or IP:PORT"))?;
+    Ok(SocketAddr::new(ip, 53))
+}
+
+/// `10.0.0.0/8` as a network, a bare address as a single host.
+fn parse_cidr(s: &str) -> anyhow::Result<IpNet> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n);
+    }
+    let ip: IpAddr = s.parse().context("not a CIDR (10.0.0.0/8) or an address")?;
+    Ok(IpNet::from(ip))
+}
+
+/// The `nameserver` lines of a resolv.conf, port 53.
+pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+        })
+        .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// Sets up the tracing subscriber: `RUST_LOG` or `info`, text or JSON lines on stderr.
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,h2=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf() {
+        let text = "# c\nsearch x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver bogus\n";
+        let got: Vec<String> = resolv_conf_nameservers(text).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["10.0.0.2:53", "[fe80::1]:53"]);
+    }
+
+    #[test]
+    fn upstreams_and_cidrs() {
+        assert_eq!(parse_upstream("10.0.0.2").unwrap().to_string(), "10.0.0.2:53");
+        assert_eq!(parse_upstream("127.0.0.1:5353").unwrap().to_string(), "127.0.0.1:5353");
+        assert!(parse_upstream("dns.example").is_err());
+        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let cli = Cli::parse_from(["x", "--domain", "bad domain"]);
+        let err = format!("{:#}", Config::from_cli(cli).unwrap_err());
+        assert!(err.contains("--domain"), "{err}");
+        let cli = Cli::parse_from(["x", "--domain", "a.b", "--allow-recursion", "nope"]);
+        let err = format!("{:#}", Config::from_cli(cli).unwrap_err());
+        assert!(err.contains("--allow-recursion"), "{err}");
+    }
+}

@@ -1,0 +1,310 @@
+//! Forwarding to the upstreams, with a bounded cache of their answers.
+//!
+//! A query for a name outside the served domains is sent as it came (with a fresh id) to each
+//! upstream in turn, UDP for UDP clients and TCP for TCP clients, until one answers in time; the
+//! answer goes back unchanged but for the id. Answers are cached (moka, bounded) for their
+//! smallest TTL, negative answers for the SOA's negative TTL (RFC 2308 section 5); a hit is
+//! re-encoded with TTLs counted down and the client's id and question.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use moka::sync::Cache;
+use moka::Expiry;
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// Largest TTL the cache keeps an answer for.
+const MAX_CACHE_TTL: u32 = 3600;
+
+/// How a query reached us, and so how it goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Datagrams.
+    Udp,
+    /// A stream with 2-byte length prefixes.
+    Tcp,
+}
+
+/// Why no upstream answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardError {
+    /// Every upstream failed or timed out.
+    #[error("no upstream answered ({tried} tried)")]
+    AllFailed {
+        /// How many were tried.
+        tried: usize,
+    },
+    /// The query could not be encoded.
+    #[error("bad query: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct CacheKey {
+    name: Name,
+    qtype: RecordType,
+    qclass: DNSClass,
+    dnssec_ok: bool,
+}
+
+#[derive(Debug)]
+struct Cached {
+    message: Message,
+    stored: Instant,
+    ttl: Duration,
+}
+
+struct ByTtl;
+
+impl Expiry<CacheKey, Arc<Cached>> for ByTtl {
+    fn expire_after_create(&self, _: &CacheKey, v: &Arc<Cached>, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// The upstreams and the cache of their answers.
+pub struct Forwarder {
+    upstreams: Vec<SocketAddr>,
+    timeout: Duration,
+    cache: Cache<CacheKey, Arc<Cached>>,
+    failures: Counter,
+    hits: Counter,
+}
+
+impl Forwarder {
+    /// Forwards to `upstreams` in order, waiting `timeout` for each; caches up to `capacity` answers.
+    pub fn new(upstreams: Vec<SocketAddr>, timeout: Duration, capacity: u64, failures: Counter, hits: Counter) -> Self {
+        let cache = Cache::builder().max_capacity(capacity).expire_after(ByTtl).build();
+        Forwarder { upstreams, timeout, cache, failures, hits }
+    }
+
+    /// The upstreams, for logging.
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.upstreams
+    }
+
+    /// Forwards a client's query (`raw`, parsed as `request`) and returns the answer's bytes with
+    /// the client's id: from the cache, else from the first upstream that answers.
+    pub async fn forward(&self, request: &Message, raw: &[u8], transport: Transport) -> Result<Vec<u8>, ForwardError> {
+        let key = cache_key(request);
+        if let Some(key) = &key {
+            if let Some(hit) = self.cache_hit(key, request) {
+                return Ok(hit);
+            }
+        }
+        let (bytes, answer) = self.exchange(raw, request, transport).await?;
+        if let Some(key) = key {
+            self.store(key, answer);
+        }
+        Ok(bytes)
+    }
+
+    /// Resolves `name`/`qtype` upstream (a CNAME target outside our domains): the answer's records.
+    pub async fn resolve(&self, name: Name, qtype: RecordType) -> Result<Message, ForwardError> {
+        let mut query = Message::query();
+        query.metadata.recursion_desired = true;
+        query.add_query(Query::query(name, qtype));
+        let key = cache_key(&query);
+        if let Some(key) = &key {
+            if let Some(c) = self.cache.get(key) {
+                self.hits.inc();
+                return Ok(counted_down(&c));
+            }
+        }
+        let raw = query.to_vec().map_err(|e| ForwardError::Encode(e.to_string()))?;
+        let (_, mut answer) = self.exchange(&raw, &query, Transport::Udp).await?;
+        if answer.metadata.truncation {
+            answer = self.exchange(&raw, &query, Transport::Tcp).await?.1;
+        }
+        if let Some(key) = key {
+            self.store(key, answer.clone());
+        }
+        Ok(answer)
+    }
+
+    fn cache_hit(&self, key: &CacheKey, request: &Message) -> Option<Vec<u8>> {
+        let cached = self.cache.get(key)?;
+        let mut m = counted_down(&cached);
+        m.metadata.id = request.metadata.id;
+        m.queries = request.queries.clone();
+        let bytes = m.to_vec().ok()?;
+        self.hits.inc();
+        Some(bytes)
+    }
+
+    fn store(&self, key: CacheKey, answer: Message) {
+        if let Some(ttl) = cache_ttl(&answer) {
+            let cached = Cached { message: answer, stored: Instant::now(), ttl: Duration::from_secs(u64::from(ttl)) };
+            self.cache.insert(key, Arc::new(cached));
+        }
+    }
+
+    /// Tries each upstream in turn; returns the first valid answer (bytes with the request's id).
+    async fn exchange(&self, raw: &[u8], request: &Message, transport: Transport) -> Result<(Vec<u8>, Message), ForwardError> {
+        let Some(question) = request.queries.first() else {
+            return Err(ForwardError::Encode("no question".into()));
+        };
+        for upstream in &self.upstreams {
+            let id: u16 = rand_id();
+            let mut query = raw.to_vec();
+            if query.len() < 12 {
+                return Err(ForwardError::Encode("short query".into()));
+            }
+            query[..2].copy_from_slice(&id.to_be_bytes());
+            let attempt = match transport {
+                Transport::Udp => tokio::time::timeout(self.timeout, udp_exchange(*upstream, &query, id, question)).await,
+                Transport::Tcp => tokio::time::timeout(self.timeout, tcp_exchange(*upstream, &query, id, question)).await,
+            };
+            match attempt {
+                Ok(Ok((mut bytes, mut message))) => {
+                    bytes[..2].copy_from_slice(&request.metadata.id.to_be_bytes());
+                    message.metadata.id = request.metadata.id;
+                    return Ok((bytes, message));
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%upstream, %error, "upstream failed");
+                    self.failures.inc();
+                }
+                Err(_) => {
+                    tracing::debug!(%upstream, "upstream timed out");
+                    self.failures.inc();
+                }
+            }
+        }
+        Err(ForwardError::AllFailed { tried: self.upstreams.len() })
+    }
+}
+
+fn rand_id() -> u16 {
+    // Ids only need to be unpredictable enough to tell answers apart; hash a fresh RandomState.
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
+    h.finish() as u16
+}
+
+fn cache_key(request: &Message) -> Option<CacheKey> {
+    let q = request.queries.first()?;
+    Some(CacheKey {
+        name: q.name().to_lowercase(),
+        qtype: q.query_type(),
+        qclass: q.query_class(),
+        dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+    })
+}
+
+/// How long an answer may be cached: the smallest answer TTL, or for NXDOMAIN/NODATA
+/// min(SOA TTL, SOA minimum) (RFC 2308 section 5). Truncated answers and failures are not cached.
+fn cache_ttl(m: &Message) -> Option<u32> {
+    if m.metadata.truncation {
+        return None;
+    }
+    let ttl = match m.metadata.response_code {
+        ResponseCode::NoError if !m.answers.is_empty() => m.answers.iter().map(|r| r.ttl).min()?,
+        ResponseCode::NoError | ResponseCode::NXDomain => m.authorities.iter().find_map(|r| match &r.data {
+            RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+            _ => None,
+        })?,
+        _ => return None,
+    };
+    (ttl > 0).then_some(ttl.min(MAX_CACHE_TTL))
+}
+
+/// The cached answer with every TTL lowered by the time it has spent in the cache.
+fn counted_down(c: &Cached) -> Message {
+    let age = c.stored.elapsed().as_secs().min(u64::from(u32::MAX)) as u32;
+    let mut m = c.message.clone();
+    for r in m.answers.iter_mut().chain(m.authorities.iter_mut()).chain(m.additionals.iter_mut()) {
+        r.ttl = r.ttl.saturating_sub(age);
+    }
+    m
+}
+
+/// Checks that `bytes` answers our question with our id.
+fn check(bytes: &[u8], id: u16, question: &Query) -> std::io::Result<Option<Message>> {
+    let Ok(m) = Message::from_vec(bytes) else {
+        return Ok(None);
+    };
+    let same_question = m.queries.first().is_some_and(|q| {
+        q.name().eq_ignore_root_case(question.name()) && q.query_type() == question.query_type()
+    });
+    Ok((m.metadata.id == id && same_question).then_some(m))
+}
+
+async fn udp_exchange(upstream: SocketAddr, query: &[u8], id: u16, question: &Query) -> std::io::Result<(Vec<u8>, Message)> {
+    let bind: SocketAddr = if upstream.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(upstream).await?;
+    socket.send(query).await?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = socket.recv(&mut buf).await?;
+        // Anything that is not our answer (late answers to someone else, junk) is ignored.
+        if let Some(m) = check(&buf[..n], id, question)? {
+            buf.truncate(n);
+            return Ok((buf, m));
+        }
+    }
+}
+
+async fn tcp_exchange(upstream: SocketAddr, query: &[u8], id: u16, question: &Query) -> std::io::Result<(Vec<u8>, Message)> {
+    let mut stream = TcpStream::connect(upstream).await?;
+    let len = u16::try_from(query.len()).map_err(|_| std::io::Error::other("query too long"))?;
+    let mut out = Vec::with_capacity(query.len() + 2);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(query);
+    stream.write_all(&out).await?;
+    let len = stream.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await?;
+    match check(&buf, id, question)? {
+        Some(m) => Ok((buf, m)),
+        None => Err(std::io::Error::other("upstream answered something else")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::Record;
+
+    fn answer(rcode: ResponseCode, answers: &[u32], soa: Option<(u32, u32)>) -> Message {
+        let mut m = Message::response(1, hickory_proto::op::OpCode::Query);
+        m.metadata.response_code = rcode;
+        let n = Name::from_ascii("x.example.").unwrap();
+        for ttl in answers {
+            m.add_answer(Record::from_rdata(n.clone(), *ttl, RData::A(A::new(1, 2, 3, 4))));
+        }
+        if let Some((ttl, min)) = soa {
+            let soa = SOA::new(n.clone(), n.clone(), 1, 1, 1, 1, min);
+            m.add_authority(Record::from_rdata(n.clone(), ttl, RData::SOA(soa)));
+        }
+        m
+    }
+
+    #[test]
+    fn cache_ttls() {
+        let cases: &[(Message, Option<u32>)] = &[
+            (answer(ResponseCode::NoError, &[300, 60], None), Some(60)),
+            (answer(ResponseCode::NoError, &[99999], None), Some(MAX_CACHE_TTL)),
+            (answer(ResponseCode::NoError, &[0], None), None),
+            (answer(ResponseCode::NXDomain, &[], Some((900, 120))), Some(120)),
+            (answer(ResponseCode::NoError, &[], Some((30, 120))), Some(30)),
+            (answer(ResponseCode::NXDomain, &[], None), None),
+            (answer(ResponseCode::ServFail, &[300], None), None),
+        ];
+        for (m, want) in cases {
+            assert_eq!(cache_ttl(m), *want, "{m:?}");
+        }
+        let mut tc = answer(ResponseCode::NoError, &[300], None);
+        tc.metadata.truncation = true;
+        assert_eq!(cache_ttl(&tc), None);
+    }
+}

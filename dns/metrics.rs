@@ -1,0 +1,159 @@
+//! Prometheus metrics and the health endpoints of the DNS server.
+//!
+//! The handler and the forwarder count into [`Metrics`]; the view's figures (revision, records,
+//! skipped values) are read from the current snapshot at scrape time, so the watcher does no
+//! metrics work. [`serve`] exposes `/metrics`, `/healthz` and `/readyz` (ready once the first
+//! snapshot is loaded) on `--metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use lodestar::View;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Labels of the query counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// Question type (`A`, `SRV`, ...).
+    pub qtype: String,
+    /// Response code (`NoError`, `NXDomain`, ...).
+    pub rcode: String,
+}
+
+/// Counters of the DNS server.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Queries answered, by type and rcode.
+    pub queries: Family<QueryLabels, Counter>,
+    /// Time from receiving a query to having its answer, seconds.
+    pub latency: Histogram,
+    /// Queries forwarded upstream (cache misses included, cache hits too).
+    pub forwarded: Counter,
+    /// Forwarded queries answered from the cache.
+    pub forward_cache_hits: Counter,
+    /// Failed exchanges with an upstream (timeouts, refused connections, bad answers).
+    pub upstream_failures: Counter,
+    /// Packets dropped as malformed or answered FORMERR.
+    pub malformed: Counter,
+    /// Queries refused because the forwarding limit was reached.
+    pub shed: Counter,
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Creates the metrics, with the view's figures read from `view` at scrape time.
+    pub fn new(view: Arc<View>) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("lodestar_dns");
+        let m = Metrics {
+            queries: Family::default(),
+            latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
+            forwarded: Counter::default(),
+            forward_cache_hits: Counter::default(),
+            upstream_failures: Counter::default(),
+            malformed: Counter::default(),
+            shed: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("queries", "DNS queries answered, by question type and response code", m.queries.clone());
+        registry.register("answer_latency_seconds", "Time to answer a query", m.latency.clone());
+        registry.register("forwarded_queries", "Queries forwarded to the upstreams", m.forwarded.clone());
+        registry.register("forward_cache_hits", "Forwarded queries answered from the cache", m.forward_cache_hits.clone());
+        registry.register("upstream_failures", "Failed exchanges with an upstream", m.upstream_failures.clone());
+        registry.register("malformed_packets", "Packets that were not valid DNS queries", m.malformed.clone());
+        registry.register("shed_queries", "Queries refused because the forwarding limit was reached", m.shed.clone());
+        registry.register_collector(Box::new(ViewCollector { view }));
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts one answered query.
+    pub fn observe(&self, qtype: &str, rcode: &str, elapsed: Duration) {
+        self.queries
+            .get_or_create(&QueryLabels { qtype: qtype.to_string(), rcode: rcode.to_string() })
+            .inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[derive(Debug)]
+struct ViewCollector {
+    view: Arc<View>,
+}
+
+impl Collector for ViewCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.view.load();
+        let (revision, records, invalid, skipped) = snap
+            .as_ref()
+            .map_or((0, 0, 0, 0), |s| (s.revision(), s.len() as i64, s.invalid_now() as i64, s.skipped_total()));
+        let gauges = [
+            ("lodestar_dns_view_revision", "etcd revision of the snapshot answering queries", revision),
+            ("lodestar_dns_view_records", "Records in the snapshot answering queries", records),
+            ("lodestar_dns_view_invalid_keys", "Keys whose current value does not parse", invalid),
+            ("lodestar_dns_view_loaded", "1 once the first snapshot is loaded", i64::from(snap.is_some())),
+        ];
+        for (name, help, value) in gauges {
+            let g = ConstGauge::new(value);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let c = ConstCounter::new(skipped);
+        c.encode(encoder.encode_descriptor(
+            "lodestar_dns_view_skipped_values",
+            "Values skipped because they did not parse",
+            None,
+            c.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct Http {
+    metrics: Arc<Metrics>,
+    view: Arc<View>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `token` is cancelled.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, view: Arc<View>, token: CancellationToken) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(Http { metrics, view });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
+}
+
+async fn render(State(h): State<Http>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        h.metrics.render(),
+    )
+}
+
+async fn ready(State(h): State<Http>) -> impl IntoResponse {
+    match h.view.load() {
+        Some(s) => (StatusCode::OK, format!("ready: revision {} with {} records\n", s.revision(), s.len())),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first snapshot is not loaded yet\n".to_string()),
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: a real etcd, Knot DNS as the upstream, and the real binaries.
+//! Every server listens on 127.0.0.1; every packet goes to 127.0.0.1.
+
+mod answers;
+mod forward;
+mod ops;
+mod support;
+mod view;
+mod wire;

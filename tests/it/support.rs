@@ -1,0 +1,398 @@
+//! Real parts for the integration tests: etcd, Knot DNS and the lodestar binaries, each on free
+//! loopback ports in a temporary directory, stopped when dropped; and a small DNS client.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A free TCP port on 127.0.0.1 (and, usually, the same UDP port is free too).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` every 20 ms until it gives `Some`, or panics after `deadline` with `what`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("not within {deadline:?}: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+// ---------------------------------------------------------------- etcd
+
+/// A real etcd on free loopback ports with a temporary data dir.
+pub struct Etcd {
+    child: Option<Child>,
+    dir: TempDir,
+    pub port: u16,
+    peer_port: u16,
+}
+
+impl Etcd {
+    pub async fn start() -> Etcd {
+        let mut e = Etcd { child: None, dir: TempDir::new().expect("tempdir"), port: free_port(), peer_port: free_port() };
+        e.spawn().await;
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("log");
+        let child = Command::new("etcd")
+            .args(["--name", "t", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("t={peer}"), "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd runs (apt-get install etcd-server)");
+        self.child = Some(child);
+        let ep = self.endpoint();
+        eventually(Duration::from_secs(30), "etcd answers", || {
+            let ep = ep.clone();
+            async move {
+                let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
+                c.status().await.ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILL: etcd is gone, its data stays.
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// Starts again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint()], None).await.expect("etcd client")
+    }
+
+    pub async fn put(&self, key: &str, value: &str) -> i64 {
+        let r = self.client().await.put(key, value, None).await.expect("put");
+        r.header().map(|h| h.revision()).unwrap_or_default()
+    }
+
+    pub async fn delete(&self, key: &str) {
+        self.client().await.delete(key, None).await.expect("delete");
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- Knot
+
+/// A real Knot DNS serving the given zones on a free loopback port.
+pub struct Knot {
+    child: Option<Child>,
+    _dir: TempDir,
+    pub addr: SocketAddr,
+}
+
+/// The zone Knot serves as the "rest of the Internet" in tests.
+pub const EXAMPLE_ORG: &str = "$ORIGIN example.org.\n$TTL 300\n\
+@ SOA ns.example.org. admin.example.org. 1 7200 3600 1209600 60\n\
+@ NS ns.example.org.\nns A 127.0.0.1\nwww A 192.0.2.10\nwww AAAA 2001:db8::10\n\
+mail A 192.0.2.25\nalias CNAME www\nbig TXT \"a\"\n";
+
+impl Knot {
+    pub async fn start() -> Knot {
+        Knot::with_zones(&[("example.org", EXAMPLE_ORG)]).await
+    }
+
+    pub async fn with_zones(zones: &[(&str, &str)]) -> Knot {
+        let dir = TempDir::new().expect("tempdir");
+        let port = free_port();
+        let d = dir.path().display();
+        let mut conf = format!(
+            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  udp-workers: 1\n  tcp-workers: 1\n  background-workers: 1\n\
+             database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\nzone:\n"
+        );
+        for (origin, text) in zones {
+            std::fs::write(dir.path().join(format!("{origin}.zone")), text).expect("zone file");
+            conf.push_str(&format!("  - domain: {origin}\n"));
+        }
+        let conf_path = dir.path().join("knot.conf");
+        std::fs::write(&conf_path, conf).expect("knot.conf");
+        let child = Command::new("knotd")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("knotd runs (apt-get install knot)");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let first = zones.first().map(|z| z.0).unwrap_or("example.org");
+        let probe = format!("{first}.");
+        eventually(Duration::from_secs(20), "knot answers", || {
+            let probe = probe.clone();
+            async move { query(addr, &probe, RecordType::SOA).await.ok().filter(|m| !m.answers.is_empty()).map(|_| ()) }
+        })
+        .await;
+        Knot { child: Some(child), _dir: dir, addr }
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+// ---------------------------------------------------------------- lodestar-dns
+
+/// The real `lodestar-dns` binary on a free port, its logs collected.
+pub struct Dns {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Spawns a binary with `--log-format json`, collects its stderr, and waits for the log line
+/// that names its bound addresses.
+fn spawn_logged(bin: &str, args: &[String], env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).args(["--log-format", "json"]).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env("RUST_LOG", "info,lodestar=debug");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v);
+            }
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    (child, logs, rx)
+}
+
+impl Dns {
+    /// Starts `lodestar-dns` with `args` plus `--listen 127.0.0.1:0`.
+    pub fn start(args: &[&str]) -> Dns {
+        let mut all: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let (child, logs, rx) = spawn_logged(env!("CARGO_BIN_EXE_lodestar-dns"), &all, &[]);
+        let mut addr = None;
+        let mut metrics = None;
+        let wants_metrics = args.contains(&"--metrics");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addr.is_none() || (wants_metrics && metrics.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = rx.recv_timeout(left).unwrap_or_else(|_| panic!("lodestar-dns did not start: {:?}", logs.lock().map(|l| l.clone())));
+            if let Some(a) = v.get("udp").and_then(|a| a.as_str()) {
+                addr = a.parse().ok();
+            }
+            if let Some(a) = v.get("metrics").and_then(|a| a.as_str()) {
+                metrics = a.parse().ok();
+            }
+        }
+        Dns { child: Some(child), addr: addr.expect("addr"), metrics, logs }
+    }
+
+    /// Starts it for `domain` on `etcd`, forwarding to `upstream` when given (else `--no-forward`).
+    pub fn for_etcd(etcd: &Etcd, upstream: Option<SocketAddr>, extra: &[&str]) -> Dns {
+        let ep = etcd.endpoint();
+        let up = upstream.map(|u| u.to_string());
+        let mut args = vec!["--domain", "webapp.dev", "--etcd", &ep];
+        match &up {
+            Some(u) => args.extend(["--upstream", u.as_str()]),
+            None => args.push("--no-forward"),
+        }
+        args.extend(extra);
+        Dns::start(&args)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().map(|s| s.success());
+        assert_eq!(ok.ok(), Some(true), "kill -s {sig}");
+    }
+
+    /// Waits for the process to exit, up to `deadline`; its exit status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits until the view is loaded (an answer that is not SERVFAIL for the apex).
+    pub async fn ready(&self) {
+        let addr = self.addr;
+        eventually(Duration::from_secs(20), "first snapshot loaded", || async move {
+            let m = query(addr, "webapp.dev.", RecordType::SOA).await.ok()?;
+            (m.metadata.response_code == hickory_proto::op::ResponseCode::NoError).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics.expect("started with --metrics"), path).await
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A minimal HTTP/1.0 GET: status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect metrics");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+// ---------------------------------------------------------------- DNS client
+
+/// A query message for `name`/`qtype`, recursion desired, no EDNS.
+pub fn message(name: &str, qtype: RecordType) -> Message {
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), qtype));
+    m
+}
+
+/// The same with an EDNS OPT advertising `size`.
+pub fn message_edns(name: &str, qtype: RecordType, size: u16) -> Message {
+    let mut m = message(name, qtype);
+    let mut e = Edns::new();
+    e.set_max_payload(size);
+    m.set_edns(e);
+    m
+}
+
+/// Sends raw bytes over UDP and returns the raw answer.
+pub async fn udp_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    s.send_to(bytes, addr).await?;
+    let mut buf = vec![0u8; 65535];
+    let n = tokio::time::timeout(timeout, s.recv(&mut buf)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Sends raw bytes over TCP (length-prefixed) and returns the raw answer.
+pub async fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    s.write_all(&out).await?;
+    let len = tokio::time::timeout(Duration::from_secs(5), s.read_u16()).await.map_err(|_| std::io::Error::other("timeout"))??;
+    let mut buf = vec![0u8; usize::from(len)];
+    s.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Sends `m` over UDP or TCP and parses the answer.
+pub async fn exchange(addr: SocketAddr, m: &Message, tcp: bool) -> std::io::Result<Message> {
+    let bytes = m.to_vec().map_err(std::io::Error::other)?;
+    let raw = if tcp { tcp_raw(addr, &bytes).await? } else { udp_raw(addr, &bytes, Duration::from_secs(5)).await? };
+    Message::from_vec(&raw).map_err(std::io::Error::other)
+}
+
+/// A plain UDP query without EDNS.
+pub async fn query(addr: SocketAddr, name: &str, qtype: RecordType) -> std::io::Result<Message> {
+    exchange(addr, &message(name, qtype), false).await
+}
+
+/// Answer records as `"owner TYPE data"`, sorted.
+pub fn answers(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect();
+    v.sort();
+    v
+}
+
+/// Just the data of the answer records, sorted.
+pub fn data(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Writes a zone file into a new temporary dir.
+pub fn zone_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().expect("tempdir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write zone");
+    }
+    dir
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
