@@ -96,7 +96,13 @@ impl Authority {
 
     /// Answers `qname`/`qtype` from `snap`. `qname` keeps the question's letter case, which is
     /// echoed in owner names; `rotation` picks the order of several answers.
-    pub fn answer(&self, snap: &Snapshot, qname: &Name, qtype: RecordType, rotation: usize) -> Answer {
+    pub fn answer(
+        &self,
+        snap: &Snapshot,
+        qname: &Name,
+        qtype: RecordType,
+        rotation: usize,
+    ) -> Answer {
         let lower = qname.to_lowercase();
         if is_reverse(&lower) {
             return self.reverse(snap, qname, &lower, qtype);
@@ -110,7 +116,13 @@ impl Authority {
         if entries.is_empty() && !apex {
             return Answer::NxDomain(self.soa(domain, snap));
         }
-        let ttl = |e: &Entry| if e.service.ttl > 0 { e.service.ttl } else { self.default_ttl };
+        let ttl = |e: &Entry| {
+            if e.service.ttl > 0 {
+                e.service.ttl
+            } else {
+                self.default_ttl
+            }
+        };
         let mut out = Records::default();
         match qtype {
             RecordType::A | RecordType::AAAA | RecordType::ANY => {
@@ -120,38 +132,58 @@ impl Authority {
                 for (_, e) in &entries {
                     if let Host::Name(h) = &e.host {
                         if let Ok(target) = fqdn(h) {
-                            out.answers.push(Record::from_rdata(qname.clone(), ttl(e), RData::CNAME(CNAME(target))));
+                            out.answers.push(Record::from_rdata(
+                                qname.clone(),
+                                ttl(e),
+                                RData::CNAME(CNAME(target)),
+                            ));
                         }
                     }
                 }
             }
             RecordType::SRV => {
-                let pw: Vec<(u16, u16)> = entries.iter().map(|(_, e)| (e.service.priority(), e.service.weight)).collect();
+                let pw: Vec<(u16, u16)> = entries
+                    .iter()
+                    .map(|(_, e)| (e.service.priority(), e.service.weight))
+                    .collect();
                 let weights = lodestar::record::shared_weights(&pw);
                 for ((path, e), weight) in entries.iter().zip(weights) {
-                    let Some(target) = q.target(path, e, &mut out.additionals) else { continue };
+                    let Some(target) = q.target(path, e, &mut out.additionals) else {
+                        continue;
+                    };
                     let srv = SRV::new(e.service.priority(), weight, e.service.port, target);
-                    out.answers.push(Record::from_rdata(qname.clone(), ttl(e), RData::SRV(srv)));
+                    out.answers
+                        .push(Record::from_rdata(qname.clone(), ttl(e), RData::SRV(srv)));
                 }
             }
             RecordType::MX => {
                 for (path, e) in entries.iter().filter(|(_, e)| e.service.mail) {
-                    let Some(target) = q.target(path, e, &mut out.additionals) else { continue };
+                    let Some(target) = q.target(path, e, &mut out.additionals) else {
+                        continue;
+                    };
                     let mx = MX::new(e.service.priority(), target);
-                    out.answers.push(Record::from_rdata(qname.clone(), ttl(e), RData::MX(mx)));
+                    out.answers
+                        .push(Record::from_rdata(qname.clone(), ttl(e), RData::MX(mx)));
                 }
             }
             RecordType::TXT => {
                 for (_, e) in entries.iter().filter(|(_, e)| !e.service.text.is_empty()) {
                     let txt = TXT::new(e.service.text_strings());
-                    out.answers.push(Record::from_rdata(qname.clone(), ttl(e), RData::TXT(txt)));
+                    out.answers
+                        .push(Record::from_rdata(qname.clone(), ttl(e), RData::TXT(txt)));
                 }
             }
             RecordType::NS if apex => {
                 let ns_path = format!("{}/dns/ns", domain.path);
                 for (path, e) in snap.subtree(&ns_path) {
-                    let Some(target) = q.target(path, e, &mut out.additionals) else { continue };
-                    out.answers.push(Record::from_rdata(qname.clone(), ttl(e), RData::NS(NS(target))));
+                    let Some(target) = q.target(path, e, &mut out.additionals) else {
+                        continue;
+                    };
+                    out.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        ttl(e),
+                        RData::NS(NS(target)),
+                    ));
                 }
             }
             RecordType::SOA if apex => {
@@ -178,20 +210,45 @@ impl Authority {
         }
         let mut out = Records::default();
         let path = lodestar::key::name_to_path(&lower.to_ascii());
-        if let Some(Entry { host: Host::Name(h), service }) = snap.get(&path) {
+        if let Some(Entry {
+            host: Host::Name(h),
+            service,
+        }) = snap.get(&path)
+        {
             if let Ok(target) = fqdn(h) {
-                let ttl = if service.ttl > 0 { service.ttl } else { self.default_ttl };
-                out.answers.push(Record::from_rdata(qname.clone(), ttl, RData::PTR(PTR(target))));
+                let ttl = if service.ttl > 0 {
+                    service.ttl
+                } else {
+                    self.default_ttl
+                };
+                out.answers.push(Record::from_rdata(
+                    qname.clone(),
+                    ttl,
+                    RData::PTR(PTR(target)),
+                ));
             }
         }
         if out.answers.is_empty() {
             if let Some(addr) = reverse_addr(lower) {
                 for p in snap.paths_for_addr(addr) {
-                    let in_zone = self.domains.iter().any(|d| p.starts_with(&format!("{}/", d.path)));
-                    let (Some(e), true) = (snap.get(p), in_zone) else { continue };
-                    let ttl = if e.service.ttl > 0 { e.service.ttl } else { self.default_ttl };
+                    let in_zone = self
+                        .domains
+                        .iter()
+                        .any(|d| p.starts_with(&format!("{}/", d.path)));
+                    let (Some(e), true) = (snap.get(p), in_zone) else {
+                        continue;
+                    };
+                    let ttl = if e.service.ttl > 0 {
+                        e.service.ttl
+                    } else {
+                        self.default_ttl
+                    };
                     if let Ok(target) = fqdn(&path_to_name(p)) {
-                        out.answers.push(Record::from_rdata(qname.clone(), ttl, RData::PTR(PTR(target))));
+                        out.answers.push(Record::from_rdata(
+                            qname.clone(),
+                            ttl,
+                            RData::PTR(PTR(target)),
+                        ));
                     }
                 }
             }
@@ -215,7 +272,10 @@ impl<'a> Lookup<'a> {
     /// The reserved `dns` subtree only answers names inside it.
     fn collect(&self, domain: &Domain, name: &Name) -> Vec<(&'a str, &'a Entry)> {
         // Not num_labels(): it leaves out a leading `*`, as DNSSEC counts labels.
-        let rel = name.iter().count().saturating_sub(domain.name.iter().count());
+        let rel = name
+            .iter()
+            .count()
+            .saturating_sub(domain.name.iter().count());
         let labels: Vec<String> = name
             .iter()
             .take(rel)
@@ -225,7 +285,10 @@ impl<'a> Lookup<'a> {
         let domain_depth = pattern.len();
         pattern.extend(labels.iter().rev().map(String::as_str));
         let wild = |l: &str| l == "*" || l == "any";
-        let fixed = pattern.iter().position(|l| wild(l)).unwrap_or(pattern.len());
+        let fixed = pattern
+            .iter()
+            .position(|l| wild(l))
+            .unwrap_or(pattern.len());
         let base = pattern[..fixed].join("/");
         let inside_dns = pattern.get(domain_depth) == Some(&"dns");
         let mut found: Vec<(&'a str, &'a Entry)> = self
@@ -234,7 +297,11 @@ impl<'a> Lookup<'a> {
             .filter(|(path, _)| {
                 let segs: Vec<&str> = path.split('/').collect();
                 segs.len() >= pattern.len()
-                    && pattern.iter().zip(&segs).skip(fixed).all(|(p, s)| wild(p) || p == s)
+                    && pattern
+                        .iter()
+                        .zip(&segs)
+                        .skip(fixed)
+                        .all(|(p, s)| wild(p) || p == s)
                     && (inside_dns || segs.get(domain_depth) != Some(&"dns"))
             })
             .collect();
@@ -252,22 +319,44 @@ impl<'a> Lookup<'a> {
 
     /// A/AAAA for `owner` from `entries`; hosts that are names become CNAMEs whose chains are
     /// followed in-zone (loops and chains longer than 8 cut) or left for the upstream.
-    fn addresses(&self, owner: &Name, entries: &[(&str, &Entry)], qtype: RecordType, seen: &mut Vec<Name>, out: &mut Records) {
-        let ttl = |e: &Entry| if e.service.ttl > 0 { e.service.ttl } else { self.auth.default_ttl };
+    fn addresses(
+        &self,
+        owner: &Name,
+        entries: &[(&str, &Entry)],
+        qtype: RecordType,
+        seen: &mut Vec<Name>,
+        out: &mut Records,
+    ) {
+        let ttl = |e: &Entry| {
+            if e.service.ttl > 0 {
+                e.service.ttl
+            } else {
+                self.auth.default_ttl
+            }
+        };
         for (_, e) in entries {
             match &e.host {
                 Host::V4(ip) if qtype != RecordType::AAAA => {
-                    out.answers.push(Record::from_rdata(owner.clone(), ttl(e), RData::A(A(*ip))));
+                    out.answers
+                        .push(Record::from_rdata(owner.clone(), ttl(e), RData::A(A(*ip))));
                 }
                 Host::V6(ip) if qtype != RecordType::A => {
-                    out.answers.push(Record::from_rdata(owner.clone(), ttl(e), RData::AAAA(AAAA(*ip))));
+                    out.answers.push(Record::from_rdata(
+                        owner.clone(),
+                        ttl(e),
+                        RData::AAAA(AAAA(*ip)),
+                    ));
                 }
                 Host::Name(h) => {
                     let Ok(target) = fqdn(h) else { continue };
                     if seen.contains(&target) || seen.len() > MAX_CHAIN {
                         continue;
                     }
-                    let cname = Record::from_rdata(owner.clone(), ttl(e), RData::CNAME(CNAME(target.clone())));
+                    let cname = Record::from_rdata(
+                        owner.clone(),
+                        ttl(e),
+                        RData::CNAME(CNAME(target.clone())),
+                    );
                     match self.auth.domain_of(&target) {
                         Some(d) => {
                             let sub = self.collect(d, &target);
@@ -284,7 +373,11 @@ impl<'a> Lookup<'a> {
                         }
                         None => {
                             out.answers.push(cname);
-                            let t = if qtype == RecordType::ANY { RecordType::A } else { qtype };
+                            let t = if qtype == RecordType::ANY {
+                                RecordType::A
+                            } else {
+                                qtype
+                            };
                             out.external.push((target, t));
                         }
                     }
@@ -297,21 +390,32 @@ impl<'a> Lookup<'a> {
     /// The SRV/MX/NS target of a record: its host when that is a name, else the name made from
     /// its key (minus `targetstrip` labels), whose address goes to the additional section.
     fn target(&self, path: &str, e: &Entry, additionals: &mut Vec<Record>) -> Option<Name> {
-        let ttl = if e.service.ttl > 0 { e.service.ttl } else { self.auth.default_ttl };
+        let ttl = if e.service.ttl > 0 {
+            e.service.ttl
+        } else {
+            self.auth.default_ttl
+        };
         match &e.host {
             Host::Name(h) => {
                 let target = fqdn(h).ok()?;
                 if let Some(d) = self.auth.domain_of(&target) {
                     let sub = self.collect(d, &target);
                     let mut extra = Records::default();
-                    self.addresses(&target, &sub, RecordType::ANY, &mut vec![target.clone()], &mut extra);
+                    self.addresses(
+                        &target,
+                        &sub,
+                        RecordType::ANY,
+                        &mut vec![target.clone()],
+                        &mut extra,
+                    );
                     additionals.extend(extra.answers);
                 }
                 Some(target)
             }
             Host::V4(_) | Host::V6(_) => {
                 let name = path_to_name(path);
-                let strip = (e.service.targetstrip as usize).min(name.split('.').count().saturating_sub(1));
+                let strip =
+                    (e.service.targetstrip as usize).min(name.split('.').count().saturating_sub(1));
                 let stripped = name.splitn(strip + 1, '.').last().unwrap_or(&name);
                 let target = fqdn(stripped).ok()?;
                 let rdata = match e.host {
@@ -358,7 +462,12 @@ fn dedup(records: &mut Vec<Record>) {
 /// Rotates several answers of the asked type so that clients taking the first spread the load.
 /// Answers that carry a CNAME chain keep their order, which the chain needs.
 fn rotate(answers: &mut [Record], qtype: RecordType, rotation: usize) {
-    if answers.len() > 1 && answers.iter().all(|r| r.record_type() == qtype || qtype == RecordType::ANY && r.record_type() != RecordType::CNAME) {
+    if answers.len() > 1
+        && answers.iter().all(|r| {
+            r.record_type() == qtype
+                || qtype == RecordType::ANY && r.record_type() != RecordType::CNAME
+        })
+    {
         let n = rotation % answers.len();
         answers.rotate_left(n);
     }

@@ -20,13 +20,23 @@ use crate::answer::{Authority, Domain};
 #[command(version, about)]
 pub struct Cli {
     /// Addresses to answer on, UDP and TCP (repeatable or comma-separated).
-    #[arg(long, env = "LODESTAR_LISTEN", value_delimiter = ',', default_value = "127.0.0.1:53")]
+    #[arg(
+        long,
+        env = "LODESTAR_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:53"
+    )]
     pub listen: Vec<SocketAddr>,
     /// Domains to answer from etcd (repeatable or comma-separated), e.g. webapp.dev.
     #[arg(long, env = "LODESTAR_DOMAIN", value_delimiter = ',', required = true)]
     pub domain: Vec<String>,
     /// etcd endpoints (repeatable or comma-separated).
-    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd: Vec<String>,
     /// etcd key prefix of the records.
     #[arg(long, env = "LODESTAR_PREFIX", default_value = "/skydns")]
@@ -83,7 +93,15 @@ pub struct Config {
 }
 
 /// Loopback and private ranges: who may use forwarding unless `--allow-recursion` says otherwise.
-pub const DEFAULT_ALLOW: &[&str] = &["127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7", "fe80::/10"];
+pub const DEFAULT_ALLOW: &[&str] = &[
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+];
 
 impl Config {
     /// Checks every flag.
@@ -94,7 +112,8 @@ impl Config {
             let name = Name::from_ascii(d).with_context(|| format!("--domain {d:?}"))?;
             domains.push(Domain::new(&name));
         }
-        let prefix = Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
+        let prefix =
+            Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
         if cli.etcd.is_empty() {
             bail!("--etcd needs at least one endpoint");
         }
@@ -108,7 +127,12 @@ impl Config {
             (None, None) => None,
             _ => bail!("--etcd-cert and --etcd-key go together"),
         };
-        let etcd = EtcdConfig { endpoints: cli.etcd, user, ca_file: cli.etcd_ca, cert_key_files };
+        let etcd = EtcdConfig {
+            endpoints: cli.etcd,
+            user,
+            ca_file: cli.etcd_ca,
+            cert_key_files,
+        };
         let upstreams = if cli.no_forward {
             Vec::new()
         } else if cli.upstream.is_empty() {
@@ -118,10 +142,16 @@ impl Config {
                 .filter(|u| !cli.listen.contains(u)) // never forward to ourselves
                 .collect()
         } else {
-            cli.upstream.iter().map(|u| parse_upstream(u)).collect::<anyhow::Result<_>>()?
+            cli.upstream
+                .iter()
+                .map(|u| parse_upstream(u))
+                .collect::<anyhow::Result<_>>()?
         };
         let allow_recursion = if cli.allow_recursion.is_empty() {
-            DEFAULT_ALLOW.iter().filter_map(|c| c.parse().ok()).collect()
+            DEFAULT_ALLOW
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect()
         } else {
             cli.allow_recursion
                 .iter()
@@ -133,7 +163,10 @@ impl Config {
         }
         Ok(Config {
             listen: cli.listen,
-            authority: Authority { domains, default_ttl: cli.ttl },
+            authority: Authority {
+                domains,
+                default_ttl: cli.ttl,
+            },
             etcd,
             prefix,
             upstreams,
@@ -149,7 +182,9 @@ fn parse_upstream(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
-    let ip: IpAddr = s.parse().with_context(|| format!("--upstream {s:?} is not IP or IP:PORT"))?;
+    let ip: IpAddr = s
+        .parse()
+        .with_context(|| format!("--upstream {s:?} is not IP or IP:PORT"))?;
     Ok(SocketAddr::new(ip, 53))
 }
 
@@ -167,7 +202,9 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();
-            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
         })
         .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, 53))
@@ -176,9 +213,12 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
 
 /// Sets up the tracing subscriber: `RUST_LOG` or `info`, text or JSON lines on stderr.
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,h2=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,h2=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().flatten_event(true).init();
     } else {
@@ -192,15 +232,25 @@ mod tests {
 
     #[test]
     fn resolv_conf() {
-        let text = "# c\nsearch x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver bogus\n";
-        let got: Vec<String> = resolv_conf_nameservers(text).iter().map(ToString::to_string).collect();
+        let text =
+            "# c\nsearch x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver bogus\n";
+        let got: Vec<String> = resolv_conf_nameservers(text)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(got, ["10.0.0.2:53", "[fe80::1]:53"]);
     }
 
     #[test]
     fn upstreams_and_cidrs() {
-        assert_eq!(parse_upstream("10.0.0.2").unwrap().to_string(), "10.0.0.2:53");
-        assert_eq!(parse_upstream("127.0.0.1:5353").unwrap().to_string(), "127.0.0.1:5353");
+        assert_eq!(
+            parse_upstream("10.0.0.2").unwrap().to_string(),
+            "10.0.0.2:53"
+        );
+        assert_eq!(
+            parse_upstream("127.0.0.1:5353").unwrap().to_string(),
+            "127.0.0.1:5353"
+        );
         assert!(parse_upstream("dns.example").is_err());
         assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
         assert!(parse_cidr("10.0.0.0/33").is_err());

@@ -79,9 +79,24 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Forwards to `upstreams` in order, waiting `timeout` for each; caches up to `capacity` answers.
-    pub fn new(upstreams: Vec<SocketAddr>, timeout: Duration, capacity: u64, failures: Counter, hits: Counter) -> Self {
-        let cache = Cache::builder().max_capacity(capacity).expire_after(ByTtl).build();
-        Forwarder { upstreams, timeout, cache, failures, hits }
+    pub fn new(
+        upstreams: Vec<SocketAddr>,
+        timeout: Duration,
+        capacity: u64,
+        failures: Counter,
+        hits: Counter,
+    ) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(ByTtl)
+            .build();
+        Forwarder {
+            upstreams,
+            timeout,
+            cache,
+            failures,
+            hits,
+        }
     }
 
     /// The upstreams, for logging.
@@ -91,7 +106,12 @@ impl Forwarder {
 
     /// Forwards a client's query (`raw`, parsed as `request`) and returns the answer's bytes with
     /// the client's id: from the cache, else from the first upstream that answers.
-    pub async fn forward(&self, request: &Message, raw: &[u8], transport: Transport) -> Result<Vec<u8>, ForwardError> {
+    pub async fn forward(
+        &self,
+        request: &Message,
+        raw: &[u8],
+        transport: Transport,
+    ) -> Result<Vec<u8>, ForwardError> {
         let key = cache_key(request);
         if let Some(key) = &key {
             if let Some(hit) = self.cache_hit(key, request) {
@@ -117,7 +137,9 @@ impl Forwarder {
                 return Ok(counted_down(&c));
             }
         }
-        let raw = query.to_vec().map_err(|e| ForwardError::Encode(e.to_string()))?;
+        let raw = query
+            .to_vec()
+            .map_err(|e| ForwardError::Encode(e.to_string()))?;
         let (_, mut answer) = self.exchange(&raw, &query, Transport::Udp).await?;
         if answer.metadata.truncation {
             answer = self.exchange(&raw, &query, Transport::Tcp).await?.1;
@@ -140,13 +162,22 @@ impl Forwarder {
 
     fn store(&self, key: CacheKey, answer: Message) {
         if let Some(ttl) = cache_ttl(&answer) {
-            let cached = Cached { message: answer, stored: Instant::now(), ttl: Duration::from_secs(u64::from(ttl)) };
+            let cached = Cached {
+                message: answer,
+                stored: Instant::now(),
+                ttl: Duration::from_secs(u64::from(ttl)),
+            };
             self.cache.insert(key, Arc::new(cached));
         }
     }
 
     /// Tries each upstream in turn; returns the first valid answer (bytes with the request's id).
-    async fn exchange(&self, raw: &[u8], request: &Message, transport: Transport) -> Result<(Vec<u8>, Message), ForwardError> {
+    async fn exchange(
+        &self,
+        raw: &[u8],
+        request: &Message,
+        transport: Transport,
+    ) -> Result<(Vec<u8>, Message), ForwardError> {
         let Some(question) = request.queries.first() else {
             return Err(ForwardError::Encode("no question".into()));
         };
@@ -158,8 +189,20 @@ impl Forwarder {
             }
             query[..2].copy_from_slice(&id.to_be_bytes());
             let attempt = match transport {
-                Transport::Udp => tokio::time::timeout(self.timeout, udp_exchange(*upstream, &query, id, question)).await,
-                Transport::Tcp => tokio::time::timeout(self.timeout, tcp_exchange(*upstream, &query, id, question)).await,
+                Transport::Udp => {
+                    tokio::time::timeout(
+                        self.timeout,
+                        udp_exchange(*upstream, &query, id, question),
+                    )
+                    .await
+                }
+                Transport::Tcp => {
+                    tokio::time::timeout(
+                        self.timeout,
+                        tcp_exchange(*upstream, &query, id, question),
+                    )
+                    .await
+                }
             };
             match attempt {
                 Ok(Ok((mut bytes, mut message))) => {
@@ -177,7 +220,9 @@ impl Forwarder {
                 }
             }
         }
-        Err(ForwardError::AllFailed { tried: self.upstreams.len() })
+        Err(ForwardError::AllFailed {
+            tried: self.upstreams.len(),
+        })
     }
 }
 
@@ -207,10 +252,12 @@ fn cache_ttl(m: &Message) -> Option<u32> {
     }
     let ttl = match m.metadata.response_code {
         ResponseCode::NoError if !m.answers.is_empty() => m.answers.iter().map(|r| r.ttl).min()?,
-        ResponseCode::NoError | ResponseCode::NXDomain => m.authorities.iter().find_map(|r| match &r.data {
-            RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
-            _ => None,
-        })?,
+        ResponseCode::NoError | ResponseCode::NXDomain => {
+            m.authorities.iter().find_map(|r| match &r.data {
+                RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
+                _ => None,
+            })?
+        }
         _ => return None,
     };
     (ttl > 0).then_some(ttl.min(MAX_CACHE_TTL))
@@ -220,7 +267,12 @@ fn cache_ttl(m: &Message) -> Option<u32> {
 fn counted_down(c: &Cached) -> Message {
     let age = c.stored.elapsed().as_secs().min(u64::from(u32::MAX)) as u32;
     let mut m = c.message.clone();
-    for r in m.answers.iter_mut().chain(m.authorities.iter_mut()).chain(m.additionals.iter_mut()) {
+    for r in m
+        .answers
+        .iter_mut()
+        .chain(m.authorities.iter_mut())
+        .chain(m.additionals.iter_mut())
+    {
         r.ttl = r.ttl.saturating_sub(age);
     }
     m
@@ -237,8 +289,17 @@ fn check(bytes: &[u8], id: u16, question: &Query) -> std::io::Result<Option<Mess
     Ok((m.metadata.id == id && same_question).then_some(m))
 }
 
-async fn udp_exchange(upstream: SocketAddr, query: &[u8], id: u16, question: &Query) -> std::io::Result<(Vec<u8>, Message)> {
-    let bind: SocketAddr = if upstream.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+async fn udp_exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    id: u16,
+    question: &Query,
+) -> std::io::Result<(Vec<u8>, Message)> {
+    let bind: SocketAddr = if upstream.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let socket = UdpSocket::bind(bind).await?;
     socket.connect(upstream).await?;
     socket.send(query).await?;
@@ -253,7 +314,12 @@ async fn udp_exchange(upstream: SocketAddr, query: &[u8], id: u16, question: &Qu
     }
 }
 
-async fn tcp_exchange(upstream: SocketAddr, query: &[u8], id: u16, question: &Query) -> std::io::Result<(Vec<u8>, Message)> {
+async fn tcp_exchange(
+    upstream: SocketAddr,
+    query: &[u8],
+    id: u16,
+    question: &Query,
+) -> std::io::Result<(Vec<u8>, Message)> {
     let mut stream = TcpStream::connect(upstream).await?;
     let len = u16::try_from(query.len()).map_err(|_| std::io::Error::other("query too long"))?;
     let mut out = Vec::with_capacity(query.len() + 2);
@@ -280,7 +346,11 @@ mod tests {
         m.metadata.response_code = rcode;
         let n = Name::from_ascii("x.example.").unwrap();
         for ttl in answers {
-            m.add_answer(Record::from_rdata(n.clone(), *ttl, RData::A(A::new(1, 2, 3, 4))));
+            m.add_answer(Record::from_rdata(
+                n.clone(),
+                *ttl,
+                RData::A(A::new(1, 2, 3, 4)),
+            ));
         }
         if let Some((ttl, min)) = soa {
             let soa = SOA::new(n.clone(), n.clone(), 1, 1, 1, 1, min);
@@ -293,10 +363,19 @@ mod tests {
     fn cache_ttls() {
         let cases: &[(Message, Option<u32>)] = &[
             (answer(ResponseCode::NoError, &[300, 60], None), Some(60)),
-            (answer(ResponseCode::NoError, &[99999], None), Some(MAX_CACHE_TTL)),
+            (
+                answer(ResponseCode::NoError, &[99999], None),
+                Some(MAX_CACHE_TTL),
+            ),
             (answer(ResponseCode::NoError, &[0], None), None),
-            (answer(ResponseCode::NXDomain, &[], Some((900, 120))), Some(120)),
-            (answer(ResponseCode::NoError, &[], Some((30, 120))), Some(30)),
+            (
+                answer(ResponseCode::NXDomain, &[], Some((900, 120))),
+                Some(120),
+            ),
+            (
+                answer(ResponseCode::NoError, &[], Some((30, 120))),
+                Some(30),
+            ),
             (answer(ResponseCode::NXDomain, &[], None), None),
             (answer(ResponseCode::ServFail, &[300], None), None),
         ];

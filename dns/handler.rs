@@ -70,7 +70,15 @@ impl Handler {
         allow_recursion: Vec<IpNet>,
         metrics: Arc<Metrics>,
     ) -> Handler {
-        Handler { view, authority, zones, forwarder, allow_recursion, metrics, rotation: AtomicUsize::new(0) }
+        Handler {
+            view,
+            authority,
+            zones,
+            forwarder,
+            allow_recursion,
+            metrics,
+            rotation: AtomicUsize::new(0),
+        }
     }
 
     fn may_recurse(&self, client: IpAddr) -> bool {
@@ -161,7 +169,13 @@ impl Handler {
                 reply.add_authority(soa);
             }
             Answer::NotOurs if recurse => {
-                return Step::Forward(Box::new(Pending { raw: raw.to_vec(), request, transport, started, partial: None }));
+                return Step::Forward(Box::new(Pending {
+                    raw: raw.to_vec(),
+                    request,
+                    transport,
+                    started,
+                    partial: None,
+                }));
             }
             Answer::NotOurs => reply.metadata.response_code = ResponseCode::Refused,
         }
@@ -175,7 +189,13 @@ impl Handler {
         reply.metadata.recursion_desired = pending.request.metadata.recursion_desired;
         reply.metadata.response_code = ResponseCode::Refused;
         reply.add_queries(pending.request.queries.clone());
-        match self.finish_reply(reply, Some(&pending.request), pending.transport, pending.started, "-") {
+        match self.finish_reply(
+            reply,
+            Some(&pending.request),
+            pending.transport,
+            pending.started,
+            "-",
+        ) {
             Step::Reply(b) => b,
             _ => Vec::new(),
         }
@@ -183,8 +203,18 @@ impl Handler {
 
     /// Completes a request that needs the upstreams.
     pub async fn finish(&self, pending: Pending) -> Vec<u8> {
-        let Pending { request, raw, transport, started, partial } = pending;
-        let qtype = request.queries.first().map(|q| q.query_type().to_string()).unwrap_or_default();
+        let Pending {
+            request,
+            raw,
+            transport,
+            started,
+            partial,
+        } = pending;
+        let qtype = request
+            .queries
+            .first()
+            .map(|q| q.query_type().to_string())
+            .unwrap_or_default();
         let Some(forwarder) = &self.forwarder else {
             return Vec::new();
         };
@@ -192,8 +222,11 @@ impl Handler {
         match partial {
             None => match forwarder.forward(&request, &raw, transport).await {
                 Ok(bytes) => {
-                    let rcode = bytes.get(3).map_or(ResponseCode::NoError, |b| ResponseCode::from_low(b & 0x0f));
-                    self.metrics.observe(&qtype, rcode_name(rcode), started.elapsed());
+                    let rcode = bytes
+                        .get(3)
+                        .map_or(ResponseCode::NoError, |b| ResponseCode::from_low(b & 0x0f));
+                    self.metrics
+                        .observe(&qtype, rcode_name(rcode), started.elapsed());
                     bytes
                 }
                 Err(error) => {
@@ -226,7 +259,14 @@ impl Handler {
     }
 
     /// Adds EDNS when the request had it, encodes, fits UDP answers in the client's limit, counts.
-    fn finish_reply(&self, mut reply: Message, request: Option<&Message>, transport: Transport, started: Instant, qtype: &str) -> Step {
+    fn finish_reply(
+        &self,
+        mut reply: Message,
+        request: Option<&Message>,
+        transport: Transport,
+        started: Instant,
+        qtype: &str,
+    ) -> Step {
         let client_edns = request.and_then(|r| r.edns.as_ref());
         if let Some(edns) = client_edns {
             let mut ours = Edns::new();
@@ -252,7 +292,8 @@ impl Handler {
             Some(b) => b,
             None => return Step::Drop,
         };
-        self.metrics.observe(qtype, rcode_name(rcode), started.elapsed());
+        self.metrics
+            .observe(qtype, rcode_name(rcode), started.elapsed());
         Step::Reply(bytes)
     }
 }
@@ -307,7 +348,11 @@ mod tests {
         let mut m = Message::response(7, OpCode::Query);
         let n = Name::from_ascii("a-rather-long-name-to-fill-the-packet.webapp.dev.").unwrap();
         for i in 0..40u8 {
-            m.add_answer(Record::from_rdata(n.clone(), 30, RData::A(A::new(10, 0, 0, i))));
+            m.add_answer(Record::from_rdata(
+                n.clone(),
+                30,
+                RData::A(A::new(10, 0, 0, i)),
+            ));
         }
         let full = encode_within(m.clone(), 65535).unwrap();
         assert!(full.len() > 512);
@@ -322,9 +367,17 @@ mod tests {
     fn additional_records_go_first_without_tc() {
         let mut m = Message::response(7, OpCode::Query);
         let n = Name::from_ascii("x.webapp.dev.").unwrap();
-        m.add_answer(Record::from_rdata(n.clone(), 30, RData::A(A::new(10, 0, 0, 1))));
+        m.add_answer(Record::from_rdata(
+            n.clone(),
+            30,
+            RData::A(A::new(10, 0, 0, 1)),
+        ));
         for i in 0..40u8 {
-            m.add_additional(Record::from_rdata(n.clone(), 30, RData::A(A::new(10, 0, 1, i))));
+            m.add_additional(Record::from_rdata(
+                n.clone(),
+                30,
+                RData::A(A::new(10, 0, 1, i)),
+            ));
         }
         let parsed = Message::from_vec(&encode_within(m, 512).unwrap()).unwrap();
         assert!(!parsed.metadata.truncation);

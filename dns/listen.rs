@@ -32,7 +32,13 @@ pub struct Limits {
 }
 
 /// Answers datagrams on `socket` until `token` is cancelled.
-pub async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, limits: Limits, tasks: TaskTracker, token: CancellationToken) {
+pub async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    handler: Arc<Handler>,
+    limits: Limits,
+    tasks: TaskTracker,
+    token: CancellationToken,
+) {
     let mut buf = vec![0u8; 65535];
     loop {
         let (n, src) = tokio::select! {
@@ -73,7 +79,13 @@ async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
 }
 
 /// Accepts TCP connections on `listener` until `token` is cancelled.
-pub async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, limits: Limits, tasks: TaskTracker, token: CancellationToken) {
+pub async fn serve_tcp(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    limits: Limits,
+    tasks: TaskTracker,
+    token: CancellationToken,
+) {
     loop {
         let permit = tokio::select! {
             () = token.cancelled() => return,
@@ -103,7 +115,12 @@ pub async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, limits: Lim
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<Handler>, token: CancellationToken) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    handler: Arc<Handler>,
+    token: CancellationToken,
+) -> std::io::Result<()> {
     loop {
         let len = tokio::select! {
             () = token.cancelled() => return Ok(()),
@@ -126,7 +143,8 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, handler: Arc<Handle
         if reply.is_empty() {
             return Ok(());
         }
-        let len = u16::try_from(reply.len()).map_err(|_| std::io::Error::other("answer too long"))?;
+        let len =
+            u16::try_from(reply.len()).map_err(|_| std::io::Error::other("answer too long"))?;
         let mut out = Vec::with_capacity(reply.len() + 2);
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&reply);

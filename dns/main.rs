@@ -54,7 +54,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = metrics::Metrics::new(view.clone());
 
     let zones = match &cfg.zones {
-        Some(dir) => zones::StaticZones::load_dir(dir).with_context(|| format!("loading zones from {}", dir.display()))?,
+        Some(dir) => zones::StaticZones::load_dir(dir)
+            .with_context(|| format!("loading zones from {}", dir.display()))?,
         None => zones::StaticZones::default(),
     };
     for origin in zones.origins() {
@@ -70,7 +71,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )
     });
     match &forwarder {
-        Some(f) => info!(upstreams = ?f.upstreams(), allow_recursion = ?cfg.allow_recursion, "forwarding other names"),
+        Some(f) => {
+            info!(upstreams = ?f.upstreams(), allow_recursion = ?cfg.allow_recursion, "forwarding other names")
+        }
         None => info!("forwarding is off"),
     }
     let handler = Arc::new(Handler::new(
@@ -81,17 +84,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cfg.allow_recursion.clone(),
         metrics.clone(),
     ));
-    let limits = Limits { forwards: Arc::new(Semaphore::new(1024)), connections: Arc::new(Semaphore::new(512)) };
+    let limits = Limits {
+        forwards: Arc::new(Semaphore::new(1024)),
+        connections: Arc::new(Semaphore::new(512)),
+    };
 
     for addr in &cfg.listen {
-        let (udp, tcp) = bind_pair(*addr).await.with_context(|| format!("binding {addr}"))?;
+        let (udp, tcp) = bind_pair(*addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         let udp = Arc::new(udp);
         info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, "listening");
-        tasks.spawn(listen::serve_udp(udp, handler.clone(), limits.clone(), tasks.clone(), token.clone()));
-        tasks.spawn(listen::serve_tcp(tcp, handler.clone(), limits.clone(), tasks.clone(), token.clone()));
+        tasks.spawn(listen::serve_udp(
+            udp,
+            handler.clone(),
+            limits.clone(),
+            tasks.clone(),
+            token.clone(),
+        ));
+        tasks.spawn(listen::serve_tcp(
+            tcp,
+            handler.clone(),
+            limits.clone(),
+            tasks.clone(),
+            token.clone(),
+        ));
     }
     if let Some(addr) = cfg.metrics {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics on {addr}"))?;
         info!(metrics = %listener.local_addr()?, "serving metrics");
         let (m, v, t) = (metrics.clone(), view.clone(), token.clone());
         tasks.spawn(async move {
@@ -101,13 +123,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         });
     }
     info!(domains = ?cfg.authority.domains.iter().map(|d| d.name.to_string()).collect::<Vec<_>>(), etcd = ?cfg.etcd.endpoints, prefix = cfg.prefix.as_str(), "serving");
-    tasks.spawn(lodestar::view::follow(view, cfg.etcd.clone(), cfg.prefix.clone(), token.clone()));
+    tasks.spawn(lodestar::view::follow(
+        view,
+        cfg.etcd.clone(),
+        cfg.prefix.clone(),
+        token.clone(),
+    ));
 
     shutdown_signal().await;
     info!("shutting down");
     token.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
         warn!("some tasks did not stop within 5 s");
     }
     Ok(())
@@ -124,7 +154,10 @@ async fn bind_pair(addr: std::net::SocketAddr) -> std::io::Result<(UdpSocket, Tc
             Err(e) => return Err(e),
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no port free for both UDP and TCP"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no port free for both UDP and TCP",
+    ))
 }
 
 async fn shutdown_signal() {

@@ -66,13 +66,41 @@ impl Metrics {
             shed: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("queries", "DNS queries answered, by question type and response code", m.queries.clone());
-        registry.register("answer_latency_seconds", "Time to answer a query", m.latency.clone());
-        registry.register("forwarded_queries", "Queries forwarded to the upstreams", m.forwarded.clone());
-        registry.register("forward_cache_hits", "Forwarded queries answered from the cache", m.forward_cache_hits.clone());
-        registry.register("upstream_failures", "Failed exchanges with an upstream", m.upstream_failures.clone());
-        registry.register("malformed_packets", "Packets that were not valid DNS queries", m.malformed.clone());
-        registry.register("shed_queries", "Queries refused because the forwarding limit was reached", m.shed.clone());
+        registry.register(
+            "queries",
+            "DNS queries answered, by question type and response code",
+            m.queries.clone(),
+        );
+        registry.register(
+            "answer_latency_seconds",
+            "Time to answer a query",
+            m.latency.clone(),
+        );
+        registry.register(
+            "forwarded_queries",
+            "Queries forwarded to the upstreams",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "forward_cache_hits",
+            "Forwarded queries answered from the cache",
+            m.forward_cache_hits.clone(),
+        );
+        registry.register(
+            "upstream_failures",
+            "Failed exchanges with an upstream",
+            m.upstream_failures.clone(),
+        );
+        registry.register(
+            "malformed_packets",
+            "Packets that were not valid DNS queries",
+            m.malformed.clone(),
+        );
+        registry.register(
+            "shed_queries",
+            "Queries refused because the forwarding limit was reached",
+            m.shed.clone(),
+        );
         registry.register_collector(Box::new(ViewCollector { view }));
         Arc::new(Metrics { registry, ..m })
     }
@@ -80,7 +108,10 @@ impl Metrics {
     /// Counts one answered query.
     pub fn observe(&self, qtype: &str, rcode: &str, elapsed: Duration) {
         self.queries
-            .get_or_create(&QueryLabels { qtype: qtype.to_string(), rcode: rcode.to_string() })
+            .get_or_create(&QueryLabels {
+                qtype: qtype.to_string(),
+                rcode: rcode.to_string(),
+            })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
     }
@@ -102,14 +133,35 @@ struct ViewCollector {
 impl Collector for ViewCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.view.load();
-        let (revision, records, invalid, skipped) = snap
-            .as_ref()
-            .map_or((0, 0, 0, 0), |s| (s.revision(), s.len() as i64, s.invalid_now() as i64, s.skipped_total()));
+        let (revision, records, invalid, skipped) = snap.as_ref().map_or((0, 0, 0, 0), |s| {
+            (
+                s.revision(),
+                s.len() as i64,
+                s.invalid_now() as i64,
+                s.skipped_total(),
+            )
+        });
         let gauges = [
-            ("lodestar_dns_view_revision", "etcd revision of the snapshot answering queries", revision),
-            ("lodestar_dns_view_records", "Records in the snapshot answering queries", records),
-            ("lodestar_dns_view_invalid_keys", "Keys whose current value does not parse", invalid),
-            ("lodestar_dns_view_loaded", "1 once the first snapshot is loaded", i64::from(snap.is_some())),
+            (
+                "lodestar_dns_view_revision",
+                "etcd revision of the snapshot answering queries",
+                revision,
+            ),
+            (
+                "lodestar_dns_view_records",
+                "Records in the snapshot answering queries",
+                records,
+            ),
+            (
+                "lodestar_dns_view_invalid_keys",
+                "Keys whose current value does not parse",
+                invalid,
+            ),
+            (
+                "lodestar_dns_view_loaded",
+                "1 once the first snapshot is loaded",
+                i64::from(snap.is_some()),
+            ),
         ];
         for (name, help, value) in gauges {
             let g = ConstGauge::new(value);
@@ -133,7 +185,12 @@ struct Http {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `token` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, view: Arc<View>, token: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    view: Arc<View>,
+    token: CancellationToken,
+) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -146,14 +203,27 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, view: Arc<View>
 
 async fn render(State(h): State<Http>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         h.metrics.render(),
     )
 }
 
 async fn ready(State(h): State<Http>) -> impl IntoResponse {
     match h.view.load() {
-        Some(s) => (StatusCode::OK, format!("ready: revision {} with {} records\n", s.revision(), s.len())),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first snapshot is not loaded yet\n".to_string()),
+        Some(s) => (
+            StatusCode::OK,
+            format!(
+                "ready: revision {} with {} records\n",
+                s.revision(),
+                s.len()
+            ),
+        ),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first snapshot is not loaded yet\n".to_string(),
+        ),
     }
 }

@@ -51,7 +51,10 @@ pub struct StaticZones {
 impl StaticZones {
     /// Loads every `*.zone` file of `dir`.
     pub fn load_dir(dir: &Path) -> Result<StaticZones, ZoneError> {
-        let read_err = |source| ZoneError::Read { path: dir.to_path_buf(), source };
+        let read_err = |source| ZoneError::Read {
+            path: dir.to_path_buf(),
+            source,
+        };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(read_err)?
             .filter_map(Result::ok)
@@ -59,7 +62,10 @@ impl StaticZones {
             .filter(|p| p.extension().is_some_and(|e| e == "zone"))
             .collect();
         files.sort();
-        let zones = files.iter().map(|f| load_file(f)).collect::<Result<_, _>>()?;
+        let zones = files
+            .iter()
+            .map(|f| load_file(f))
+            .collect::<Result<_, _>>()?;
         Ok(StaticZones { zones })
     }
 
@@ -90,11 +96,17 @@ impl Zone {
                 out.answers.extend(rs.iter().map(|r| with_owner(r, &owner)));
                 break;
             }
-            let Some(cname) = self.records.get(&(cur.clone(), RecordType::CNAME)).and_then(|v| v.first()) else {
+            let Some(cname) = self
+                .records
+                .get(&(cur.clone(), RecordType::CNAME))
+                .and_then(|v| v.first())
+            else {
                 break;
             };
             out.answers.push(with_owner(cname, &owner));
-            let RData::CNAME(target) = &cname.data else { break };
+            let RData::CNAME(target) = &cname.data else {
+                break;
+            };
             owner = target.0.clone();
             cur = owner.to_lowercase();
             if !self.origin.zone_of(&cur) {
@@ -121,9 +133,18 @@ fn with_owner(r: &Record, owner: &Name) -> Record {
 }
 
 fn load_file(path: &Path) -> Result<Zone, ZoneError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read { path: path.to_path_buf(), source })?;
-    let parse_err = |reason: String| ZoneError::Parse { path: path.to_path_buf(), reason };
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parse_err = |reason: String| ZoneError::Parse {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     let origin = Name::from_ascii(format!("{stem}.")).ok();
     let (origin, sets) = Parser::new(text, Some(path.to_path_buf()), origin)
         .parse()
@@ -132,13 +153,20 @@ fn load_file(path: &Path) -> Result<Zone, ZoneError> {
     let mut records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
     for (key, set) in sets {
         let name = Name::from(key.name.clone()).to_lowercase();
-        records.entry((name, key.record_type)).or_default().extend(set.records_without_rrsigs().cloned());
+        records
+            .entry((name, key.record_type))
+            .or_default()
+            .extend(set.records_without_rrsigs().cloned());
     }
     let soa = records
         .get(&(origin.clone(), RecordType::SOA))
         .and_then(|v| v.first().cloned())
         .ok_or_else(|| parse_err(format!("no SOA record at the origin {origin}")))?;
-    Ok(Zone { origin, soa, records })
+    Ok(Zone {
+        origin,
+        soa,
+        records,
+    })
 }
 
 #[cfg(test)]
@@ -159,7 +187,11 @@ mod tests {
 
     fn lines(a: Option<Answer>) -> Vec<String> {
         match a {
-            Some(Answer::Records(r)) => r.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect(),
+            Some(Answer::Records(r)) => r
+                .answers
+                .iter()
+                .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+                .collect(),
             Some(Answer::NoData(_)) => vec!["NODATA".into()],
             Some(Answer::NxDomain(_)) => vec!["NXDOMAIN".into()],
             Some(Answer::NotOurs) => vec!["NOTOURS".into()],
@@ -171,16 +203,33 @@ mod tests {
     fn answers_from_the_file() {
         let z = zones();
         let n = |s| Name::from_ascii(s).unwrap();
-        assert_eq!(lines(z.answer(&n("WWW.static.test."), RecordType::A)), ["WWW.static.test. A 10.5.0.2"]);
+        assert_eq!(
+            lines(z.answer(&n("WWW.static.test."), RecordType::A)),
+            ["WWW.static.test. A 10.5.0.2"]
+        );
         assert_eq!(
             lines(z.answer(&n("alias.static.test."), RecordType::A)),
-            ["alias.static.test. CNAME www.static.test.", "www.static.test. A 10.5.0.2"]
+            [
+                "alias.static.test. CNAME www.static.test.",
+                "www.static.test. A 10.5.0.2"
+            ]
         );
-        assert_eq!(lines(z.answer(&n("www.static.test."), RecordType::AAAA)), ["NODATA"]);
-        assert_eq!(lines(z.answer(&n("b.static.test."), RecordType::A)), ["NODATA"]);
-        assert_eq!(lines(z.answer(&n("nope.static.test."), RecordType::A)), ["NXDOMAIN"]);
+        assert_eq!(
+            lines(z.answer(&n("www.static.test."), RecordType::AAAA)),
+            ["NODATA"]
+        );
+        assert_eq!(
+            lines(z.answer(&n("b.static.test."), RecordType::A)),
+            ["NODATA"]
+        );
+        assert_eq!(
+            lines(z.answer(&n("nope.static.test."), RecordType::A)),
+            ["NXDOMAIN"]
+        );
         assert!(z.answer(&n("www.other.test."), RecordType::A).is_none());
-        let Some(Answer::Records(r)) = z.answer(&n("out.static.test."), RecordType::A) else { panic!() };
+        let Some(Answer::Records(r)) = z.answer(&n("out.static.test."), RecordType::A) else {
+            panic!()
+        };
         assert_eq!(r.external, [(n("www.example.org."), RecordType::A)]);
     }
 

@@ -135,7 +135,10 @@ mod tests {
     fn names_and_keys_map_both_ways() {
         let p = Prefix::default();
         let cases = [
-            ("redis-1.redis.webapp.dev", "/skydns/dev/webapp/redis/redis-1"),
+            (
+                "redis-1.redis.webapp.dev",
+                "/skydns/dev/webapp/redis/redis-1",
+            ),
             ("Redis.WebApp.dev.", "/skydns/dev/webapp/redis"),
             ("dev", "/skydns/dev"),
         ];

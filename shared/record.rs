@@ -234,7 +234,11 @@ mod tests {
             br#"{"host":"not a name!"}"#,
             br#"{"host":"a..b"}"#,
         ] {
-            assert!(Service::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Service::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -247,7 +251,8 @@ mod tests {
 
     #[test]
     fn weights_are_shared_per_priority() {
-        let cases: &[(&[(u16, u16)], &[u16])] = &[
+        type Case<'a> = (&'a [(u16, u16)], &'a [u16]);
+        let cases: &[Case] = &[
             (&[(10, 0)], &[100]),
             (&[(10, 0), (10, 0)], &[50, 50]),
             (&[(10, 10), (10, 30), (20, 0)], &[25, 75, 100]),
@@ -265,7 +270,10 @@ mod tests {
             ..Default::default()
         };
         let parts = s.text_strings();
-        assert_eq!(parts.iter().map(String::len).collect::<Vec<_>>(), [255, 255, 90]);
+        assert_eq!(
+            parts.iter().map(String::len).collect::<Vec<_>>(),
+            [255, 255, 90]
+        );
     }
 
     #[test]

@@ -288,7 +288,10 @@ pub async fn follow(view: Arc<View>, etcd: EtcdConfig, prefix: Prefix, token: Ca
         match result {
             Ok(()) => return,
             Err(ViewError::Compacted { wanted, compacted }) => {
-                warn!(revision = wanted, compacted, "watch revision compacted, reloading the view");
+                warn!(
+                    revision = wanted,
+                    compacted, "watch revision compacted, reloading the view"
+                );
                 state.revision = 0;
                 continue;
             }
@@ -334,7 +337,11 @@ async fn session(
         let revision = resp.header().map_or(0, |h| h.revision());
         // Keep what was learnt about invalid values so that they are not reported twice.
         let mut snap = Snapshot {
-            invalid: state.snapshot.as_ref().map(|s| s.invalid.clone()).unwrap_or_default(),
+            invalid: state
+                .snapshot
+                .as_ref()
+                .map(|s| s.invalid.clone())
+                .unwrap_or_default(),
             skipped_total: state.snapshot.as_ref().map_or(0, |s| s.skipped_total),
             ..Snapshot::default()
         };
@@ -404,7 +411,11 @@ async fn session(
         state.revision = state.revision.max(revision);
         snap.revision = state.revision;
         let published = view.publish(snap.clone());
-        debug!(revision = published.revision(), records = published.len(), "view updated");
+        debug!(
+            revision = published.revision(),
+            records = published.len(),
+            "view updated"
+        );
     }
 }
 
@@ -449,11 +460,23 @@ mod tests {
     #[test]
     fn malformed_values_are_skipped_once_and_counted() {
         let mut s = Snapshot::default();
-        assert_eq!(s.put("dev/a", br#"{"host":"10.0.0.1"}"#, 1), Applied::Stored);
-        assert!(matches!(s.put("dev/a", b"{nope", 2), Applied::Skipped { first: true, .. }));
+        assert_eq!(
+            s.put("dev/a", br#"{"host":"10.0.0.1"}"#, 1),
+            Applied::Stored
+        );
+        assert!(matches!(
+            s.put("dev/a", b"{nope", 2),
+            Applied::Skipped { first: true, .. }
+        ));
         assert!(s.get("dev/a").is_none(), "a bad value replaces the old one");
-        assert!(matches!(s.put("dev/a", b"{nope", 2), Applied::Skipped { first: false, .. }));
-        assert!(matches!(s.put("dev/b c", b"{}", 3), Applied::Skipped { first: true, .. }));
+        assert!(matches!(
+            s.put("dev/a", b"{nope", 2),
+            Applied::Skipped { first: false, .. }
+        ));
+        assert!(matches!(
+            s.put("dev/b c", b"{}", 3),
+            Applied::Skipped { first: true, .. }
+        ));
         assert_eq!(s.skipped_total(), 2);
         assert_eq!(s.invalid_now(), 2);
         s.put("dev/a", b"{}", 4);
@@ -462,13 +485,23 @@ mod tests {
 
     #[test]
     fn address_index_follows_puts_and_deletes() {
-        let mut s = snap(&[("dev/x/a", r#"{"host":"10.0.0.1"}"#), ("dev/x/b", r#"{"host":"10.0.0.1"}"#)]);
+        let mut s = snap(&[
+            ("dev/x/a", r#"{"host":"10.0.0.1"}"#),
+            ("dev/x/b", r#"{"host":"10.0.0.1"}"#),
+        ]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(s.paths_for_addr(ip).collect::<Vec<_>>(), ["dev/x/a", "dev/x/b"]);
+        assert_eq!(
+            s.paths_for_addr(ip).collect::<Vec<_>>(),
+            ["dev/x/a", "dev/x/b"]
+        );
         s.put("dev/x/a", br#"{"host":"10.0.0.2"}"#, 2);
         s.delete("dev/x/b");
         assert_eq!(s.paths_for_addr(ip).count(), 0);
-        assert_eq!(s.paths_for_addr("10.0.0.2".parse().unwrap()).collect::<Vec<_>>(), ["dev/x/a"]);
+        assert_eq!(
+            s.paths_for_addr("10.0.0.2".parse().unwrap())
+                .collect::<Vec<_>>(),
+            ["dev/x/a"]
+        );
     }
 
     #[test]

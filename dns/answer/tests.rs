@@ -20,7 +20,11 @@ fn name(s: &str) -> Name {
 /// Answers as `"owner TYPE data"` lines, for readable assertions.
 fn lines(a: &Answer) -> Vec<String> {
     match a {
-        Answer::Records(r) => r.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect(),
+        Answer::Records(r) => r
+            .answers
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+            .collect(),
         Answer::NoData(_) => vec!["NODATA".into()],
         Answer::NxDomain(_) => vec!["NXDOMAIN".into()],
         Answer::NotOurs => vec!["NOTOURS".into()],
@@ -34,8 +38,14 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 fn demo() -> Snapshot {
     snap(&[
-        ("dev/webapp/redis/redis-1", r#"{"host":"10.0.0.1","port":6379}"#),
-        ("dev/webapp/redis/redis-2", r#"{"host":"10.0.0.2","port":6379,"weight":300}"#),
+        (
+            "dev/webapp/redis/redis-1",
+            r#"{"host":"10.0.0.1","port":6379}"#,
+        ),
+        (
+            "dev/webapp/redis/redis-2",
+            r#"{"host":"10.0.0.2","port":6379,"weight":300}"#,
+        ),
         ("dev/webapp/redis2/x", r#"{"host":"10.0.0.9"}"#),
         ("dev/webapp/v6", r#"{"host":"2001:db8::1"}"#),
         ("dev/webapp/db", r#"{"host":"redis-1.redis.webapp.dev"}"#),
@@ -43,7 +53,10 @@ fn demo() -> Snapshot {
         ("dev/webapp/loop1", r#"{"host":"loop2.webapp.dev"}"#),
         ("dev/webapp/loop2", r#"{"host":"loop1.webapp.dev"}"#),
         ("dev/webapp/txt", r#"{"text":"hello world","ttl":60}"#),
-        ("dev/webapp/mail/m1", r#"{"host":"10.0.0.5","mail":true,"priority":5}"#),
+        (
+            "dev/webapp/mail/m1",
+            r#"{"host":"10.0.0.5","mail":true,"priority":5}"#,
+        ),
         ("dev/webapp/prod/api/a", r#"{"host":"10.1.0.1"}"#),
         ("dev/webapp/staging/api/b", r#"{"host":"10.2.0.1"}"#),
         ("dev/webapp/dns/ns/ns1", r#"{"host":"10.9.9.9"}"#),
@@ -56,26 +69,58 @@ fn address_answers() {
     let s = demo();
     let a = auth();
     let cases: &[(&str, RecordType, &[&str])] = &[
-        ("redis.webapp.dev.", RecordType::A, &["redis.webapp.dev. A 10.0.0.1", "redis.webapp.dev. A 10.0.0.2"]),
-        ("redis-1.redis.webapp.dev.", RecordType::A, &["redis-1.redis.webapp.dev. A 10.0.0.1"]),
-        ("redis2.webapp.dev.", RecordType::A, &["redis2.webapp.dev. A 10.0.0.9"]),
-        ("v6.webapp.dev.", RecordType::AAAA, &["v6.webapp.dev. AAAA 2001:db8::1"]),
+        (
+            "redis.webapp.dev.",
+            RecordType::A,
+            &[
+                "redis.webapp.dev. A 10.0.0.1",
+                "redis.webapp.dev. A 10.0.0.2",
+            ],
+        ),
+        (
+            "redis-1.redis.webapp.dev.",
+            RecordType::A,
+            &["redis-1.redis.webapp.dev. A 10.0.0.1"],
+        ),
+        (
+            "redis2.webapp.dev.",
+            RecordType::A,
+            &["redis2.webapp.dev. A 10.0.0.9"],
+        ),
+        (
+            "v6.webapp.dev.",
+            RecordType::AAAA,
+            &["v6.webapp.dev. AAAA 2001:db8::1"],
+        ),
         ("v6.webapp.dev.", RecordType::A, &["NODATA"]),
         ("redis.webapp.dev.", RecordType::AAAA, &["NODATA"]),
         ("nope.webapp.dev.", RecordType::A, &["NXDOMAIN"]),
         ("redi.webapp.dev.", RecordType::A, &["NXDOMAIN"]),
         ("txt.webapp.dev.", RecordType::A, &["NODATA"]),
         ("www.example.org.", RecordType::A, &["NOTOURS"]),
-        ("webapp.dev.", RecordType::MX, &["webapp.dev. MX 5 m1.mail.webapp.dev."]),
+        (
+            "webapp.dev.",
+            RecordType::MX,
+            &["webapp.dev. MX 5 m1.mail.webapp.dev."],
+        ),
     ];
     for (q, t, want) in cases {
-        assert_eq!(sorted(lines(&a.answer(&s, &name(q), *t, 0))), *want, "{q} {t}");
+        assert_eq!(
+            sorted(lines(&a.answer(&s, &name(q), *t, 0))),
+            *want,
+            "{q} {t}"
+        );
     }
 }
 
 #[test]
 fn case_is_echoed_and_matching_ignores_it() {
-    let out = auth().answer(&demo(), &name("ReDiS-1.Redis.WEBAPP.dev."), RecordType::A, 0);
+    let out = auth().answer(
+        &demo(),
+        &name("ReDiS-1.Redis.WEBAPP.dev."),
+        RecordType::A,
+        0,
+    );
     assert_eq!(lines(&out), ["ReDiS-1.Redis.WEBAPP.dev. A 10.0.0.1"]);
 }
 
@@ -97,36 +142,74 @@ fn cname_chains() {
     let s = demo();
     let a = auth();
     let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::A, 0));
-    assert_eq!(got, ["db.webapp.dev. CNAME redis-1.redis.webapp.dev.", "redis-1.redis.webapp.dev. A 10.0.0.1"]);
-    let Answer::Records(r) = a.answer(&s, &name("ext.webapp.dev."), RecordType::A, 0) else { panic!() };
+    assert_eq!(
+        got,
+        [
+            "db.webapp.dev. CNAME redis-1.redis.webapp.dev.",
+            "redis-1.redis.webapp.dev. A 10.0.0.1"
+        ]
+    );
+    let Answer::Records(r) = a.answer(&s, &name("ext.webapp.dev."), RecordType::A, 0) else {
+        panic!()
+    };
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.external, [(name("www.example.org."), RecordType::A)]);
     // A loop is cut: nothing answers, but the name exists.
-    assert_eq!(lines(&a.answer(&s, &name("loop1.webapp.dev."), RecordType::A, 0)), ["NODATA"]);
+    assert_eq!(
+        lines(&a.answer(&s, &name("loop1.webapp.dev."), RecordType::A, 0)),
+        ["NODATA"]
+    );
     let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::CNAME, 0));
     assert_eq!(got, ["db.webapp.dev. CNAME redis-1.redis.webapp.dev."]);
 }
 
 #[test]
 fn srv_weights_and_additional_addresses() {
-    let Answer::Records(r) = auth().answer(&demo(), &name("redis.webapp.dev."), RecordType::SRV, 0) else { panic!() };
+    let Answer::Records(r) = auth().answer(&demo(), &name("redis.webapp.dev."), RecordType::SRV, 0)
+    else {
+        panic!()
+    };
     let got: Vec<String> = r.answers.iter().map(|r| r.data.to_string()).collect();
-    assert_eq!(got, ["10 25 6379 redis-1.redis.webapp.dev.", "10 75 6379 redis-2.redis.webapp.dev."]);
-    let extra: Vec<String> = r.additionals.iter().map(|r| format!("{} {}", r.name, r.data)).collect();
-    assert_eq!(extra, ["redis-1.redis.webapp.dev. 10.0.0.1", "redis-2.redis.webapp.dev. 10.0.0.2"]);
+    assert_eq!(
+        got,
+        [
+            "10 25 6379 redis-1.redis.webapp.dev.",
+            "10 75 6379 redis-2.redis.webapp.dev."
+        ]
+    );
+    let extra: Vec<String> = r
+        .additionals
+        .iter()
+        .map(|r| format!("{} {}", r.name, r.data))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            "redis-1.redis.webapp.dev. 10.0.0.1",
+            "redis-2.redis.webapp.dev. 10.0.0.2"
+        ]
+    );
 }
 
 #[test]
 fn targetstrip_shortens_the_target() {
-    let s = snap(&[("dev/webapp/web/x1", r#"{"host":"10.0.0.1","port":80,"targetstrip":1}"#)]);
-    let Answer::Records(r) = auth().answer(&s, &name("web.webapp.dev."), RecordType::SRV, 0) else { panic!() };
+    let s = snap(&[(
+        "dev/webapp/web/x1",
+        r#"{"host":"10.0.0.1","port":80,"targetstrip":1}"#,
+    )]);
+    let Answer::Records(r) = auth().answer(&s, &name("web.webapp.dev."), RecordType::SRV, 0) else {
+        panic!()
+    };
     assert_eq!(r.answers[0].data.to_string(), "10 100 80 web.webapp.dev.");
     assert_eq!(r.additionals[0].name, name("web.webapp.dev."));
 }
 
 #[test]
 fn txt_with_its_own_ttl() {
-    let Answer::Records(r) = auth().answer(&demo(), &name("txt.webapp.dev."), RecordType::TXT, 0) else { panic!() };
+    let Answer::Records(r) = auth().answer(&demo(), &name("txt.webapp.dev."), RecordType::TXT, 0)
+    else {
+        panic!()
+    };
     assert_eq!(r.answers[0].ttl, 60);
     assert_eq!(r.answers[0].data.to_string(), "hello world");
 }
@@ -135,28 +218,50 @@ fn txt_with_its_own_ttl() {
 fn groups_narrow_the_answer() {
     let s = snap(&[
         ("dev/webapp/svc/a", r#"{"host":"10.0.0.1","group":"g1"}"#),
-        ("dev/webapp/svc/b/deep", r#"{"host":"10.0.0.2","group":"g2"}"#),
+        (
+            "dev/webapp/svc/b/deep",
+            r#"{"host":"10.0.0.2","group":"g2"}"#,
+        ),
         ("dev/webapp/svc/c", r#"{"host":"10.0.0.3"}"#),
     ]);
-    let got = sorted(lines(&auth().answer(&s, &name("svc.webapp.dev."), RecordType::A, 0)));
-    assert_eq!(got, ["svc.webapp.dev. A 10.0.0.1", "svc.webapp.dev. A 10.0.0.3"]);
+    let got = sorted(lines(&auth().answer(
+        &s,
+        &name("svc.webapp.dev."),
+        RecordType::A,
+        0,
+    )));
+    assert_eq!(
+        got,
+        ["svc.webapp.dev. A 10.0.0.1", "svc.webapp.dev. A 10.0.0.3"]
+    );
 }
 
 #[test]
 fn apex_ns_and_soa() {
     let s = demo();
     let a = auth();
-    let Answer::Records(r) = a.answer(&s, &name("webapp.dev."), RecordType::NS, 0) else { panic!() };
-    assert_eq!(lines(&Answer::Records(r.clone())), ["webapp.dev. NS ns1.ns.dns.webapp.dev."]);
+    let Answer::Records(r) = a.answer(&s, &name("webapp.dev."), RecordType::NS, 0) else {
+        panic!()
+    };
+    assert_eq!(
+        lines(&Answer::Records(r.clone())),
+        ["webapp.dev. NS ns1.ns.dns.webapp.dev."]
+    );
     assert_eq!(r.additionals[0].data.to_string(), "10.9.9.9");
     let got = lines(&a.answer(&s, &name("webapp.dev."), RecordType::SOA, 0));
-    assert!(got[0].starts_with("webapp.dev. SOA ns.dns.webapp.dev. hostmaster.webapp.dev. 0 "), "{got:?}");
+    assert!(
+        got[0].starts_with("webapp.dev. SOA ns.dns.webapp.dev. hostmaster.webapp.dev. 0 "),
+        "{got:?}"
+    );
     // The reserved subtree answers only names inside it.
     let all = lines(&a.answer(&s, &name("webapp.dev."), RecordType::A, 0));
     assert!(!all.iter().any(|l| l.contains("10.9.9.9")), "{all:?}");
     let ns = lines(&a.answer(&s, &name("ns1.ns.dns.webapp.dev."), RecordType::A, 0));
     assert_eq!(ns, ["ns1.ns.dns.webapp.dev. A 10.9.9.9"]);
-    assert_eq!(lines(&a.answer(&s, &name("redis.webapp.dev."), RecordType::SOA, 0)), ["NODATA"]);
+    assert_eq!(
+        lines(&a.answer(&s, &name("redis.webapp.dev."), RecordType::SOA, 0)),
+        ["NODATA"]
+    );
 }
 
 #[test]
@@ -166,17 +271,30 @@ fn ptr_stored_and_synthesised() {
     let got = lines(&a.answer(&s, &name("77.0.0.10.in-addr.arpa."), RecordType::PTR, 0));
     assert_eq!(got, ["77.0.0.10.in-addr.arpa. PTR stored.webapp.dev."]);
     let got = lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::PTR, 0));
-    assert_eq!(got, ["2.0.0.10.in-addr.arpa. PTR redis-2.redis.webapp.dev."]);
+    assert_eq!(
+        got,
+        ["2.0.0.10.in-addr.arpa. PTR redis-2.redis.webapp.dev."]
+    );
     let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
-    assert_eq!(lines(&a.answer(&s, &name(v6), RecordType::PTR, 0)), [format!("{v6} PTR v6.webapp.dev.")]);
-    assert_eq!(lines(&a.answer(&s, &name("1.1.1.1.in-addr.arpa."), RecordType::PTR, 0)), ["NOTOURS"]);
-    assert_eq!(lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::A, 0)), ["NOTOURS"]);
+    assert_eq!(
+        lines(&a.answer(&s, &name(v6), RecordType::PTR, 0)),
+        [format!("{v6} PTR v6.webapp.dev.")]
+    );
+    assert_eq!(
+        lines(&a.answer(&s, &name("1.1.1.1.in-addr.arpa."), RecordType::PTR, 0)),
+        ["NOTOURS"]
+    );
+    assert_eq!(
+        lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::A, 0)),
+        ["NOTOURS"]
+    );
 }
 
 #[test]
 fn order_rotates() {
     let s = demo();
-    let first = |n| lines(&auth().answer(&s, &name("redis.webapp.dev."), RecordType::A, n))[0].clone();
+    let first =
+        |n| lines(&auth().answer(&s, &name("redis.webapp.dev."), RecordType::A, n))[0].clone();
     assert_ne!(first(0), first(1));
     assert_eq!(first(0), first(2));
 }

@@ -21,14 +21,20 @@ async fn other_names_go_upstream_over_udp_and_tcp_unchanged() {
         assert!(ours.metadata.authoritative, "Knot's AA flag passes through");
         assert_eq!(ours.metadata.id, q.metadata.id);
         assert_eq!(answers(&ours), answers(&theirs));
-        let m = query(dns.addr, "nope.example.org.", RecordType::A).await.unwrap();
+        let m = query(dns.addr, "nope.example.org.", RecordType::A)
+            .await
+            .unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     }
     // Raw pass-through: apart from the id, the bytes are Knot's.
     let q = message("mail.example.org.", RecordType::A);
     let raw = q.to_vec().unwrap();
-    let ours = udp_raw(dns.addr, &raw, Duration::from_secs(5)).await.unwrap();
-    let theirs = udp_raw(knot.addr, &raw, Duration::from_secs(5)).await.unwrap();
+    let ours = udp_raw(dns.addr, &raw, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let theirs = udp_raw(knot.addr, &raw, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(ours, theirs);
 }
 
@@ -36,11 +42,20 @@ async fn other_names_go_upstream_over_udp_and_tcp_unchanged() {
 async fn out_of_zone_cname_targets_are_resolved_upstream() {
     let knot = Knot::start().await;
     let etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/site", r#"{"host":"www.example.org"}"#).await;
+    etcd.put("/skydns/dev/webapp/site", r#"{"host":"www.example.org"}"#)
+        .await;
     let dns = Dns::for_etcd(&etcd, Some(knot.addr), &[]);
     dns.ready().await;
-    let m = query(dns.addr, "site.webapp.dev.", RecordType::A).await.unwrap();
-    assert_eq!(answers(&m), ["site.webapp.dev. CNAME www.example.org.", "www.example.org. A 192.0.2.10"]);
+    let m = query(dns.addr, "site.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(
+        answers(&m),
+        [
+            "site.webapp.dev. CNAME www.example.org.",
+            "www.example.org. A 192.0.2.10"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -53,15 +68,23 @@ async fn next_upstream_on_timeout_then_servfail_when_all_fail() {
     let ups = format!("{silent_addr},{}", knot.addr);
     let ep = etcd.endpoint();
     let dns = Dns::start(&["--domain", "webapp.dev", "--etcd", &ep, "--upstream", &ups]);
-    let m = query(dns.addr, "www.example.org.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(data(&m), ["192.0.2.10"], "the second upstream answered");
     // Every upstream fails: SERVFAIL, never silence.
     let dead = format!("127.0.0.1:{}", free_port());
     let ups = format!("{silent_addr},{dead}");
     let dns = Dns::start(&["--domain", "webapp.dev", "--etcd", &ep, "--upstream", &ups]);
     for tcp in [false, true] {
-        let m = exchange(dns.addr, &message("www.example.org.", RecordType::A), tcp).await.unwrap();
-        assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "tcp={tcp}");
+        let m = exchange(dns.addr, &message("www.example.org.", RecordType::A), tcp)
+            .await
+            .unwrap();
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::ServFail,
+            "tcp={tcp}"
+        );
     }
     drop(silent);
 }
@@ -70,18 +93,29 @@ async fn next_upstream_on_timeout_then_servfail_when_all_fail() {
 async fn clients_outside_allow_recursion_are_refused() {
     let knot = Knot::start().await;
     let etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/x", r#"{"host":"172.17.0.5"}"#).await;
+    etcd.put("/skydns/dev/webapp/x", r#"{"host":"172.17.0.5"}"#)
+        .await;
     // Loopback is not inside the allowed range: this client may not recurse.
     let dns = Dns::for_etcd(&etcd, Some(knot.addr), &["--allow-recursion", "10.0.0.0/8"]);
     dns.ready().await;
-    let m = query(dns.addr, "www.example.org.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     assert!(!m.metadata.recursion_available);
-    let m = query(dns.addr, "x.webapp.dev.", RecordType::A).await.unwrap();
-    assert_eq!(data(&m), ["172.17.0.5"], "our own names are answered for everyone");
+    let m = query(dns.addr, "x.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(
+        data(&m),
+        ["172.17.0.5"],
+        "our own names are answered for everyone"
+    );
     // --no-forward refuses every other name.
     let dns = Dns::for_etcd(&etcd, None, &[]);
-    let m = query(dns.addr, "www.example.org.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }
 
@@ -90,20 +124,41 @@ async fn forwarded_answers_are_cached_with_their_ttl() {
     let knot = Knot::start().await;
     let etcd = Etcd::start().await;
     let dns = Dns::for_etcd(&etcd, Some(knot.addr), &["--metrics", "127.0.0.1:0"]);
-    let first = query(dns.addr, "www.example.org.", RecordType::A).await.unwrap();
+    let first = query(dns.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(data(&first), ["192.0.2.10"]);
-    let negative = query(dns.addr, "nope.example.org.", RecordType::A).await.unwrap();
+    let negative = query(dns.addr, "nope.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(negative.metadata.response_code, ResponseCode::NXDomain);
     drop(knot); // the upstream is gone: the cache answers
-    let m = query(dns.addr, "WWW.example.org.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "WWW.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(data(&m), ["192.0.2.10"]);
-    assert_eq!(m.queries[0].name().to_string(), "WWW.example.org.", "the client's question");
+    assert_eq!(
+        m.queries[0].name().to_string(),
+        "WWW.example.org.",
+        "the client's question"
+    );
     assert!(m.answers[0].ttl <= 300);
-    let m = query(dns.addr, "nope.example.org.", RecordType::A).await.unwrap();
-    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "negative answers are cached too");
+    let m = query(dns.addr, "nope.example.org.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NXDomain,
+        "negative answers are cached too"
+    );
     // Never asked before and the upstream is gone: SERVFAIL.
-    let m = query(dns.addr, "mail.example.org.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "mail.example.org.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     let (_, metrics) = dns.http_get("/metrics").await;
-    assert!(metrics.contains("lodestar_dns_forward_cache_hits_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("lodestar_dns_forward_cache_hits_total 2"),
+        "{metrics}"
+    );
 }

@@ -10,11 +10,16 @@ use crate::support::*;
 #[tokio::test]
 async fn metrics_count_queries_and_show_the_view() {
     let etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/x", r#"{"host":"172.17.0.5"}"#).await;
+    etcd.put("/skydns/dev/webapp/x", r#"{"host":"172.17.0.5"}"#)
+        .await;
     let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
     dns.ready().await;
-    query(dns.addr, "x.webapp.dev.", RecordType::A).await.unwrap();
-    query(dns.addr, "nope.webapp.dev.", RecordType::A).await.unwrap();
+    query(dns.addr, "x.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    query(dns.addr, "nope.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
     let (status, body) = dns.http_get("/metrics").await;
     assert_eq!(status, 200);
     for want in [
@@ -36,7 +41,9 @@ async fn sigterm_stops_it_cleanly() {
     let mut dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
     dns.signal("TERM");
-    let status = dns.wait_exit(Duration::from_secs(5)).expect("exits within 5 s");
+    let status = dns
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 s");
     assert!(status.success(), "{status:?}");
 }
 
@@ -46,8 +53,14 @@ fn bad_flags_are_clear_errors() {
     for (args, want) in [
         (vec!["--domain", "not a domain"], "--domain"),
         (vec!["--domain", "a.dev", "--prefix", "skydns"], "--prefix"),
-        (vec!["--domain", "a.dev", "--upstream", "dns.google"], "--upstream"),
-        (vec!["--domain", "a.dev", "--allow-recursion", "10.0.0.0/99"], "--allow-recursion"),
+        (
+            vec!["--domain", "a.dev", "--upstream", "dns.google"],
+            "--upstream",
+        ),
+        (
+            vec!["--domain", "a.dev", "--allow-recursion", "10.0.0.0/99"],
+            "--allow-recursion",
+        ),
         (vec!["--domain", "a.dev", "--listen", "nowhere"], "--listen"),
     ] {
         let out = Command::new(bin).args(&args).output().unwrap();

@@ -58,7 +58,12 @@ pub struct Etcd {
 
 impl Etcd {
     pub async fn start() -> Etcd {
-        let mut e = Etcd { child: None, dir: TempDir::new().expect("tempdir"), port: free_port(), peer_port: free_port() };
+        let mut e = Etcd {
+            child: None,
+            dir: TempDir::new().expect("tempdir"),
+            port: free_port(),
+            peer_port: free_port(),
+        };
         e.spawn().await;
         e
     }
@@ -74,9 +79,24 @@ impl Etcd {
         let child = Command::new("etcd")
             .args(["--name", "t", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("t={peer}"), "--log-level", "warn"])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("t={peer}"),
+                "--log-level",
+                "warn",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -105,11 +125,18 @@ impl Etcd {
     }
 
     pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.endpoint()], None).await.expect("etcd client")
+        etcd_client::Client::connect([self.endpoint()], None)
+            .await
+            .expect("etcd client")
     }
 
     pub async fn put(&self, key: &str, value: &str) -> i64 {
-        let r = self.client().await.put(key, value, None).await.expect("put");
+        let r = self
+            .client()
+            .await
+            .put(key, value, None)
+            .await
+            .expect("put");
         r.header().map(|h| h.revision()).unwrap_or_default()
     }
 
@@ -171,10 +198,20 @@ impl Knot {
         let probe = format!("{first}.");
         eventually(Duration::from_secs(20), "knot answers", || {
             let probe = probe.clone();
-            async move { query(addr, &probe, RecordType::SOA).await.ok().filter(|m| !m.answers.is_empty()).map(|_| ()) }
+            async move {
+                query(addr, &probe, RecordType::SOA)
+                    .await
+                    .ok()
+                    .filter(|m| !m.answers.is_empty())
+                    .map(|_| ())
+            }
         })
         .await;
-        Knot { child: Some(child), _dir: dir, addr }
+        Knot {
+            child: Some(child),
+            _dir: dir,
+            addr,
+        }
     }
 }
 
@@ -196,9 +233,20 @@ pub struct Dns {
 
 /// Spawns a binary with `--log-format json`, collects its stderr, and waits for the log line
 /// that names its bound addresses.
-fn spawn_logged(bin: &str, args: &[String], env: &[(&str, &str)]) -> (Child, Arc<Mutex<Vec<String>>>, std::sync::mpsc::Receiver<serde_json::Value>) {
+fn spawn_logged(
+    bin: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+) -> (
+    Child,
+    Arc<Mutex<Vec<String>>>,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
     let mut cmd = Command::new(bin);
-    cmd.args(args).args(["--log-format", "json"]).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args)
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     cmd.env("RUST_LOG", "info,lodestar=debug");
     for (k, v) in env {
         cmd.env(k, v);
@@ -231,7 +279,12 @@ impl Dns {
         let deadline = Instant::now() + Duration::from_secs(20);
         while addr.is_none() || (wants_metrics && metrics.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
-            let v = rx.recv_timeout(left).unwrap_or_else(|_| panic!("lodestar-dns did not start: {:?}", logs.lock().map(|l| l.clone())));
+            let v = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "lodestar-dns did not start: {:?}",
+                    logs.lock().map(|l| l.clone())
+                )
+            });
             if let Some(a) = v.get("udp").and_then(|a| a.as_str()) {
                 addr = a.parse().ok();
             }
@@ -239,7 +292,12 @@ impl Dns {
                 metrics = a.parse().ok();
             }
         }
-        Dns { child: Some(child), addr: addr.expect("addr"), metrics, logs }
+        Dns {
+            child: Some(child),
+            addr: addr.expect("addr"),
+            metrics,
+            logs,
+        }
     }
 
     /// Starts it for `domain` on `etcd`, forwarding to `upstream` when given (else `--no-forward`).
@@ -264,7 +322,10 @@ impl Dns {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status().map(|s| s.success());
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.pid().to_string()])
+            .status()
+            .map(|s| s.success());
         assert_eq!(ok.ok(), Some(true), "kill -s {sig}");
     }
 
@@ -272,7 +333,11 @@ impl Dns {
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < deadline {
-            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(s) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Some(s);
             }
@@ -284,10 +349,14 @@ impl Dns {
     /// Waits until the view is loaded (an answer that is not SERVFAIL for the apex).
     pub async fn ready(&self) {
         let addr = self.addr;
-        eventually(Duration::from_secs(20), "first snapshot loaded", || async move {
-            let m = query(addr, "webapp.dev.", RecordType::SOA).await.ok()?;
-            (m.metadata.response_code == hickory_proto::op::ResponseCode::NoError).then_some(())
-        })
+        eventually(
+            Duration::from_secs(20),
+            "first snapshot loaded",
+            || async move {
+                let m = query(addr, "webapp.dev.", RecordType::SOA).await.ok()?;
+                (m.metadata.response_code == hickory_proto::op::ResponseCode::NoError).then_some(())
+            },
+        )
         .await;
     }
 
@@ -304,12 +373,23 @@ impl Drop for Dns {
 
 /// A minimal HTTP/1.0 GET: status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect metrics");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await.expect("write");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect metrics");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.expect("read");
-    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -333,11 +413,17 @@ pub fn message_edns(name: &str, qtype: RecordType, size: u16) -> Message {
 }
 
 /// Sends raw bytes over UDP and returns the raw answer.
-pub async fn udp_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+pub async fn udp_raw(
+    addr: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
     let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     s.send_to(bytes, addr).await?;
     let mut buf = vec![0u8; 65535];
-    let n = tokio::time::timeout(timeout, s.recv(&mut buf)).await.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+    let n = tokio::time::timeout(timeout, s.recv(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
     buf.truncate(n);
     Ok(buf)
 }
@@ -348,7 +434,9 @@ pub async fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>>
     let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(bytes);
     s.write_all(&out).await?;
-    let len = tokio::time::timeout(Duration::from_secs(5), s.read_u16()).await.map_err(|_| std::io::Error::other("timeout"))??;
+    let len = tokio::time::timeout(Duration::from_secs(5), s.read_u16())
+        .await
+        .map_err(|_| std::io::Error::other("timeout"))??;
     let mut buf = vec![0u8; usize::from(len)];
     s.read_exact(&mut buf).await?;
     Ok(buf)
@@ -357,7 +445,11 @@ pub async fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>>
 /// Sends `m` over UDP or TCP and parses the answer.
 pub async fn exchange(addr: SocketAddr, m: &Message, tcp: bool) -> std::io::Result<Message> {
     let bytes = m.to_vec().map_err(std::io::Error::other)?;
-    let raw = if tcp { tcp_raw(addr, &bytes).await? } else { udp_raw(addr, &bytes, Duration::from_secs(5)).await? };
+    let raw = if tcp {
+        tcp_raw(addr, &bytes).await?
+    } else {
+        udp_raw(addr, &bytes, Duration::from_secs(5)).await?
+    };
     Message::from_vec(&raw).map_err(std::io::Error::other)
 }
 
@@ -368,7 +460,11 @@ pub async fn query(addr: SocketAddr, name: &str, qtype: RecordType) -> std::io::
 
 /// Answer records as `"owner TYPE data"`, sorted.
 pub fn answers(m: &Message) -> Vec<String> {
-    let mut v: Vec<String> = m.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect();
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+        .collect();
     v.sort();
     v
 }

@@ -8,7 +8,10 @@ use hickory_proto::rr::RecordType;
 use crate::support::*;
 
 async fn a_records(dns: &Dns, name: &str) -> Vec<String> {
-    query(dns.addr, name, RecordType::A).await.map(|m| data(&m)).unwrap_or_default()
+    query(dns.addr, name, RecordType::A)
+        .await
+        .map(|m| data(&m))
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -16,19 +19,25 @@ async fn writes_and_deletes_are_seen_within_a_second() {
     let etcd = Etcd::start().await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
-    etcd.put("/skydns/dev/webapp/web/w1", r#"{"host":"172.17.0.10"}"#).await;
+    etcd.put("/skydns/dev/webapp/web/w1", r#"{"host":"172.17.0.10"}"#)
+        .await;
     eventually(Duration::from_secs(1), "new record answered", || async {
         (a_records(&dns, "web.webapp.dev.").await == ["172.17.0.10"]).then_some(())
     })
     .await;
-    etcd.put("/skydns/dev/webapp/web/w1", r#"{"host":"172.17.0.11"}"#).await;
-    eventually(Duration::from_secs(1), "changed record answered", || async {
-        (a_records(&dns, "web.webapp.dev.").await == ["172.17.0.11"]).then_some(())
-    })
+    etcd.put("/skydns/dev/webapp/web/w1", r#"{"host":"172.17.0.11"}"#)
+        .await;
+    eventually(
+        Duration::from_secs(1),
+        "changed record answered",
+        || async { (a_records(&dns, "web.webapp.dev.").await == ["172.17.0.11"]).then_some(()) },
+    )
     .await;
     etcd.delete("/skydns/dev/webapp/web/w1").await;
     eventually(Duration::from_secs(1), "deleted record gone", || async {
-        let m = query(dns.addr, "web.webapp.dev.", RecordType::A).await.ok()?;
+        let m = query(dns.addr, "web.webapp.dev.", RecordType::A)
+            .await
+            .ok()?;
         (m.metadata.response_code == ResponseCode::NXDomain).then_some(())
     })
     .await;
@@ -37,70 +46,115 @@ async fn writes_and_deletes_are_seen_within_a_second() {
 #[tokio::test]
 async fn etcd_down_keeps_answering_and_recovers() {
     let mut etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/redis/r1", r#"{"host":"172.17.0.5"}"#).await;
+    etcd.put("/skydns/dev/webapp/redis/r1", r#"{"host":"172.17.0.5"}"#)
+        .await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
     etcd.kill();
     // The watch notices the loss; answers keep coming from the last snapshot meanwhile.
-    eventually(Duration::from_secs(15), "the loss of etcd is logged", || async {
-        dns.logs().contains("etcd unavailable").then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the loss of etcd is logged",
+        || async { dns.logs().contains("etcd unavailable").then_some(()) },
+    )
     .await;
     for _ in 0..20 {
         assert_eq!(a_records(&dns, "redis.webapp.dev.").await, ["172.17.0.5"]);
     }
     etcd.restart().await;
-    etcd.put("/skydns/dev/webapp/redis/r2", r#"{"host":"172.17.0.6"}"#).await;
-    eventually(Duration::from_secs(15), "writes after the restart are seen", || async {
-        (a_records(&dns, "redis.webapp.dev.").await == ["172.17.0.5", "172.17.0.6"]).then_some(())
-    })
+    etcd.put("/skydns/dev/webapp/redis/r2", r#"{"host":"172.17.0.6"}"#)
+        .await;
+    eventually(
+        Duration::from_secs(15),
+        "writes after the restart are seen",
+        || async {
+            (a_records(&dns, "redis.webapp.dev.").await == ["172.17.0.5", "172.17.0.6"])
+                .then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn compaction_while_behind_reloads() {
     let mut etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/old/o1", r#"{"host":"172.17.0.1"}"#).await;
+    etcd.put("/skydns/dev/webapp/old/o1", r#"{"host":"172.17.0.1"}"#)
+        .await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
     // Freeze the server, so its watch falls behind while etcd restarts, changes and compacts.
     dns.signal("STOP");
     etcd.restart().await;
     etcd.delete("/skydns/dev/webapp/old/o1").await;
-    let rev = etcd.put("/skydns/dev/webapp/new/n1", r#"{"host":"172.17.0.2"}"#).await;
-    etcd.client().await.compact(rev, None).await.expect("compact");
+    let rev = etcd
+        .put("/skydns/dev/webapp/new/n1", r#"{"host":"172.17.0.2"}"#)
+        .await;
+    etcd.client()
+        .await
+        .compact(rev, None)
+        .await
+        .expect("compact");
     dns.signal("CONT");
-    eventually(Duration::from_secs(15), "the new state after a reload", || async {
-        let gone = query(dns.addr, "old.webapp.dev.", RecordType::A).await.ok()?.metadata.response_code == ResponseCode::NXDomain;
-        (gone && a_records(&dns, "new.webapp.dev.").await == ["172.17.0.2"]).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the new state after a reload",
+        || async {
+            let gone = query(dns.addr, "old.webapp.dev.", RecordType::A)
+                .await
+                .ok()?
+                .metadata
+                .response_code
+                == ResponseCode::NXDomain;
+            (gone && a_records(&dns, "new.webapp.dev.").await == ["172.17.0.2"]).then_some(())
+        },
+    )
     .await;
-    assert!(dns.logs().contains("compacted"), "the reload is logged: {}", dns.logs());
+    assert!(
+        dns.logs().contains("compacted"),
+        "the reload is logged: {}",
+        dns.logs()
+    );
 }
 
 #[tokio::test]
 async fn malformed_values_are_skipped_logged_and_counted() {
     let etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/good", r#"{"host":"172.17.0.5"}"#).await;
+    etcd.put("/skydns/dev/webapp/good", r#"{"host":"172.17.0.5"}"#)
+        .await;
     etcd.put("/skydns/dev/webapp/bad1", "{not json").await;
     let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
     dns.ready().await;
-    etcd.put("/skydns/dev/webapp/bad2", r#"{"host":"no spaces allowed"}"#).await;
-    etcd.put("/skydns/dev/webapp/bad3", r#"["an","array"]"#).await;
-    etcd.put("/skydns/dev/webapp/after", r#"{"host":"172.17.0.6"}"#).await;
-    eventually(Duration::from_secs(5), "the record after the bad ones", || async {
-        (a_records(&dns, "after.webapp.dev.").await == ["172.17.0.6"]).then_some(())
-    })
+    etcd.put("/skydns/dev/webapp/bad2", r#"{"host":"no spaces allowed"}"#)
+        .await;
+    etcd.put("/skydns/dev/webapp/bad3", r#"["an","array"]"#)
+        .await;
+    etcd.put("/skydns/dev/webapp/after", r#"{"host":"172.17.0.6"}"#)
+        .await;
+    eventually(
+        Duration::from_secs(5),
+        "the record after the bad ones",
+        || async { (a_records(&dns, "after.webapp.dev.").await == ["172.17.0.6"]).then_some(()) },
+    )
     .await;
     assert_eq!(a_records(&dns, "good.webapp.dev.").await, ["172.17.0.5"]);
-    let m = query(dns.addr, "bad1.webapp.dev.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "bad1.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     let (_, body) = dns.http_get("/metrics").await;
-    assert!(body.contains("lodestar_dns_view_skipped_values_total 3"), "{body}");
+    assert!(
+        body.contains("lodestar_dns_view_skipped_values_total 3"),
+        "{body}"
+    );
     let logs = dns.logs();
-    assert_eq!(logs.matches("skipping malformed record").count(), 3, "each logged once: {logs}");
+    assert_eq!(
+        logs.matches("skipping malformed record").count(),
+        3,
+        "each logged once: {logs}"
+    );
     // Fixing a value brings it in.
-    etcd.put("/skydns/dev/webapp/bad1", r#"{"host":"172.17.0.7"}"#).await;
+    etcd.put("/skydns/dev/webapp/bad1", r#"{"host":"172.17.0.7"}"#)
+        .await;
     eventually(Duration::from_secs(5), "a fixed value answers", || async {
         (a_records(&dns, "bad1.webapp.dev.").await == ["172.17.0.7"]).then_some(())
     })
@@ -112,16 +166,38 @@ async fn servfail_and_not_ready_until_the_first_snapshot() {
     // etcd is not there yet: the server starts, says so, and answers SERVFAIL for its names.
     let port = free_port();
     let ep = format!("http://127.0.0.1:{port}");
-    let dns = Dns::start(&["--domain", "webapp.dev", "--etcd", &ep, "--no-forward", "--metrics", "127.0.0.1:0"]);
-    let m = query(dns.addr, "anything.webapp.dev.", RecordType::A).await.unwrap();
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &ep,
+        "--no-forward",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let m = query(dns.addr, "anything.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     assert_eq!(dns.http_get("/readyz").await.0, 503);
     assert_eq!(dns.http_get("/healthz").await.0, 200);
-    eventually(Duration::from_secs(10), "etcd being away is logged", || async {
-        dns.logs().contains("etcd unavailable, retrying").then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "etcd being away is logged",
+        || async {
+            dns.logs()
+                .contains("etcd unavailable, retrying")
+                .then_some(())
+        },
+    )
     .await;
     assert!(dns.logs().contains(&ep), "the log names the endpoint");
-    let m = query(dns.addr, "www.example.org.", RecordType::A).await.unwrap();
-    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "other names: forwarding is off");
+    let m = query(dns.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::Refused,
+        "other names: forwarding is off"
+    );
 }

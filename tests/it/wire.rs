@@ -13,7 +13,9 @@ async fn big() -> (Etcd, Dns) {
     let mut c = etcd.client().await;
     for i in 0..60 {
         let v = format!(r#"{{"host":"172.17.1.{i}"}}"#);
-        c.put(format!("/skydns/dev/webapp/big/instance-{i}"), v, None).await.unwrap();
+        c.put(format!("/skydns/dev/webapp/big/instance-{i}"), v, None)
+            .await
+            .unwrap();
     }
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
@@ -23,13 +25,21 @@ async fn big() -> (Etcd, Dns) {
 #[tokio::test]
 async fn udp_without_edns_fits_512_bytes_with_tc() {
     let (_etcd, dns) = big().await;
-    let raw = udp_raw(dns.addr, &message("big.webapp.dev.", RecordType::A).to_vec().unwrap(), Duration::from_secs(5)).await.unwrap();
+    let raw = udp_raw(
+        dns.addr,
+        &message("big.webapp.dev.", RecordType::A).to_vec().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert!(raw.len() <= 512, "{} bytes", raw.len());
     let m = Message::from_vec(&raw).unwrap();
     assert!(m.metadata.truncation, "TC set");
     assert!(m.edns.is_none(), "no OPT when none came in");
     // TCP carries it whole.
-    let m = exchange(dns.addr, &message("big.webapp.dev.", RecordType::A), true).await.unwrap();
+    let m = exchange(dns.addr, &message("big.webapp.dev.", RecordType::A), true)
+        .await
+        .unwrap();
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 60);
 }
@@ -37,29 +47,58 @@ async fn udp_without_edns_fits_512_bytes_with_tc() {
 #[tokio::test]
 async fn edns_is_echoed_and_its_size_honoured() {
     let (_etcd, dns) = big().await;
-    let m = exchange(dns.addr, &message_edns("big.webapp.dev.", RecordType::A, 4096), false).await.unwrap();
+    let m = exchange(
+        dns.addr,
+        &message_edns("big.webapp.dev.", RecordType::A, 4096),
+        false,
+    )
+    .await
+    .unwrap();
     assert!(m.edns.is_some(), "OPT echoed");
-    assert!(!m.metadata.truncation, "1 KB fits the 1232 bytes we send over UDP");
+    assert!(
+        !m.metadata.truncation,
+        "1 KB fits the 1232 bytes we send over UDP"
+    );
     assert_eq!(m.answers.len(), 60);
-    let raw = udp_raw(dns.addr, &message_edns("big.webapp.dev.", RecordType::A, 700).to_vec().unwrap(), Duration::from_secs(5)).await.unwrap();
+    let raw = udp_raw(
+        dns.addr,
+        &message_edns("big.webapp.dev.", RecordType::A, 700)
+            .to_vec()
+            .unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert!(raw.len() <= 700, "{} bytes", raw.len());
     let m = Message::from_vec(&raw).unwrap();
     assert!(m.metadata.truncation);
     assert!(m.edns.is_some());
-    let m = exchange(dns.addr, &message_edns("redis.webapp.dev.", RecordType::A, 1232), false).await.unwrap();
+    let m = exchange(
+        dns.addr,
+        &message_edns("redis.webapp.dev.", RecordType::A, 1232),
+        false,
+    )
+    .await
+    .unwrap();
     assert!(m.edns.is_some(), "OPT on negative answers too");
 }
 
 #[tokio::test]
 async fn malformed_packets_never_stop_the_server() {
     let etcd = Etcd::start().await;
-    etcd.put("/skydns/dev/webapp/ok", r#"{"host":"172.17.0.5"}"#).await;
+    etcd.put("/skydns/dev/webapp/ok", r#"{"host":"172.17.0.5"}"#)
+        .await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
     // A header that promises a question that is not there: FORMERR with the same id.
     let mut bad = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
     bad.extend_from_slice(&[7, b'b', b'r']);
-    let m = Message::from_vec(&udp_raw(dns.addr, &bad, Duration::from_secs(5)).await.unwrap()).unwrap();
+    let m = Message::from_vec(
+        &udp_raw(dns.addr, &bad, Duration::from_secs(5))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(m.metadata.id, 0x1234);
     assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
     // A burst of random bytes, from a deterministic generator.
@@ -81,8 +120,12 @@ async fn malformed_packets_never_stop_the_server() {
     }
     // Over TCP too.
     let _ = tcp_raw(dns.addr, &[0xff; 40]).await;
-    let m = query(dns.addr, "ok.webapp.dev.", RecordType::A).await.unwrap();
+    let m = query(dns.addr, "ok.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
     assert_eq!(data(&m), ["172.17.0.5"], "still answering");
-    let m = exchange(dns.addr, &message("ok.webapp.dev.", RecordType::A), true).await.unwrap();
+    let m = exchange(dns.addr, &message("ok.webapp.dev.", RecordType::A), true)
+        .await
+        .unwrap();
     assert_eq!(data(&m), ["172.17.0.5"]);
 }
