@@ -69,3 +69,51 @@ fn bad_flags_are_clear_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[tokio::test]
+async fn every_listen_address_every_domain_and_env_variables() {
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/dev/webapp/a", r#"{"host":"172.17.0.5"}"#)
+        .await;
+    etcd.put("/skydns/local/cluster/b", r#"{"host":"172.17.0.6"}"#)
+        .await;
+    etcd.put("/other/dev/webapp/c", r#"{"host":"172.17.0.7"}"#)
+        .await;
+    // Flags from the environment, lists comma-separated; 127.0.0.2 is loopback too.
+    let ep = etcd.endpoint();
+    let env = [
+        ("LODESTAR_LISTEN", "127.0.0.1:0,127.0.0.2:0"),
+        ("LODESTAR_DOMAIN", "webapp.dev,cluster.local"),
+        ("ETCD_ENDPOINTS", ep.as_str()),
+        ("LODESTAR_NO_FORWARD", "true"),
+    ];
+    let dns = Dns::start_with(&[], &env, 2);
+    assert_eq!(dns.addrs.len(), 2);
+    for addr in &dns.addrs {
+        for tcp in [false, true] {
+            let m = eventually(Duration::from_secs(10), "answered", || async {
+                exchange(*addr, &message("a.webapp.dev.", RecordType::A), tcp)
+                    .await
+                    .ok()
+                    .filter(|m| !m.answers.is_empty())
+            })
+            .await;
+            assert_eq!(data(&m), ["172.17.0.5"], "{addr} tcp={tcp}");
+            let m = exchange(*addr, &message("b.cluster.local.", RecordType::A), tcp)
+                .await
+                .unwrap();
+            assert_eq!(data(&m), ["172.17.0.6"], "{addr} tcp={tcp}");
+        }
+    }
+    // Another prefix is another tree.
+    let dns = Dns::for_etcd(&etcd, None, &["--prefix", "/other/"]);
+    dns.ready().await;
+    let m = query(dns.addr, "c.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(data(&m), ["172.17.0.7"]);
+    let m = query(dns.addr, "a.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert!(m.answers.is_empty());
+}

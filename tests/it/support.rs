@@ -227,6 +227,7 @@ impl Drop for Knot {
 pub struct Dns {
     child: Option<Child>,
     pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
 }
@@ -270,14 +271,20 @@ fn spawn_logged(
 impl Dns {
     /// Starts `lodestar-dns` with `args` plus `--listen 127.0.0.1:0`.
     pub fn start(args: &[&str]) -> Dns {
-        let mut all: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into()];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let (child, logs, rx) = spawn_logged(env!("CARGO_BIN_EXE_lodestar-dns"), &all, &[]);
-        let mut addr = None;
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend(args);
+        Dns::start_with(&all, &[], 1)
+    }
+
+    /// Starts `lodestar-dns` with exactly `args` and `env`, and waits for `listeners` bound addresses.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)], listeners: usize) -> Dns {
+        let all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, logs, rx) = spawn_logged(env!("CARGO_BIN_EXE_lodestar-dns"), &all, env);
+        let mut addrs = Vec::new();
         let mut metrics = None;
         let wants_metrics = args.contains(&"--metrics");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while addr.is_none() || (wants_metrics && metrics.is_none()) {
+        while addrs.len() < listeners || (wants_metrics && metrics.is_none()) {
             let left = deadline.saturating_duration_since(Instant::now());
             let v = rx.recv_timeout(left).unwrap_or_else(|_| {
                 panic!(
@@ -285,8 +292,12 @@ impl Dns {
                     logs.lock().map(|l| l.clone())
                 )
             });
-            if let Some(a) = v.get("udp").and_then(|a| a.as_str()) {
-                addr = a.parse().ok();
+            if let Some(a) = v
+                .get("udp")
+                .and_then(|a| a.as_str())
+                .and_then(|a| a.parse().ok())
+            {
+                addrs.push(a);
             }
             if let Some(a) = v.get("metrics").and_then(|a| a.as_str()) {
                 metrics = a.parse().ok();
@@ -294,7 +305,8 @@ impl Dns {
         }
         Dns {
             child: Some(child),
-            addr: addr.expect("addr"),
+            addr: addrs[0],
+            addrs,
             metrics,
             logs,
         }
