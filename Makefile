@@ -3,11 +3,19 @@
 
 SHELL := /bin/bash
 RUN := $(CURDIR)/.run
+# Every build is static (glibc, +crt-static) for the host triple, so that the very binaries the
+# tests run also run in the `FROM scratch` images. An explicit target keeps build scripts and
+# proc-macros dynamic, as they must be.
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+TRIPLE_ENV := $(shell echo '$(HOST_TRIPLE)' | tr 'a-z-' 'A-Z_')
+export CARGO_BUILD_TARGET := $(HOST_TRIPLE)
+export CARGO_TARGET_$(TRIPLE_ENV)_RUSTFLAGS := -C target-feature=+crt-static
+BIN := $(CURDIR)/target/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
 DEBIAN_PACKAGES := protobuf-compiler etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl
 
-.PHONY: deps build test run stop clean
+.PHONY: deps docker-up build image test run stop clean
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -21,11 +29,25 @@ deps:
 	fi
 	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
+## docker-up: start the Docker engine when it is installed but not running (tests need one).
+docker-up: deps
+	@docker info >/dev/null 2>&1 || { echo "starting dockerd (log: /tmp/lodestar-dockerd.log)"; \
+	  setsid nohup dockerd >/tmp/lodestar-dockerd.log 2>&1 & \
+	  for i in $$(seq 1 300); do docker info >/dev/null 2>&1 && break; sleep 0.1; done; \
+	  docker info >/dev/null 2>&1 || { echo "dockerd did not start: see /tmp/lodestar-dockerd.log"; exit 1; }; }
+
 build: deps
 	cargo build --release --bins
 
+## image: the two images, each a static binary in a FROM scratch image (no registry needed).
+image: build docker-up
+	@ctx=$$(mktemp -d) && cp $(BIN)/lodestar-dns $(BIN)/lodestar-registrator $$ctx/ && \
+	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-dns -t lodestar/dns:latest $$ctx && \
+	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-registrator -t lodestar/registrator:latest $$ctx && \
+	rm -rf $$ctx && docker images 'lodestar/*'
+
 ## test: every unit and integration test (real etcd, Knot, the binaries), doc tests, clippy, fmt.
-test: deps
+test: deps docker-up
 	cargo build --all-targets
 	cargo nextest run --no-fail-fast
 	cargo test --doc --quiet
@@ -48,11 +70,16 @@ run: build stop
 	@ETCDCTL_API=3 etcdctl --endpoints $(ETCD) put /skydns/dev/webapp/redis/redis-1 '{"host":"172.17.0.5","port":6379}' >/dev/null
 	@ETCDCTL_API=3 etcdctl --endpoints $(ETCD) put /skydns/dev/webapp/redis/redis-2 '{"host":"172.17.0.6","port":6379}' >/dev/null
 	@ETCDCTL_API=3 etcdctl --endpoints $(ETCD) put /skydns/dev/webapp/web/web-1 '{"host":"172.17.0.7","port":80,"text":"demo"}' >/dev/null
-	@nohup $(CURDIR)/target/release/lodestar-dns --listen 127.0.0.1:$(DNS_PORT) --domain webapp.dev \
+	@nohup $(BIN)/lodestar-dns --listen 127.0.0.1:$(DNS_PORT) --domain webapp.dev \
 	  --etcd $(ETCD) --zones $(CURDIR)/zones --metrics 127.0.0.1:9153 >$(RUN)/dns.log 2>&1 & echo $$! > $(RUN)/dns.pid
 	@for i in $$(seq 1 100); do dig +short +time=1 +tries=1 @127.0.0.1 -p $(DNS_PORT) redis.webapp.dev 2>/dev/null | grep -q 172 && break; sleep 0.1; done
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
-	  echo "a Docker engine is running: the registrator joins once it is built (issue: registrator)"; fi
+	  nohup $(BIN)/lodestar-registrator --etcd $(ETCD) --domain webapp.dev --metrics 127.0.0.1:9154 \
+	    >$(RUN)/registrator.log 2>&1 & echo $$! > $(RUN)/registrator.pid; \
+	  echo "lodestar-registrator is registering this host's containers (log: $(RUN)/registrator.log)."; \
+	  echo "Start one:  docker run -d -p 6379 -e SERVICE_NAME=cache -e SERVICE_ID=cache-1 IMAGE [CMD]"; \
+	  echo "then:       dig @127.0.0.1 -p $(DNS_PORT) cache.webapp.dev SRV"; \
+	else echo "no Docker engine is running: the registrator is not started"; fi
 	@echo
 	@echo "lodestar-dns is answering on 127.0.0.1:$(DNS_PORT) (log: $(RUN)/dns.log, metrics: http://127.0.0.1:9153/metrics). Try:"
 	@echo
@@ -63,7 +90,7 @@ run: build stop
 
 ## stop: stop what `make run` started.
 stop:
-	@for p in dns etcd; do \
+	@for p in registrator dns etcd; do \
 	  if [ -f $(RUN)/$$p.pid ]; then kill $$(cat $(RUN)/$$p.pid) 2>/dev/null || true; rm -f $(RUN)/$$p.pid; fi; \
 	done
 	@sleep 0.3

@@ -17,7 +17,7 @@ use crate::answer::{Authority, Domain};
 
 /// lodestar-dns: DNS service discovery from etcd (SkyDNS records), forwarding every other name.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "lodestar-dns", version, about)]
 pub struct Cli {
     /// Addresses to answer on, UDP and TCP (repeatable or comma-separated).
     #[arg(
@@ -209,21 +209,6 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .filter_map(|ip| ip.split('%').next()?.parse::<IpAddr>().ok())
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
-}
-
-/// Sets up the tracing subscriber: `RUST_LOG` or `info`, text or JSON lines on stderr.
-pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,h2=warn,tower=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use crate::listen::Limits;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    config::init_logging(&cli.log_format);
+    lodestar::runtime::init_logging(&cli.log_format);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         token.clone(),
     ));
 
-    shutdown_signal().await;
+    lodestar::runtime::shutdown_signal().await;
     info!("shutting down");
     token.cancel();
     tasks.close();
@@ -158,26 +158,4 @@ async fn bind_pair(addr: std::net::SocketAddr) -> std::io::Result<(UdpSocket, Tc
         std::io::ErrorKind::AddrInUse,
         "no port free for both UDP and TCP",
     ))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -9,14 +9,20 @@
 //! - [`key`]: domain name <-> etcd key mapping and name validation
 //!   (`redis-1.redis.webapp.dev` <-> `/skydns/dev/webapp/redis/redis-1`).
 //! - [`etcd`]: connection settings for etcd (endpoints, user/password, TLS).
+//! - [`registry`]: the [`Registry`] trait and its etcd implementation: one lease per owner,
+//!   records on it, and [`registry::plan`] to reconcile wanted and registered records.
+//! - [`runtime`]: logging set-up, the shutdown signal and reconnect backoff, for long-running processes.
 //! - [`view`]: the immutable [`Snapshot`] of a prefix and the watcher that keeps publishing new ones.
 #![warn(missing_docs)]
 
 pub mod etcd;
 pub mod key;
 pub mod record;
+pub mod registry;
+pub mod runtime;
 pub mod view;
 
 pub use key::{KeyError, Prefix};
 pub use record::{Host, RecordError, Service};
+pub use registry::{EtcdRegistry, Registry, RegistryError};
 pub use view::{Entry, Snapshot, View, ViewError};

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use etcd_client::{EventType, GetOptions, WatchOptions};
 use imbl::{OrdMap, OrdSet};
 use tokio_util::sync::CancellationToken;
@@ -259,16 +258,6 @@ impl From<etcd_client::Error> for ViewError {
     }
 }
 
-/// Backoff between reconnects: 100 ms doubling up to 2 s, with jitter, forever.
-pub fn reconnect_backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 /// Keeps `view` current with everything under `prefix` until `token` is cancelled.
 ///
 /// Never returns an error: every failure is logged and retried with backoff, and the last published
@@ -278,7 +267,7 @@ pub async fn follow(view: Arc<View>, etcd: EtcdConfig, prefix: Prefix, token: Ca
         snapshot: view.load().map(|s| (*s).clone()),
         revision: 0,
     };
-    let mut backoff = reconnect_backoff();
+    let mut backoff = crate::runtime::reconnect_backoff();
     let mut failures = 0u32;
     loop {
         let result = tokio::select! {
@@ -308,7 +297,7 @@ pub async fn follow(view: Arc<View>, etcd: EtcdConfig, prefix: Prefix, token: Ca
             () = tokio::time::sleep(delay) => {}
         }
         if failures == 0 {
-            backoff = reconnect_backoff();
+            backoff = crate::runtime::reconnect_backoff();
         }
     }
 }

@@ -4,6 +4,7 @@
 mod answers;
 mod forward;
 mod ops;
+mod registrator;
 mod support;
 mod view;
 mod wire;

@@ -504,3 +504,234 @@ pub fn path_str(p: &Path) -> String {
 pub fn repo_file(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+// ---------------------------------------------------------------- Docker
+
+/// Runs `docker ARGS`; its stdout, or a panic with its stderr.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker runs (apt-get install docker.io)");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Runs a shell command under an exclusive lock, so that parallel tests do it once.
+fn locked(lock: &str, script: &str) {
+    let ok = Command::new("flock").args([lock, "sh", "-c", script]).status().map(|s| s.success());
+    assert_eq!(ok.ok(), Some(true), "{script}");
+}
+
+/// The test image, made with `docker import` from busybox (no registry needed).
+pub const IMAGE: &str = "lodestar-test/busybox:latest";
+
+/// Makes sure a Docker engine answers (starting `dockerd` when none does) and the test image exists.
+pub fn docker_ready() {
+    locked(
+        "/tmp/lodestar-test-docker.lock",
+        &format!(
+            "docker info >/dev/null 2>&1 || {{ setsid nohup dockerd >/tmp/lodestar-dockerd.log 2>&1 & \
+             i=0; until docker info >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; }}; \
+             docker image inspect {IMAGE} >/dev/null 2>&1 || {{ d=$(mktemp -d) && mkdir -p $d/bin $d/tmp && \
+             cp $(command -v busybox) $d/bin/busybox && for a in sh sleep touch rm test cat; do ln -s busybox $d/bin/$a; done && \
+             tar -C $d -c . | docker import - {IMAGE} >/dev/null && rm -rf $d; }}"
+        ),
+    );
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A unique container name for this test process.
+pub fn unique(what: &str) -> String {
+    format!("lstest-{what}-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// A container, removed when dropped.
+pub struct Ctr {
+    pub name: String,
+}
+
+impl Ctr {
+    /// `docker run -d --name <unique> ARGS IMAGE sleep 3600` (ARGS go before the image).
+    pub fn run(what: &str, args: &[&str]) -> Ctr {
+        Ctr::run_cmd(what, args, &["sleep", "3600"])
+    }
+
+    pub fn run_cmd(what: &str, args: &[&str], cmd: &[&str]) -> Ctr {
+        docker_ready();
+        let name = unique(what);
+        let mut all = vec!["run", "-d", "--name", &name, "--label", "lodestar-test=1"];
+        all.extend(args);
+        all.push(IMAGE);
+        all.extend(cmd);
+        docker(&all);
+        Ctr { name }
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.name]).output();
+    }
+}
+
+// ---------------------------------------------------------------- lodestar-registrator
+
+/// The real `lodestar-registrator` binary, its logs collected.
+pub struct Registrator {
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Registrator {
+    /// Starts it on `etcd` for `webapp.dev` as host `host_id`, with `extra` flags.
+    pub fn start(etcd: &Etcd, host_id: &str, extra: &[&str]) -> Registrator {
+        docker_ready();
+        let mut args: Vec<String> = ["--etcd", &etcd.endpoint(), "--domain", "webapp.dev", "--host-id", host_id]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !extra.contains(&"--ip") && !extra.contains(&"--internal") {
+            args.extend(["--ip".to_string(), "10.99.0.1".to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (child, logs, rx) = spawn_logged(env!("CARGO_BIN_EXE_lodestar-registrator"), &args, &[]);
+        let mut metrics = None;
+        if extra.contains(&"--metrics") {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while metrics.is_none() {
+                let v = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("registrator started");
+                metrics = v.get("metrics").and_then(|a| a.as_str()).and_then(|a| a.parse().ok());
+            }
+        }
+        Registrator { child: Some(child), logs, metrics }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(Child::id).unwrap_or_default().to_string();
+        let ok = Command::new("kill").args(["-s", sig, &pid]).status().map(|s| s.success());
+        assert_eq!(ok.ok(), Some(true), "kill -s {sig}");
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Registrator {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// The A/AAAA/SRV data answered for `name`, empty when none.
+pub async fn srv(dns: &Dns, name: &str) -> Vec<String> {
+    query(dns.addr, name, RecordType::SRV).await.map(|m| data(&m)).unwrap_or_default()
+}
+
+/// Waits until `name` answers SRV with exactly `want`.
+pub async fn until_srv(dns: &Dns, name: &str, want: &[&str], deadline: Duration) {
+    let what = format!("{name} SRV = {want:?}");
+    eventually(deadline, &what, || async { (srv(dns, name).await == want).then_some(()) }).await;
+}
+
+/// The host port Docker published for a container port (`6379/tcp`).
+pub fn host_port(ctr: &Ctr, spec: &str) -> String {
+    let out = docker(&["port", &ctr.name, spec]);
+    out.lines().next().and_then(|l| l.rsplit(':').next()).unwrap_or_default().to_string()
+}
+
+/// A unix-socket proxy in front of the real Docker engine, so that a test can cut the
+/// registrator's connection to Docker and restore it while the engine itself runs on.
+pub struct DockerProxy {
+    dir: TempDir,
+    accept: Option<tokio::task::JoinHandle<()>>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl DockerProxy {
+    pub fn start() -> DockerProxy {
+        docker_ready();
+        let mut p = DockerProxy { dir: TempDir::new().expect("tempdir"), accept: None, conns: Arc::new(Mutex::new(Vec::new())) };
+        p.restore();
+        p
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+
+    /// `unix:///...` for `--docker`.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.path().display())
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&mut self) {
+        let path = self.path();
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind proxy socket");
+        let conns = self.conns.clone();
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+                conns.lock().expect("conns").push(task.abort_handle());
+            }
+        }));
+    }
+
+    /// Closes every connection and stops accepting: Docker is gone, as far as clients can tell.
+    pub fn cut(&mut self) {
+        if let Some(a) = self.accept.take() {
+            a.abort();
+        }
+        for c in self.conns.lock().expect("conns").drain(..) {
+            c.abort();
+        }
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+impl Drop for DockerProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Whether an ELF file is statically linked (has no PT_INTERP program header).
+pub fn is_static_elf(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else { return false };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap_or_default()) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    (0..phnum).all(|i| {
+        let o = phoff + i * phentsize;
+        b.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
+    })
+}
+
+/// Where cargo put the example `name`, next to the test binary's own directory.
+pub fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    profile_dir.join("examples").join(name)
+}

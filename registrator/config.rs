@@ -1,0 +1,190 @@
+//! The registrator's command line and the checked settings made from it once, at start.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use lodestar::etcd::EtcdConfig;
+use lodestar::Prefix;
+
+use crate::reconcile::Deregister;
+use crate::services::Settings;
+
+/// lodestar-registrator: registers this host's Docker containers in etcd as SkyDNS records.
+#[derive(Debug, Parser)]
+#[command(name = "lodestar-registrator", version, about)]
+pub struct Cli {
+    /// Docker engine: unix:///var/run/docker.sock, tcp://HOST:PORT.
+    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    pub docker: String,
+    /// etcd endpoints (repeatable or comma-separated).
+    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    pub etcd: Vec<String>,
+    /// Domain the records go under, e.g. webapp.dev.
+    #[arg(long, env = "LODESTAR_DOMAIN")]
+    pub domain: String,
+    /// etcd key prefix of the records.
+    #[arg(long, env = "LODESTAR_PREFIX", default_value = "/skydns")]
+    pub prefix: String,
+    /// Address published ports are reached at (default: this host's primary address).
+    #[arg(long, env = "LODESTAR_IP", conflicts_with = "internal")]
+    pub ip: Option<IpAddr>,
+    /// Register exposed ports at the containers' own addresses instead of published ports.
+    #[arg(long, env = "LODESTAR_INTERNAL")]
+    pub internal: bool,
+    /// Seconds the records outlive this registrator (the lease's TTL).
+    #[arg(long, env = "LODESTAR_TTL", default_value_t = 30)]
+    pub ttl: u64,
+    /// This host's id: owner of the records and part of generated ids (default: the hostname).
+    #[arg(long, env = "LODESTAR_HOST_ID")]
+    pub host_id: Option<String>,
+    /// Register only containers or ports with SERVICE_NAME / SERVICE_<port>_NAME.
+    #[arg(long, env = "LODESTAR_EXPLICIT")]
+    pub explicit: bool,
+    /// Seconds between full resyncs with Docker.
+    #[arg(long, env = "LODESTAR_RESYNC", default_value_t = 60)]
+    pub resync: u64,
+    /// When a stopped container's records go: always, or on-success (only after exit code 0).
+    #[arg(long, env = "LODESTAR_DEREGISTER", value_enum, default_value = "always")]
+    pub deregister: Deregister,
+    /// Revoke the lease on SIGTERM/SIGINT, removing this host's records at once.
+    #[arg(long, env = "LODESTAR_CLEANUP_ON_EXIT")]
+    pub cleanup_on_exit: bool,
+    /// Serve Prometheus metrics and /healthz on this address.
+    #[arg(long, env = "LODESTAR_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// etcd user name (with --etcd-password).
+    #[arg(long, env = "ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) for etcd over TLS.
+    #[arg(long, env = "ETCD_CACERT")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd over TLS.
+    #[arg(long, env = "ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd over TLS.
+    #[arg(long, env = "ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// The checked configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub docker: String,
+    pub etcd: EtcdConfig,
+    pub prefix: Prefix,
+    pub settings: Settings,
+    pub ttl: Duration,
+    pub resync: Duration,
+    pub deregister: Deregister,
+    pub cleanup_on_exit: bool,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
+        lodestar::key::validate_name(&cli.domain).with_context(|| format!("--domain {:?}", cli.domain))?;
+        let prefix = Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
+        if cli.ttl < 2 {
+            bail!("--ttl must be at least 2 seconds");
+        }
+        if cli.resync == 0 {
+            bail!("--resync must be at least 1 second");
+        }
+        let host_id = match cli.host_id {
+            Some(h) => h,
+            None => hostname().context("no --host-id given and the hostname is unknown")?,
+        };
+        let host_id = host_id.trim().to_string();
+        if host_id.is_empty() || host_id.contains('/') {
+            bail!("--host-id {host_id:?} must be a non-empty name without '/'");
+        }
+        let host_ip = match (cli.ip, cli.internal) {
+            (Some(ip), _) => ip,
+            (None, true) => IpAddr::from([0, 0, 0, 0]), // unused: containers' own addresses
+            (None, false) => primary_address().context("could not find this host's address; give it with --ip")?,
+        };
+        let user = match (cli.etcd_user, cli.etcd_password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => bail!("--etcd-user and --etcd-password go together"),
+        };
+        let cert_key_files = match (cli.etcd_cert, cli.etcd_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!("--etcd-cert and --etcd-key go together"),
+        };
+        Ok(Config {
+            docker: cli.docker,
+            etcd: EtcdConfig { endpoints: cli.etcd, user, ca_file: cli.etcd_ca, cert_key_files },
+            prefix,
+            settings: Settings { host_id, host_ip, internal: cli.internal, explicit: cli.explicit, domain: cli.domain.trim_end_matches('.').to_ascii_lowercase() },
+            ttl: Duration::from_secs(cli.ttl),
+            resync: Duration::from_secs(cli.resync),
+            deregister: cli.deregister,
+            cleanup_on_exit: cli.cleanup_on_exit,
+            metrics: cli.metrics,
+        })
+    }
+}
+
+fn hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    (!h.is_empty()).then(|| h.to_string())
+}
+
+/// This host's primary address: the IPv4 address of the interface with the default route, else
+/// the first IPv4 address that is not loopback or a container bridge. Never 0.0.0.0 or 127.0.0.1.
+fn primary_address() -> Option<IpAddr> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let addrs: Vec<(String, IpAddr)> = if_addrs::get_if_addrs().ok()?.into_iter().map(|i| (i.name.clone(), i.ip())).collect();
+    pick_primary(&routes, &addrs)
+}
+
+/// Pure part of [`primary_address`], over `/proc/net/route` and the interfaces' addresses.
+pub fn pick_primary(routes: &str, addrs: &[(String, IpAddr)]) -> Option<IpAddr> {
+    let usable = |ip: &IpAddr| ip.is_ipv4() && !ip.is_loopback() && !ip.is_unspecified();
+    let default_iface = routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"00000000")).then(|| f[0].to_string())
+    });
+    if let Some(iface) = default_iface {
+        if let Some((_, ip)) = addrs.iter().find(|(n, ip)| *n == iface && usable(ip)) {
+            return Some(*ip);
+        }
+    }
+    let bridge = |n: &str| n.starts_with("docker") || n.starts_with("br-") || n.starts_with("veth") || n == "lo";
+    addrs.iter().find(|(n, ip)| !bridge(n) && usable(ip)).map(|(_, ip)| *ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
+        list.iter().map(|(n, ip)| (n.to_string(), ip.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn primary_address_follows_the_default_route() {
+        let routes = "Iface\tDestination\tGateway\nens4\t0000FEA9\t00000000\neth0\t00000000\t0101A8C0\n";
+        let a = addrs(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1"), ("ens4", "169.254.0.2"), ("eth0", "192.168.1.5")]);
+        assert_eq!(pick_primary(routes, &a), Some("192.168.1.5".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_a_default_route_bridges_and_loopback_are_skipped() {
+        let a = addrs(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1"), ("veth1", "10.1.1.1"), ("eth1", "fe80::1"), ("eth1", "10.0.0.7")]);
+        assert_eq!(pick_primary("Iface\tDestination\n", &a), Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(pick_primary("", &addrs(&[("lo", "127.0.0.1")])), None);
+    }
+}

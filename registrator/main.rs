@@ -1,0 +1,87 @@
+//! `lodestar-registrator`: the sidecar that registers this host's Docker containers in etcd.
+//!
+//! `main` parses the command line into a checked [`config::Config`], sets up logging, and runs two
+//! tasks joined by a bounded channel: [`docker::follow`] (containers and their events) and
+//! [`reconcile::Reconciler`] (desired state -> leased etcd records), until SIGTERM or SIGINT.
+
+mod config;
+mod docker;
+mod metrics;
+mod reconcile;
+mod services;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{Cli, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    lodestar::runtime::init_logging(&cli.log_format);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lodestar-registrator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::from_cli(cli)?;
+    let token = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let metrics = metrics::Metrics::new();
+    if let Some(addr) = cfg.metrics {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?;
+        info!(metrics = %listener.local_addr()?, "serving metrics");
+        let (m, t) = (metrics.clone(), token.clone());
+        tasks.spawn(async move {
+            if let Err(error) = metrics::serve(listener, m, t).await {
+                warn!(%error, "metrics server stopped");
+            }
+        });
+    }
+    info!(
+        host_id = %cfg.settings.host_id, host_ip = %cfg.settings.host_ip, internal = cfg.settings.internal,
+        domain = %cfg.settings.domain, docker = %cfg.docker, etcd = ?cfg.etcd.endpoints, ttl = cfg.ttl.as_secs(),
+        "registrator starting"
+    );
+    // Bounded: when etcd is slow, Docker events wait instead of piling up.
+    let (tx, rx) = mpsc::channel(256);
+    let list_stopped = cfg.deregister == reconcile::Deregister::OnSuccess;
+    tasks.spawn(docker::follow(cfg.docker.clone(), tx, cfg.resync, list_stopped, metrics.clone(), token.clone()));
+    let reconciler = reconcile::Reconciler {
+        etcd: cfg.etcd,
+        prefix: cfg.prefix,
+        settings: cfg.settings,
+        ttl: cfg.ttl,
+        deregister: cfg.deregister,
+        cleanup_on_exit: cfg.cleanup_on_exit,
+        metrics,
+    };
+    tasks.spawn(reconciler.run(rx, token.clone()));
+
+    lodestar::runtime::shutdown_signal().await;
+    info!("shutting down");
+    token.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(4), tasks.wait()).await.is_err() {
+        warn!("some tasks did not stop within 4 s");
+    }
+    Ok(())
+}

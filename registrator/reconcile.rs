@@ -1,0 +1,285 @@
+//! Reconciliation: make what etcd holds for this host equal to what Docker runs.
+//!
+//! The reconciler owns the desired state (containers from [`DockerUpdate`]s, turned into services
+//! by [`services`]) and an [`EtcdRegistry`]. After every batch of updates, every `--ttl`/3 (when
+//! it also keeps the lease alive) and after every reconnect it lists what its lease holds and
+//! applies [`plan`]: missing records are written, stale ones deleted, records deleted behind its
+//! back come back. Nothing is reconciled before the first listing from Docker, so a registrator
+//! that starts while Docker is away deletes nothing. While etcd is away it keeps the desired state
+//! and retries with backoff capped at 2 s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lodestar::etcd::EtcdConfig;
+use lodestar::registry::{plan, Change, EtcdRegistry, LeaseOrigin, Registry, RegistryError};
+use lodestar::{Prefix, Service};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::docker::DockerUpdate;
+use crate::metrics::Metrics;
+use crate::services::{self, Container, RunState, Settings};
+
+/// When a stopped container's records go (`--deregister`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Deregister {
+    /// As soon as the container stops.
+    Always,
+    /// Only when it exited with code 0; a failed container keeps its records until it is removed.
+    OnSuccess,
+}
+
+/// Everything the reconciler needs.
+pub struct Reconciler {
+    /// How to reach etcd.
+    pub etcd: EtcdConfig,
+    /// Key prefix.
+    pub prefix: Prefix,
+    /// Container -> services settings (host id, address, domain...).
+    pub settings: Settings,
+    /// Lease TTL.
+    pub ttl: Duration,
+    /// `--deregister`.
+    pub deregister: Deregister,
+    /// `--cleanup-on-exit`: revoke the lease on the way out.
+    pub cleanup_on_exit: bool,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the reconciler knows.
+#[derive(Default)]
+struct State {
+    containers: BTreeMap<String, Container>,
+    /// Last services of each container, for `--deregister on-success`.
+    last: BTreeMap<String, Vec<(String, Service)>>,
+    /// Containers whose labels were refused, with the reason (logged once per reason).
+    refused: BTreeMap<String, String>,
+    listed: bool,
+}
+
+impl State {
+    fn apply(&mut self, update: DockerUpdate) {
+        match update {
+            DockerUpdate::Listing(list) => {
+                self.containers = list.into_iter().map(|c| (c.id.clone(), c)).collect();
+                self.last.retain(|id, _| self.containers.contains_key(id));
+                self.listed = true;
+            }
+            DockerUpdate::Changed(c) => {
+                self.containers.insert(c.id.clone(), c);
+            }
+            DockerUpdate::Gone(id) => {
+                self.containers.remove(&id);
+                self.last.remove(&id);
+            }
+        }
+    }
+
+    /// Every record this host should hold, by name.
+    fn desired(&mut self, settings: &Settings, deregister: Deregister) -> BTreeMap<String, Service> {
+        let mut out = BTreeMap::new();
+        for (id, c) in &self.containers {
+            let failed = matches!(c.state, RunState::Stopped(Some(code)) if code != 0);
+            let list = if deregister == Deregister::OnSuccess && failed {
+                self.last.get(id).cloned().unwrap_or_default()
+            } else {
+                match services::services(c, settings) {
+                    Ok(list) => {
+                        self.refused.remove(id);
+                        if !list.is_empty() {
+                            self.last.insert(id.clone(), list.clone());
+                        }
+                        list
+                    }
+                    Err(error) => {
+                        let reason = error.to_string();
+                        if self.refused.get(id) != Some(&reason) {
+                            warn!(container_id = %id, container = %c.name, %error, "skipping container: its labels make no valid record");
+                            self.refused.insert(id.clone(), reason);
+                        }
+                        Vec::new()
+                    }
+                }
+            };
+            for (name, svc) in list {
+                if let Some(prev) = out.insert(name.clone(), svc) {
+                    if out.get(&name) != Some(&prev) {
+                        warn!(name, container_id = %id, "two containers want the same name; the later one wins");
+                    }
+                }
+            }
+        }
+        self.refused.retain(|id, _| self.containers.contains_key(id));
+        out
+    }
+}
+
+impl Reconciler {
+    /// Runs until `token` is cancelled, then leaves the records on the lease (or revokes it with
+    /// `--cleanup-on-exit`).
+    pub async fn run(self, mut rx: mpsc::Receiver<DockerUpdate>, token: CancellationToken) {
+        let mut state = State::default();
+        let mut registry: Option<EtcdRegistry> = None;
+        let check_every = (self.ttl / 3).max(Duration::from_millis(500));
+        let mut check = tokio::time::interval(check_every);
+        let mut backoff = lodestar::runtime::reconnect_backoff();
+        let mut retry_at: Option<Instant> = None;
+        let mut failures = 0u32;
+        loop {
+            let mut keep_alive = false;
+            tokio::select! {
+                () = token.cancelled() => break,
+                u = rx.recv() => {
+                    let Some(u) = u else { break };
+                    state.apply(u);
+                    // Take everything already queued: one reconcile per batch.
+                    while let Ok(u) = rx.try_recv() {
+                        state.apply(u);
+                    }
+                }
+                _ = check.tick() => keep_alive = true,
+                () = sleep_until(retry_at) => retry_at = None,
+            }
+            if !state.listed {
+                continue;
+            }
+            match self.sync(&mut state, &mut registry, keep_alive).await {
+                Ok(()) => {
+                    if failures > 0 {
+                        info!("etcd reachable again; records reconciled");
+                    }
+                    failures = 0;
+                    backoff = lodestar::runtime::reconnect_backoff();
+                    retry_at = None;
+                }
+                Err(error) => {
+                    self.metrics.etcd_errors.inc();
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        warn!(%error, failures, endpoints = ?self.etcd.endpoints, "etcd unavailable, retrying; keeping the desired state");
+                    }
+                    registry = None;
+                    retry_at = Some(Instant::now() + backoff.next().unwrap_or(Duration::from_secs(2)));
+                }
+            }
+        }
+        if let (true, Some(reg)) = (self.cleanup_on_exit, registry) {
+            let lease = reg.lease();
+            match reg.revoke().await {
+                Ok(()) => info!(lease = format!("{lease:x}"), "lease revoked: this host's records are gone"),
+                Err(error) => warn!(%error, "could not revoke the lease; the records expire with it"),
+            }
+        }
+    }
+
+    async fn sync(&self, state: &mut State, registry: &mut Option<EtcdRegistry>, keep_alive: bool) -> Result<(), RegistryError> {
+        let reg = match registry {
+            Some(r) => r,
+            None => {
+                let (r, origin) = EtcdRegistry::connect(&self.etcd, self.prefix.clone(), &self.settings.host_id, self.ttl).await?;
+                match origin {
+                    LeaseOrigin::Adopted => info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "adopted this host's lease: its records stay"),
+                    LeaseOrigin::Granted => info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "granted a new lease"),
+                }
+                registry.insert(r)
+            }
+        };
+        if keep_alive {
+            match reg.keep_alive().await {
+                Err(RegistryError::LeaseLost(old)) => {
+                    warn!(lease = format!("{old:x}"), "lease lost (expired or etcd's data gone); registering everything again");
+                    reg.renew().await?;
+                }
+                other => other?,
+            }
+        }
+        let desired = state.desired(&self.settings, self.deregister);
+        self.metrics.containers.set(state.containers.len() as i64);
+        let registered = match reg.registered().await {
+            Err(RegistryError::LeaseLost(old)) => {
+                warn!(lease = format!("{old:x}"), "lease lost; registering everything again");
+                reg.renew().await?;
+                BTreeMap::new()
+            }
+            other => other?,
+        };
+        let changes = plan(&desired, &registered);
+        self.metrics.reconciles.inc();
+        for change in &changes {
+            match change {
+                Change::Put(name, svc) => {
+                    reg.register(name, svc).await?;
+                    info!(name, host = %svc.host, port = svc.port, "registered");
+                }
+                Change::Delete(name) => {
+                    reg.deregister(name).await?;
+                    info!(name, "deregistered");
+                }
+            }
+            self.metrics.corrections.inc();
+        }
+        self.metrics.services.set(desired.len() as i64);
+        if !changes.is_empty() {
+            debug!(changes = changes.len(), services = desired.len(), "reconciled");
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::{Health, Proto, Published};
+
+    fn settings() -> Settings {
+        Settings { host_id: "h".into(), host_ip: "10.0.0.1".parse().unwrap(), internal: false, explicit: false, domain: "webapp.dev".into() }
+    }
+
+    fn web(id: &str, state: RunState) -> Container {
+        Container {
+            id: id.into(),
+            name: id.into(),
+            image: "web".into(),
+            env: vec![format!("SERVICE_ID={id}")],
+            state,
+            health: Health::None,
+            published: vec![Published { port: 80, proto: Proto::Tcp, host_ip: None, host_port: 8080 }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn desired_follows_updates() {
+        let mut st = State::default();
+        st.apply(DockerUpdate::Listing(vec![web("a", RunState::Running), web("b", RunState::Running)]));
+        assert_eq!(st.desired(&settings(), Deregister::Always).keys().collect::<Vec<_>>(), ["a.web.webapp.dev", "b.web.webapp.dev"]);
+        st.apply(DockerUpdate::Changed(web("a", RunState::Paused)));
+        st.apply(DockerUpdate::Gone("b".into()));
+        assert!(st.desired(&settings(), Deregister::Always).is_empty());
+    }
+
+    #[test]
+    fn on_success_keeps_failed_containers_records() {
+        for (mode, code, kept) in [(Deregister::Always, 1, false), (Deregister::OnSuccess, 1, true), (Deregister::OnSuccess, 0, false)] {
+            let mut st = State::default();
+            st.apply(DockerUpdate::Listing(vec![web("a", RunState::Running)]));
+            assert_eq!(st.desired(&settings(), mode).len(), 1);
+            st.apply(DockerUpdate::Changed(web("a", RunState::Stopped(Some(code)))));
+            assert_eq!(st.desired(&settings(), mode).len(), usize::from(kept), "{mode:?} exit {code}");
+            st.apply(DockerUpdate::Gone("a".into()));
+            assert!(st.desired(&settings(), mode).is_empty(), "removed: gone in every mode");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Container -> services, as pure functions over a plain [`Container`]: no Docker, no clock.
+//!
+//! One service per published port (exposed port with `--internal`, at the container's address).
+//! Name: `SERVICE_<port>_NAME`, `SERVICE_NAME`, else the image's base name (`-<port>` appended when
+//! there are several ports and no per-port name). Id: `SERVICE_<port>_ID`, `SERVICE_ID` (`-<port>`
+//! appended when several ports share it), else a DNS-safe id from host id, container name and port.
+//! UDP ports get `-udp` on generated ids. Labels win over env, port-specific keys over general ones.
+//! The record lives at `<id>.<name>.<domain>`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use lodestar::key;
+use lodestar::Service;
+
+/// Transport of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    /// TCP (and SCTP, registered like TCP).
+    Tcp,
+    /// UDP: generated ids end in `-udp`.
+    Udp,
+}
+
+/// A container port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The container's port (the one `SERVICE_<port>_*` keys name).
+    pub port: u16,
+    /// Transport.
+    pub proto: Proto,
+    /// The host address it is bound to; `None` for all addresses (0.0.0.0 / ::).
+    pub host_ip: Option<IpAddr>,
+    /// The port on the host.
+    pub host_port: u16,
+}
+
+/// What a container is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunState {
+    /// Running.
+    #[default]
+    Running,
+    /// Paused: withdrawn.
+    Paused,
+    /// Not running; the exit code when it has one.
+    Stopped(Option<i64>),
+}
+
+/// Health of a container with a HEALTHCHECK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Health {
+    /// No healthcheck: counts as soon as it runs.
+    #[default]
+    None,
+    /// Not healthy yet.
+    Starting,
+    /// Healthy: counts.
+    Healthy,
+    /// Unhealthy: withdrawn.
+    Unhealthy,
+}
+
+/// The parts of a container that decide its services.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Container {
+    /// Full id.
+    pub id: String,
+    /// Name, without the leading `/`.
+    pub name: String,
+    /// Image reference as configured (`redis:7`, `registry:5000/team/api@sha256:...`).
+    pub image: String,
+    /// `KEY=value` environment.
+    pub env: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Running, paused or stopped.
+    pub state: RunState,
+    /// Health, when it has a healthcheck.
+    pub health: Health,
+    /// Published ports.
+    pub published: Vec<Published>,
+    /// Exposed ports (for `--internal`).
+    pub exposed: Vec<(u16, Proto)>,
+    /// Addresses by network name.
+    pub networks: BTreeMap<String, (Option<Ipv4Addr>, Option<Ipv6Addr>)>,
+}
+
+/// How this registrator turns containers into services.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This host's id: part of generated ids, and the owner of the records.
+    pub host_id: String,
+    /// The address published ports are reached at.
+    pub host_ip: IpAddr,
+    /// Register exposed ports at the container's address instead of published ones.
+    pub internal: bool,
+    /// Register only ports with a name given by `SERVICE_NAME` or `SERVICE_<port>_NAME`.
+    pub explicit: bool,
+    /// The domain records go under (`webapp.dev`).
+    pub domain: String,
+}
+
+/// Why a container's labels cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// A name or id from env or labels is not a valid DNS name.
+    #[error("{key}={value:?} does not make a valid DNS name: {reason}")]
+    BadName {
+        /// The key it came from.
+        key: String,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A numeric key holds something else.
+    #[error("{key}={value:?} is not a number in range")]
+    BadNumber {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+}
+
+/// Whether the container should have services now: running, not paused, healthy if checked.
+pub fn counts(c: &Container) -> bool {
+    c.state == RunState::Running && matches!(c.health, Health::None | Health::Healthy)
+}
+
+/// One port to register: the container port, transport, address and port to publish.
+struct Endpoint {
+    port: u16,
+    proto: Proto,
+    ip: IpAddr,
+    port_out: u16,
+}
+
+fn endpoints(c: &Container, s: &Settings) -> Vec<Endpoint> {
+    let mut out: Vec<Endpoint> = Vec::new();
+    if s.internal {
+        // Deterministic: the first network by name that has an address, IPv4 preferred.
+        let v4 = c.networks.values().find_map(|(v4, _)| *v4).map(IpAddr::V4);
+        let v6 = c.networks.values().find_map(|(_, v6)| *v6).map(IpAddr::V6);
+        let Some(ip) = v4.or(v6) else { return out };
+        let mut ports = c.exposed.clone();
+        ports.sort();
+        ports.dedup();
+        out.extend(ports.into_iter().map(|(port, proto)| Endpoint { port, proto, ip, port_out: port }));
+    } else {
+        let mut ports = c.published.clone();
+        // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
+        ports.sort_by_key(|p| (p.port, p.proto, p.host_ip.is_some_and(|ip| ip.is_ipv6())));
+        ports.dedup_by_key(|p| (p.port, p.proto));
+        out.extend(ports.into_iter().map(|p| Endpoint {
+            port: p.port,
+            proto: p.proto,
+            ip: p.host_ip.filter(|ip| !ip.is_unspecified()).unwrap_or(s.host_ip),
+            port_out: p.host_port,
+        }));
+    }
+    out
+}
+
+/// The container's services, `(full DNS name, record)`, or why its labels cannot be used.
+/// A container that does not count ([`counts`]) or is ignored has none.
+pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, ServiceError> {
+    if !counts(c) {
+        return Ok(Vec::new());
+    }
+    let attr = |k: &str| -> Option<String> {
+        if let Some(v) = c.labels.get(k) {
+            return Some(v.clone());
+        }
+        c.env.iter().rev().find_map(|e| e.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_string))
+    };
+    let set = |k: &str| attr(k).filter(|v| !v.trim().is_empty());
+    if set("SERVICE_IGNORE").is_some() {
+        return Ok(Vec::new());
+    }
+    let eps = endpoints(c, s);
+    let several = eps.len() > 1;
+    let mut out = Vec::new();
+    for ep in eps {
+        let p = ep.port;
+        let pick = |what: &str| -> Option<(String, String)> {
+            let specific = format!("SERVICE_{p}_{what}");
+            let general = format!("SERVICE_{what}");
+            set(&specific).map(|v| (specific, v)).or_else(|| set(&general).map(|v| (general, v)))
+        };
+        if set(&format!("SERVICE_{p}_IGNORE")).is_some() {
+            continue;
+        }
+        let udp = if ep.proto == Proto::Udp { "-udp" } else { "" };
+        let name = match set(&format!("SERVICE_{p}_NAME")) {
+            Some(v) => checked_name(&format!("SERVICE_{p}_NAME"), &v)?,
+            None => match set("SERVICE_NAME") {
+                Some(v) => {
+                    let base = checked_name("SERVICE_NAME", &v)?;
+                    if several { format!("{base}-{p}") } else { base }
+                }
+                None if s.explicit => continue,
+                None => {
+                    let base = image_base_name(&c.image);
+                    if several { format!("{base}-{p}") } else { base }
+                }
+            },
+        };
+        let id = match set(&format!("SERVICE_{p}_ID")) {
+            Some(v) => checked_label(&format!("SERVICE_{p}_ID"), &v)?,
+            None => match set("SERVICE_ID") {
+                Some(v) => {
+                    let base = checked_label("SERVICE_ID", &v)?;
+                    let id = if several { format!("{base}-{p}{udp}") } else { format!("{base}{udp}") };
+                    checked_label("SERVICE_ID", &id)?
+                }
+                None => default_id(&s.host_id, &c.name, p, ep.proto),
+            },
+        };
+        let mut svc = Service { host: ep.ip.to_string(), port: ep.port_out, ..Default::default() };
+        if let Some((k, v)) = pick("TTL") {
+            svc.ttl = number(&k, &v)?;
+        }
+        if let Some((k, v)) = pick("PRIORITY") {
+            svc.priority = number(&k, &v)?;
+        }
+        if let Some((k, v)) = pick("WEIGHT") {
+            svc.weight = number(&k, &v)?;
+        }
+        if let Some((_, v)) = pick("TEXT") {
+            svc.text = v;
+        }
+        let full = format!("{id}.{name}.{}", s.domain.trim_end_matches('.'));
+        key::validate_name(&full).map_err(|e| ServiceError::BadName { key: "SERVICE_NAME".into(), value: full.clone(), reason: e.to_string() })?;
+        out.push((full, svc));
+    }
+    Ok(out)
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ServiceError> {
+    value.trim().parse().map_err(|_| ServiceError::BadNumber { key: key.into(), value: value.into() })
+}
+
+/// A name from env or labels: lower case, one or more valid labels.
+fn checked_name(key: &str, value: &str) -> Result<String, ServiceError> {
+    let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
+    match key::validate_name(&v) {
+        Ok(()) if !v.contains('*') => Ok(v),
+        Ok(()) => Err(ServiceError::BadName { key: key.into(), value: value.into(), reason: "'*' is a wildcard".into() }),
+        Err(e) => Err(ServiceError::BadName { key: key.into(), value: value.into(), reason: e.to_string() }),
+    }
+}
+
+/// An id from env or labels: lower case, exactly one valid label.
+fn checked_label(key: &str, value: &str) -> Result<String, ServiceError> {
+    let v = checked_name(key, value)?;
+    if v.contains('.') {
+        return Err(ServiceError::BadName { key: key.into(), value: value.into(), reason: "an id is one label, without dots".into() });
+    }
+    Ok(v)
+}
+
+/// The image's base name as a DNS label: `registry:5000/team/API_server:1.2@sha256:ab` -> `api-server`.
+pub fn image_base_name(image: &str) -> String {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
+    let no_tag = last.split(':').next().unwrap_or(last);
+    let label = dns_safe(no_tag);
+    if label.is_empty() { "service".into() } else { label.chars().take(63).collect::<String>().trim_end_matches('-').to_string() }
+}
+
+/// Lower case, every character outside `[a-z0-9-]` as `-`, no leading/trailing or doubled `-`.
+fn dns_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        let c = ch.to_ascii_lowercase();
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// A DNS-safe id for a port: `<host>-<container>-<port>[-udp]`, only `[a-z0-9-]`, at most 63
+/// characters. When making it safe changed or shortened anything, a hash of the exact inputs is
+/// appended, so that two containers never get the same id.
+///
+/// `("node1", "web", 80, Tcp)` -> `node1-web-80`; `("node1", "Web_1", 80, Tcp)` -> `node1-web-1-80-<hash>`
+pub fn default_id(host_id: &str, container: &str, port: u16, proto: Proto) -> String {
+    let udp = if proto == Proto::Udp { "-udp" } else { "" };
+    let raw = format!("{host_id}-{container}-{port}{udp}");
+    let safe = dns_safe(&raw);
+    if safe == raw && safe.len() <= 63 {
+        return safe;
+    }
+    let tag = format!("{:08x}", fnv1a(raw.as_bytes()));
+    let keep = 63 - tag.len() - 1;
+    let head: String = safe.chars().take(keep).collect();
+    format!("{}-{tag}", head.trim_end_matches('-'))
+}
+
+/// FNV-1a, 32 bits: a hash that stays the same across builds, so ids survive upgrades.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+}
+
+#[cfg(test)]
+mod tests;
