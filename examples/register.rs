@@ -40,13 +40,28 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), RegistryError> {
     let args = Args::parse();
-    let etcd = EtcdConfig { endpoints: vec![args.etcd], ..Default::default() };
-    let owner = args.owner.unwrap_or_else(|| format!("example-{}", std::process::id()));
+    let etcd = EtcdConfig {
+        endpoints: vec![args.etcd],
+        ..Default::default()
+    };
+    let owner = args
+        .owner
+        .unwrap_or_else(|| format!("example-{}", std::process::id()));
     let ttl = Duration::from_secs(args.ttl);
     let (mut registry, _) = EtcdRegistry::connect(&etcd, Prefix::default(), &owner, ttl).await?;
-    let service = Service { host: args.host, port: args.port, ..Default::default() };
+    let service = Service {
+        host: args.host,
+        port: args.port,
+        ..Default::default()
+    };
     registry.register(&args.name, &service).await?;
-    println!("registered {} -> {}:{} (lease {:x})", args.name, service.host, service.port, registry.lease());
+    println!(
+        "registered {} -> {}:{} (lease {:x})",
+        args.name,
+        service.host,
+        service.port,
+        registry.lease()
+    );
 
     let mut tick = tokio::time::interval(ttl / 3);
     loop {

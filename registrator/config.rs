@@ -17,10 +17,19 @@ use crate::services::Settings;
 #[command(name = "lodestar-registrator", version, about)]
 pub struct Cli {
     /// Docker engine: unix:///var/run/docker.sock, tcp://HOST:PORT.
-    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     pub docker: String,
     /// etcd endpoints (repeatable or comma-separated).
-    #[arg(long, env = "ETCD_ENDPOINTS", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub etcd: Vec<String>,
     /// Domain the records go under, e.g. webapp.dev.
     #[arg(long, env = "LODESTAR_DOMAIN")]
@@ -47,7 +56,12 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_RESYNC", default_value_t = 60)]
     pub resync: u64,
     /// When a stopped container's records go: always, or on-success (only after exit code 0).
-    #[arg(long, env = "LODESTAR_DEREGISTER", value_enum, default_value = "always")]
+    #[arg(
+        long,
+        env = "LODESTAR_DEREGISTER",
+        value_enum,
+        default_value = "always"
+    )]
     pub deregister: Deregister,
     /// Revoke the lease on SIGTERM/SIGINT, removing this host's records at once.
     #[arg(long, env = "LODESTAR_CLEANUP_ON_EXIT")]
@@ -91,8 +105,10 @@ pub struct Config {
 
 impl Config {
     pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
-        lodestar::key::validate_name(&cli.domain).with_context(|| format!("--domain {:?}", cli.domain))?;
-        let prefix = Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
+        lodestar::key::validate_name(&cli.domain)
+            .with_context(|| format!("--domain {:?}", cli.domain))?;
+        let prefix =
+            Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
         if cli.ttl < 2 {
             bail!("--ttl must be at least 2 seconds");
         }
@@ -110,7 +126,8 @@ impl Config {
         let host_ip = match (cli.ip, cli.internal) {
             (Some(ip), _) => ip,
             (None, true) => IpAddr::from([0, 0, 0, 0]), // unused: containers' own addresses
-            (None, false) => primary_address().context("could not find this host's address; give it with --ip")?,
+            (None, false) => primary_address()
+                .context("could not find this host's address; give it with --ip")?,
         };
         let user = match (cli.etcd_user, cli.etcd_password) {
             (Some(u), Some(p)) => Some((u, p)),
@@ -124,9 +141,20 @@ impl Config {
         };
         Ok(Config {
             docker: cli.docker,
-            etcd: EtcdConfig { endpoints: cli.etcd, user, ca_file: cli.etcd_ca, cert_key_files },
+            etcd: EtcdConfig {
+                endpoints: cli.etcd,
+                user,
+                ca_file: cli.etcd_ca,
+                cert_key_files,
+            },
             prefix,
-            settings: Settings { host_id, host_ip, internal: cli.internal, explicit: cli.explicit, domain: cli.domain.trim_end_matches('.').to_ascii_lowercase() },
+            settings: Settings {
+                host_id,
+                host_ip,
+                internal: cli.internal,
+                explicit: cli.explicit,
+                domain: cli.domain.trim_end_matches('.').to_ascii_lowercase(),
+            },
             ttl: Duration::from_secs(cli.ttl),
             resync: Duration::from_secs(cli.resync),
             deregister: cli.deregister,
@@ -146,7 +174,11 @@ fn hostname() -> Option<String> {
 /// the first IPv4 address that is not loopback or a container bridge. Never 0.0.0.0 or 127.0.0.1.
 fn primary_address() -> Option<IpAddr> {
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-    let addrs: Vec<(String, IpAddr)> = if_addrs::get_if_addrs().ok()?.into_iter().map(|i| (i.name.clone(), i.ip())).collect();
+    let addrs: Vec<(String, IpAddr)> = if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .map(|i| (i.name.clone(), i.ip()))
+        .collect();
     pick_primary(&routes, &addrs)
 }
 
@@ -162,8 +194,13 @@ pub fn pick_primary(routes: &str, addrs: &[(String, IpAddr)]) -> Option<IpAddr> 
             return Some(*ip);
         }
     }
-    let bridge = |n: &str| n.starts_with("docker") || n.starts_with("br-") || n.starts_with("veth") || n == "lo";
-    addrs.iter().find(|(n, ip)| !bridge(n) && usable(ip)).map(|(_, ip)| *ip)
+    let bridge = |n: &str| {
+        n.starts_with("docker") || n.starts_with("br-") || n.starts_with("veth") || n == "lo"
+    };
+    addrs
+        .iter()
+        .find(|(n, ip)| !bridge(n) && usable(ip))
+        .map(|(_, ip)| *ip)
 }
 
 #[cfg(test)]
@@ -171,20 +208,40 @@ mod tests {
     use super::*;
 
     fn addrs(list: &[(&str, &str)]) -> Vec<(String, IpAddr)> {
-        list.iter().map(|(n, ip)| (n.to_string(), ip.parse().unwrap())).collect()
+        list.iter()
+            .map(|(n, ip)| (n.to_string(), ip.parse().unwrap()))
+            .collect()
     }
 
     #[test]
     fn primary_address_follows_the_default_route() {
-        let routes = "Iface\tDestination\tGateway\nens4\t0000FEA9\t00000000\neth0\t00000000\t0101A8C0\n";
-        let a = addrs(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1"), ("ens4", "169.254.0.2"), ("eth0", "192.168.1.5")]);
-        assert_eq!(pick_primary(routes, &a), Some("192.168.1.5".parse().unwrap()));
+        let routes =
+            "Iface\tDestination\tGateway\nens4\t0000FEA9\t00000000\neth0\t00000000\t0101A8C0\n";
+        let a = addrs(&[
+            ("lo", "127.0.0.1"),
+            ("docker0", "172.17.0.1"),
+            ("ens4", "169.254.0.2"),
+            ("eth0", "192.168.1.5"),
+        ]);
+        assert_eq!(
+            pick_primary(routes, &a),
+            Some("192.168.1.5".parse().unwrap())
+        );
     }
 
     #[test]
     fn without_a_default_route_bridges_and_loopback_are_skipped() {
-        let a = addrs(&[("lo", "127.0.0.1"), ("docker0", "172.17.0.1"), ("veth1", "10.1.1.1"), ("eth1", "fe80::1"), ("eth1", "10.0.0.7")]);
-        assert_eq!(pick_primary("Iface\tDestination\n", &a), Some("10.0.0.7".parse().unwrap()));
+        let a = addrs(&[
+            ("lo", "127.0.0.1"),
+            ("docker0", "172.17.0.1"),
+            ("veth1", "10.1.1.1"),
+            ("eth1", "fe80::1"),
+            ("eth1", "10.0.0.7"),
+        ]);
+        assert_eq!(
+            pick_primary("Iface\tDestination\n", &a),
+            Some("10.0.0.7".parse().unwrap())
+        );
         assert_eq!(pick_primary("", &addrs(&[("lo", "127.0.0.1")])), None);
     }
 }

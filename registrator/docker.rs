@@ -34,7 +34,19 @@ pub enum DockerUpdate {
 }
 
 /// Container events worth an inspect; health checks' `exec_*` events are not.
-const ACTIONS: &[&str] = &["start", "restart", "die", "stop", "kill", "destroy", "pause", "unpause", "health_status", "rename", "oom"];
+const ACTIONS: &[&str] = &[
+    "start",
+    "restart",
+    "die",
+    "stop",
+    "kill",
+    "destroy",
+    "pause",
+    "unpause",
+    "health_status",
+    "rename",
+    "oom",
+];
 
 /// Why a Docker session ended.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +76,14 @@ pub async fn connect(host: &str) -> Result<Docker, bollard::errors::Error> {
 }
 
 /// Follows the engine at `host` until `token` is cancelled; never returns early.
-pub async fn follow(host: String, tx: mpsc::Sender<DockerUpdate>, resync: Duration, list_stopped: bool, metrics: std::sync::Arc<Metrics>, token: CancellationToken) {
+pub async fn follow(
+    host: String,
+    tx: mpsc::Sender<DockerUpdate>,
+    resync: Duration,
+    list_stopped: bool,
+    metrics: std::sync::Arc<Metrics>,
+    token: CancellationToken,
+) {
     let mut since: Option<i64> = None;
     let mut backoff = lodestar::runtime::reconnect_backoff();
     let mut failures = 0u32;
@@ -108,8 +127,13 @@ async fn session(
     *failures = 0;
     // Subscribe from the last event seen (or from now): what happens while listing is not lost.
     let start = since.unwrap_or_else(now_secs);
-    let filters: HashMap<String, Vec<String>> = [("type".to_string(), vec!["container".to_string()])].into();
-    let opts = EventsOptions { since: Some(start.to_string()), until: None, filters: Some(filters) };
+    let filters: HashMap<String, Vec<String>> =
+        [("type".to_string(), vec!["container".to_string()])].into();
+    let opts = EventsOptions {
+        since: Some(start.to_string()),
+        until: None,
+        filters: Some(filters),
+    };
     let mut events = docker.events(Some(opts));
     *since = Some(start);
     list(&docker, tx, list_stopped).await?;
@@ -145,8 +169,17 @@ fn now_secs() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-async fn list(docker: &Docker, tx: &mpsc::Sender<DockerUpdate>, all: bool) -> Result<(), DockerError> {
-    let summaries = docker.list_containers(Some(ListContainersOptions { all, ..Default::default() })).await?;
+async fn list(
+    docker: &Docker,
+    tx: &mpsc::Sender<DockerUpdate>,
+    all: bool,
+) -> Result<(), DockerError> {
+    let summaries = docker
+        .list_containers(Some(ListContainersOptions {
+            all,
+            ..Default::default()
+        }))
+        .await?;
     let mut out = Vec::with_capacity(summaries.len());
     for s in summaries {
         let Some(id) = s.id else { continue };
@@ -156,13 +189,20 @@ async fn list(docker: &Docker, tx: &mpsc::Sender<DockerUpdate>, all: bool) -> Re
         }
     }
     debug!(containers = out.len(), "listed containers");
-    tx.send(DockerUpdate::Listing(out)).await.map_err(|_| DockerError::Closed)
+    tx.send(DockerUpdate::Listing(out))
+        .await
+        .map_err(|_| DockerError::Closed)
 }
 
 async fn inspect(docker: &Docker, id: &str) -> Result<Option<Container>, DockerError> {
-    match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+    match docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
         Ok(r) => Ok(Some(from_inspect(r))),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -188,28 +228,52 @@ pub fn from_inspect(r: ContainerInspectResponse) -> Container {
     };
     let mut published = Vec::new();
     for (spec, bindings) in net.ports.unwrap_or_default() {
-        let Some((port, proto)) = parse_port_spec(&spec) else { continue };
+        let Some((port, proto)) = parse_port_spec(&spec) else {
+            continue;
+        };
         for b in bindings.unwrap_or_default() {
-            let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) else { continue };
-            let host_ip = b.host_ip.as_deref().and_then(|ip| ip.parse::<IpAddr>().ok());
-            published.push(Published { port, proto, host_ip, host_port });
+            let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            let host_ip = b
+                .host_ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            published.push(Published {
+                port,
+                proto,
+                host_ip,
+                host_port,
+            });
         }
     }
     published.sort_by_key(|p| (p.port, p.proto, p.host_port));
-    let exposed = config.exposed_ports.unwrap_or_default().iter().filter_map(|s| parse_port_spec(s)).collect();
+    let exposed = config
+        .exposed_ports
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| parse_port_spec(s))
+        .collect();
     let networks = net
         .networks
         .unwrap_or_default()
         .into_iter()
         .map(|(name, ep)| {
             let v4 = ep.ip_address.as_deref().and_then(|a| a.parse().ok());
-            let v6 = ep.global_ipv6_address.as_deref().and_then(|a| a.parse().ok());
+            let v6 = ep
+                .global_ipv6_address
+                .as_deref()
+                .and_then(|a| a.parse().ok());
             (name, (v4, v6))
         })
         .collect::<BTreeMap<_, _>>();
     Container {
         id: r.id.unwrap_or_default(),
-        name: r.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
         image: config.image.unwrap_or_default(),
         env: config.env.unwrap_or_default(),
         labels: config.labels.unwrap_or_default().into_iter().collect(),
@@ -224,7 +288,11 @@ pub fn from_inspect(r: ContainerInspectResponse) -> Container {
 /// `6379/tcp` -> `(6379, Tcp)`; `53/udp` -> `(53, Udp)`; SCTP counts as TCP.
 fn parse_port_spec(spec: &str) -> Option<(u16, Proto)> {
     let (port, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
-    let proto = if proto.eq_ignore_ascii_case("udp") { Proto::Udp } else { Proto::Tcp };
+    let proto = if proto.eq_ignore_ascii_case("udp") {
+        Proto::Udp
+    } else {
+        Proto::Tcp
+    };
     Some((port.parse().ok()?, proto))
 }
 

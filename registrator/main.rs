@@ -47,7 +47,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     let metrics = metrics::Metrics::new();
     if let Some(addr) = cfg.metrics {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding metrics on {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics on {addr}"))?;
         info!(metrics = %listener.local_addr()?, "serving metrics");
         let (m, t) = (metrics.clone(), token.clone());
         tasks.spawn(async move {
@@ -64,7 +66,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Bounded: when etcd is slow, Docker events wait instead of piling up.
     let (tx, rx) = mpsc::channel(256);
     let list_stopped = cfg.deregister == reconcile::Deregister::OnSuccess;
-    tasks.spawn(docker::follow(cfg.docker.clone(), tx, cfg.resync, list_stopped, metrics.clone(), token.clone()));
+    tasks.spawn(docker::follow(
+        cfg.docker.clone(),
+        tx,
+        cfg.resync,
+        list_stopped,
+        metrics.clone(),
+        token.clone(),
+    ));
     let reconciler = reconcile::Reconciler {
         etcd: cfg.etcd,
         prefix: cfg.prefix,
@@ -80,7 +89,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     info!("shutting down");
     token.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(4), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(4), tasks.wait())
+        .await
+        .is_err()
+    {
         warn!("some tasks did not stop within 4 s");
     }
     Ok(())

@@ -40,12 +40,32 @@ impl Metrics {
             corrections: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("containers", "Containers seen on this host", m.containers.clone());
-        registry.register("services", "Services this host registers", m.services.clone());
-        registry.register("etcd_errors", "Failed etcd operations", m.etcd_errors.clone());
-        registry.register("docker_errors", "Failed Docker connections or requests", m.docker_errors.clone());
+        registry.register(
+            "containers",
+            "Containers seen on this host",
+            m.containers.clone(),
+        );
+        registry.register(
+            "services",
+            "Services this host registers",
+            m.services.clone(),
+        );
+        registry.register(
+            "etcd_errors",
+            "Failed etcd operations",
+            m.etcd_errors.clone(),
+        );
+        registry.register(
+            "docker_errors",
+            "Failed Docker connections or requests",
+            m.docker_errors.clone(),
+        );
         registry.register("reconciles", "Reconcile runs", m.reconciles.clone());
-        registry.register("corrections", "Records written or deleted by reconciling", m.corrections.clone());
+        registry.register(
+            "corrections",
+            "Records written or deleted by reconciling",
+            m.corrections.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -58,9 +78,15 @@ impl Metrics {
 }
 
 /// Serves `/metrics` and `/healthz` until `token` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, token: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    token: CancellationToken,
+) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", get(move || async move { metrics.render() }))
         .route("/healthz", get(|| async { "ok\n" }));
-    axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
 }

@@ -81,7 +81,11 @@ impl State {
     }
 
     /// Every record this host should hold, by name.
-    fn desired(&mut self, settings: &Settings, deregister: Deregister) -> BTreeMap<String, Service> {
+    fn desired(
+        &mut self,
+        settings: &Settings,
+        deregister: Deregister,
+    ) -> BTreeMap<String, Service> {
         let mut out = BTreeMap::new();
         for (id, c) in &self.containers {
             let failed = matches!(c.state, RunState::Stopped(Some(code)) if code != 0);
@@ -114,7 +118,8 @@ impl State {
                 }
             }
         }
-        self.refused.retain(|id, _| self.containers.contains_key(id));
+        self.refused
+            .retain(|id, _| self.containers.contains_key(id));
         out
     }
 }
@@ -164,27 +169,48 @@ impl Reconciler {
                         warn!(%error, failures, endpoints = ?self.etcd.endpoints, "etcd unavailable, retrying; keeping the desired state");
                     }
                     registry = None;
-                    retry_at = Some(Instant::now() + backoff.next().unwrap_or(Duration::from_secs(2)));
+                    retry_at =
+                        Some(Instant::now() + backoff.next().unwrap_or(Duration::from_secs(2)));
                 }
             }
         }
         if let (true, Some(reg)) = (self.cleanup_on_exit, registry) {
             let lease = reg.lease();
             match reg.revoke().await {
-                Ok(()) => info!(lease = format!("{lease:x}"), "lease revoked: this host's records are gone"),
-                Err(error) => warn!(%error, "could not revoke the lease; the records expire with it"),
+                Ok(()) => info!(
+                    lease = format!("{lease:x}"),
+                    "lease revoked: this host's records are gone"
+                ),
+                Err(error) => {
+                    warn!(%error, "could not revoke the lease; the records expire with it")
+                }
             }
         }
     }
 
-    async fn sync(&self, state: &mut State, registry: &mut Option<EtcdRegistry>, keep_alive: bool) -> Result<(), RegistryError> {
+    async fn sync(
+        &self,
+        state: &mut State,
+        registry: &mut Option<EtcdRegistry>,
+        keep_alive: bool,
+    ) -> Result<(), RegistryError> {
         let reg = match registry {
             Some(r) => r,
             None => {
-                let (r, origin) = EtcdRegistry::connect(&self.etcd, self.prefix.clone(), &self.settings.host_id, self.ttl).await?;
+                let (r, origin) = EtcdRegistry::connect(
+                    &self.etcd,
+                    self.prefix.clone(),
+                    &self.settings.host_id,
+                    self.ttl,
+                )
+                .await?;
                 match origin {
-                    LeaseOrigin::Adopted => info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "adopted this host's lease: its records stay"),
-                    LeaseOrigin::Granted => info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "granted a new lease"),
+                    LeaseOrigin::Adopted => {
+                        info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "adopted this host's lease: its records stay")
+                    }
+                    LeaseOrigin::Granted => {
+                        info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "granted a new lease")
+                    }
                 }
                 registry.insert(r)
             }
@@ -192,7 +218,10 @@ impl Reconciler {
         if keep_alive {
             match reg.keep_alive().await {
                 Err(RegistryError::LeaseLost(old)) => {
-                    warn!(lease = format!("{old:x}"), "lease lost (expired or etcd's data gone); registering everything again");
+                    warn!(
+                        lease = format!("{old:x}"),
+                        "lease lost (expired or etcd's data gone); registering everything again"
+                    );
                     reg.renew().await?;
                 }
                 other => other?,
@@ -202,7 +231,10 @@ impl Reconciler {
         self.metrics.containers.set(state.containers.len() as i64);
         let registered = match reg.registered().await {
             Err(RegistryError::LeaseLost(old)) => {
-                warn!(lease = format!("{old:x}"), "lease lost; registering everything again");
+                warn!(
+                    lease = format!("{old:x}"),
+                    "lease lost; registering everything again"
+                );
                 reg.renew().await?;
                 BTreeMap::new()
             }
@@ -225,7 +257,11 @@ impl Reconciler {
         }
         self.metrics.services.set(desired.len() as i64);
         if !changes.is_empty() {
-            debug!(changes = changes.len(), services = desired.len(), "reconciled");
+            debug!(
+                changes = changes.len(),
+                services = desired.len(),
+                "reconciled"
+            );
         }
         Ok(())
     }
@@ -244,7 +280,13 @@ mod tests {
     use crate::services::{Health, Proto, Published};
 
     fn settings() -> Settings {
-        Settings { host_id: "h".into(), host_ip: "10.0.0.1".parse().unwrap(), internal: false, explicit: false, domain: "webapp.dev".into() }
+        Settings {
+            host_id: "h".into(),
+            host_ip: "10.0.0.1".parse().unwrap(),
+            internal: false,
+            explicit: false,
+            domain: "webapp.dev".into(),
+        }
     }
 
     fn web(id: &str, state: RunState) -> Container {
@@ -255,7 +297,12 @@ mod tests {
             env: vec![format!("SERVICE_ID={id}")],
             state,
             health: Health::None,
-            published: vec![Published { port: 80, proto: Proto::Tcp, host_ip: None, host_port: 8080 }],
+            published: vec![Published {
+                port: 80,
+                proto: Proto::Tcp,
+                host_ip: None,
+                host_port: 8080,
+            }],
             ..Default::default()
         }
     }
@@ -263,8 +310,16 @@ mod tests {
     #[test]
     fn desired_follows_updates() {
         let mut st = State::default();
-        st.apply(DockerUpdate::Listing(vec![web("a", RunState::Running), web("b", RunState::Running)]));
-        assert_eq!(st.desired(&settings(), Deregister::Always).keys().collect::<Vec<_>>(), ["a.web.webapp.dev", "b.web.webapp.dev"]);
+        st.apply(DockerUpdate::Listing(vec![
+            web("a", RunState::Running),
+            web("b", RunState::Running),
+        ]));
+        assert_eq!(
+            st.desired(&settings(), Deregister::Always)
+                .keys()
+                .collect::<Vec<_>>(),
+            ["a.web.webapp.dev", "b.web.webapp.dev"]
+        );
         st.apply(DockerUpdate::Changed(web("a", RunState::Paused)));
         st.apply(DockerUpdate::Gone("b".into()));
         assert!(st.desired(&settings(), Deregister::Always).is_empty());
@@ -272,14 +327,28 @@ mod tests {
 
     #[test]
     fn on_success_keeps_failed_containers_records() {
-        for (mode, code, kept) in [(Deregister::Always, 1, false), (Deregister::OnSuccess, 1, true), (Deregister::OnSuccess, 0, false)] {
+        for (mode, code, kept) in [
+            (Deregister::Always, 1, false),
+            (Deregister::OnSuccess, 1, true),
+            (Deregister::OnSuccess, 0, false),
+        ] {
             let mut st = State::default();
             st.apply(DockerUpdate::Listing(vec![web("a", RunState::Running)]));
             assert_eq!(st.desired(&settings(), mode).len(), 1);
-            st.apply(DockerUpdate::Changed(web("a", RunState::Stopped(Some(code)))));
-            assert_eq!(st.desired(&settings(), mode).len(), usize::from(kept), "{mode:?} exit {code}");
+            st.apply(DockerUpdate::Changed(web(
+                "a",
+                RunState::Stopped(Some(code)),
+            )));
+            assert_eq!(
+                st.desired(&settings(), mode).len(),
+                usize::from(kept),
+                "{mode:?} exit {code}"
+            );
             st.apply(DockerUpdate::Gone("a".into()));
-            assert!(st.desired(&settings(), mode).is_empty(), "removed: gone in every mode");
+            assert!(
+                st.desired(&settings(), mode).is_empty(),
+                "removed: gone in every mode"
+            );
         }
     }
 }

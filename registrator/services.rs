@@ -148,17 +148,27 @@ fn endpoints(c: &Container, s: &Settings) -> Vec<Endpoint> {
         let mut ports = c.exposed.clone();
         ports.sort();
         ports.dedup();
-        out.extend(ports.into_iter().map(|(port, proto)| Endpoint { port, proto, ip, port_out: port }));
+        out.extend(ports.into_iter().map(|(port, proto)| Endpoint {
+            port,
+            proto,
+            ip,
+            port_out: port,
+        }));
     } else {
         let mut ports = c.published.clone();
         // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
         ports.sort_by_key(|p| (p.port, p.proto, p.host_ip.is_some_and(|ip| ip.is_ipv6())));
         ports.dedup_by_key(|p| (p.port, p.proto));
-        out.extend(ports.into_iter().map(|p| Endpoint {
-            port: p.port,
-            proto: p.proto,
-            ip: p.host_ip.filter(|ip| !ip.is_unspecified()).unwrap_or(s.host_ip),
-            port_out: p.host_port,
+        out.extend(ports.into_iter().map(|p| {
+            Endpoint {
+                port: p.port,
+                proto: p.proto,
+                ip: p
+                    .host_ip
+                    .filter(|ip| !ip.is_unspecified())
+                    .unwrap_or(s.host_ip),
+                port_out: p.host_port,
+            }
         }));
     }
     out
@@ -174,7 +184,11 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
         if let Some(v) = c.labels.get(k) {
             return Some(v.clone());
         }
-        c.env.iter().rev().find_map(|e| e.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_string))
+        c.env.iter().rev().find_map(|e| {
+            e.strip_prefix(k)
+                .and_then(|r| r.strip_prefix('='))
+                .map(str::to_string)
+        })
     };
     let set = |k: &str| attr(k).filter(|v| !v.trim().is_empty());
     if set("SERVICE_IGNORE").is_some() {
@@ -188,7 +202,9 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
         let pick = |what: &str| -> Option<(String, String)> {
             let specific = format!("SERVICE_{p}_{what}");
             let general = format!("SERVICE_{what}");
-            set(&specific).map(|v| (specific, v)).or_else(|| set(&general).map(|v| (general, v)))
+            set(&specific)
+                .map(|v| (specific, v))
+                .or_else(|| set(&general).map(|v| (general, v)))
         };
         if set(&format!("SERVICE_{p}_IGNORE")).is_some() {
             continue;
@@ -199,12 +215,20 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             None => match set("SERVICE_NAME") {
                 Some(v) => {
                     let base = checked_name("SERVICE_NAME", &v)?;
-                    if several { format!("{base}-{p}") } else { base }
+                    if several {
+                        format!("{base}-{p}")
+                    } else {
+                        base
+                    }
                 }
                 None if s.explicit => continue,
                 None => {
                     let base = image_base_name(&c.image);
-                    if several { format!("{base}-{p}") } else { base }
+                    if several {
+                        format!("{base}-{p}")
+                    } else {
+                        base
+                    }
                 }
             },
         };
@@ -213,13 +237,21 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             None => match set("SERVICE_ID") {
                 Some(v) => {
                     let base = checked_label("SERVICE_ID", &v)?;
-                    let id = if several { format!("{base}-{p}{udp}") } else { format!("{base}{udp}") };
+                    let id = if several {
+                        format!("{base}-{p}{udp}")
+                    } else {
+                        format!("{base}{udp}")
+                    };
                     checked_label("SERVICE_ID", &id)?
                 }
                 None => default_id(&s.host_id, &c.name, p, ep.proto),
             },
         };
-        let mut svc = Service { host: ep.ip.to_string(), port: ep.port_out, ..Default::default() };
+        let mut svc = Service {
+            host: ep.ip.to_string(),
+            port: ep.port_out,
+            ..Default::default()
+        };
         if let Some((k, v)) = pick("TTL") {
             svc.ttl = number(&k, &v)?;
         }
@@ -233,14 +265,21 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             svc.text = v;
         }
         let full = format!("{id}.{name}.{}", s.domain.trim_end_matches('.'));
-        key::validate_name(&full).map_err(|e| ServiceError::BadName { key: "SERVICE_NAME".into(), value: full.clone(), reason: e.to_string() })?;
+        key::validate_name(&full).map_err(|e| ServiceError::BadName {
+            key: "SERVICE_NAME".into(),
+            value: full.clone(),
+            reason: e.to_string(),
+        })?;
         out.push((full, svc));
     }
     Ok(out)
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ServiceError> {
-    value.trim().parse().map_err(|_| ServiceError::BadNumber { key: key.into(), value: value.into() })
+    value.trim().parse().map_err(|_| ServiceError::BadNumber {
+        key: key.into(),
+        value: value.into(),
+    })
 }
 
 /// A name from env or labels: lower case, one or more valid labels.
@@ -248,8 +287,16 @@ fn checked_name(key: &str, value: &str) -> Result<String, ServiceError> {
     let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
     match key::validate_name(&v) {
         Ok(()) if !v.contains('*') => Ok(v),
-        Ok(()) => Err(ServiceError::BadName { key: key.into(), value: value.into(), reason: "'*' is a wildcard".into() }),
-        Err(e) => Err(ServiceError::BadName { key: key.into(), value: value.into(), reason: e.to_string() }),
+        Ok(()) => Err(ServiceError::BadName {
+            key: key.into(),
+            value: value.into(),
+            reason: "'*' is a wildcard".into(),
+        }),
+        Err(e) => Err(ServiceError::BadName {
+            key: key.into(),
+            value: value.into(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -257,7 +304,11 @@ fn checked_name(key: &str, value: &str) -> Result<String, ServiceError> {
 fn checked_label(key: &str, value: &str) -> Result<String, ServiceError> {
     let v = checked_name(key, value)?;
     if v.contains('.') {
-        return Err(ServiceError::BadName { key: key.into(), value: value.into(), reason: "an id is one label, without dots".into() });
+        return Err(ServiceError::BadName {
+            key: key.into(),
+            value: value.into(),
+            reason: "an id is one label, without dots".into(),
+        });
     }
     Ok(v)
 }
@@ -268,7 +319,16 @@ pub fn image_base_name(image: &str) -> String {
     let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
     let no_tag = last.split(':').next().unwrap_or(last);
     let label = dns_safe(no_tag);
-    if label.is_empty() { "service".into() } else { label.chars().take(63).collect::<String>().trim_end_matches('-').to_string() }
+    if label.is_empty() {
+        "service".into()
+    } else {
+        label
+            .chars()
+            .take(63)
+            .collect::<String>()
+            .trim_end_matches('-')
+            .to_string()
+    }
 }
 
 /// Lower case, every character outside `[a-z0-9-]` as `-`, no leading/trailing or doubled `-`.
@@ -305,7 +365,9 @@ pub fn default_id(host_id: &str, container: &str, port: u16, proto: Proto) -> St
 
 /// FNV-1a, 32 bits: a hash that stays the same across builds, so ids survive upgrades.
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
+};
 
 use crate::etcd::{EtcdConfig, EtcdError, REQUEST_TIMEOUT};
 use crate::key::{KeyError, Prefix};
@@ -80,7 +82,10 @@ pub enum Change {
 /// What to write and delete so that `registered` becomes `desired`. Pure.
 ///
 /// `desired {a, b'}`, `registered {b, c}` -> `[Put(a), Put(b'), Delete(c)]`
-pub fn plan(desired: &BTreeMap<String, Service>, registered: &BTreeMap<String, Service>) -> Vec<Change> {
+pub fn plan(
+    desired: &BTreeMap<String, Service>,
+    registered: &BTreeMap<String, Service>,
+) -> Vec<Change> {
     let mut changes: Vec<Change> = desired
         .iter()
         .filter(|(name, svc)| registered.get(*name) != Some(svc))
@@ -105,7 +110,9 @@ pub struct EtcdRegistry {
     keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
 }
 
-async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, RegistryError> {
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, RegistryError> {
     match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(RegistryError::Etcd(EtcdError::Timeout(REQUEST_TIMEOUT))),
@@ -115,9 +122,21 @@ async fn timed<T>(f: impl std::future::Future<Output = Result<T, etcd_client::Er
 impl EtcdRegistry {
     /// Connects as `owner`, adopting its lease when it is still alive, else granting a new one
     /// of `ttl` (at least 2 s).
-    pub async fn connect(etcd: &EtcdConfig, prefix: Prefix, owner: &str, ttl: Duration) -> Result<(EtcdRegistry, LeaseOrigin), RegistryError> {
+    pub async fn connect(
+        etcd: &EtcdConfig,
+        prefix: Prefix,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(EtcdRegistry, LeaseOrigin), RegistryError> {
         let client = etcd.connect().await?;
-        let mut reg = EtcdRegistry { client, prefix, owner: owner.to_string(), ttl: ttl.max(Duration::from_secs(2)), lease: 0, keeper: None };
+        let mut reg = EtcdRegistry {
+            client,
+            prefix,
+            owner: owner.to_string(),
+            ttl: ttl.max(Duration::from_secs(2)),
+            lease: 0,
+            keeper: None,
+        };
         let origin = match reg.find_lease().await? {
             Some(lease) => {
                 reg.lease = lease;
@@ -143,7 +162,13 @@ impl EtcdRegistry {
 
     async fn find_lease(&mut self) -> Result<Option<i64>, RegistryError> {
         let resp = timed(self.client.get(self.owner_key(), None)).await?;
-        let Some(id) = resp.kvs().first().and_then(|kv| std::str::from_utf8(kv.value()).ok()?.trim().parse::<i64>().ok()) else {
+        let Some(id) = resp.kvs().first().and_then(|kv| {
+            std::str::from_utf8(kv.value())
+                .ok()?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        }) else {
             return Ok(None);
         };
         let ttl = timed(self.client.lease_time_to_live(id, None)).await?;
@@ -158,7 +183,11 @@ impl EtcdRegistry {
         self.lease = grant.id();
         self.keeper = None;
         let opts = PutOptions::new().with_lease(self.lease);
-        timed(self.client.put(self.owner_key(), self.lease.to_string(), Some(opts))).await?;
+        timed(
+            self.client
+                .put(self.owner_key(), self.lease.to_string(), Some(opts)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -169,7 +198,12 @@ impl EtcdRegistry {
     }
 
     fn key(&self, name: &str) -> Result<String, RegistryError> {
-        self.prefix.key_for_name(name).map_err(|source| RegistryError::Name { name: name.to_string(), source })
+        self.prefix
+            .key_for_name(name)
+            .map_err(|source| RegistryError::Name {
+                name: name.to_string(),
+                source,
+            })
     }
 }
 
@@ -179,7 +213,11 @@ impl Registry for EtcdRegistry {
         let opts = PutOptions::new().with_lease(self.lease);
         match timed(self.client.put(key, service.to_json(), Some(opts))).await {
             // etcd says "requested lease not found" when the lease expired under us.
-            Err(RegistryError::Etcd(EtcdError::Client(e))) if e.to_string().contains("lease not found") => Err(RegistryError::LeaseLost(self.lease)),
+            Err(RegistryError::Etcd(EtcdError::Client(e)))
+                if e.to_string().contains("lease not found") =>
+            {
+                Err(RegistryError::LeaseLost(self.lease))
+            }
             other => other.map(|_| ()),
         }
     }
@@ -191,7 +229,11 @@ impl Registry for EtcdRegistry {
     }
 
     async fn registered(&mut self) -> Result<BTreeMap<String, Service>, RegistryError> {
-        let ttl = timed(self.client.lease_time_to_live(self.lease, Some(LeaseTimeToLiveOptions::new().with_keys()))).await?;
+        let ttl = timed(
+            self.client
+                .lease_time_to_live(self.lease, Some(LeaseTimeToLiveOptions::new().with_keys())),
+        )
+        .await?;
         if ttl.ttl() <= 0 {
             return Err(RegistryError::LeaseLost(self.lease));
         }
@@ -210,7 +252,11 @@ impl Registry for EtcdRegistry {
             for op in resp.op_responses() {
                 if let etcd_client::TxnOpResponse::Get(get) = op {
                     for kv in get.kvs() {
-                        let (Ok(key), Ok(svc)) = (std::str::from_utf8(kv.key()), Service::parse(kv.value())) else { continue };
+                        let (Ok(key), Ok(svc)) =
+                            (std::str::from_utf8(kv.key()), Service::parse(kv.value()))
+                        else {
+                            continue;
+                        };
                         // A value that no longer parses is listed as empty, so that it is rewritten.
                         if let Some(name) = self.prefix.name_for_key(key) {
                             out.insert(name, svc);
@@ -257,16 +303,31 @@ mod tests {
     use super::*;
 
     fn svc(host: &str) -> Service {
-        Service { host: host.into(), ..Default::default() }
+        Service {
+            host: host.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn plan_puts_missing_and_changed_and_deletes_stale() {
-        let desired: BTreeMap<String, Service> = [("a".to_string(), svc("10.0.0.1")), ("b".to_string(), svc("10.0.0.2"))].into();
-        let registered: BTreeMap<String, Service> = [("b".to_string(), svc("10.0.0.9")), ("c".to_string(), svc("10.0.0.3"))].into();
+        let desired: BTreeMap<String, Service> = [
+            ("a".to_string(), svc("10.0.0.1")),
+            ("b".to_string(), svc("10.0.0.2")),
+        ]
+        .into();
+        let registered: BTreeMap<String, Service> = [
+            ("b".to_string(), svc("10.0.0.9")),
+            ("c".to_string(), svc("10.0.0.3")),
+        ]
+        .into();
         assert_eq!(
             plan(&desired, &registered),
-            [Change::Put("a".into(), svc("10.0.0.1")), Change::Put("b".into(), svc("10.0.0.2")), Change::Delete("c".into())]
+            [
+                Change::Put("a".into(), svc("10.0.0.1")),
+                Change::Put("b".into(), svc("10.0.0.2")),
+                Change::Delete("c".into())
+            ]
         );
         assert!(plan(&desired, &desired).is_empty());
     }

@@ -3,11 +3,22 @@
 use super::*;
 
 fn settings() -> Settings {
-    Settings { host_id: "node1".into(), host_ip: "10.0.0.1".parse().unwrap(), internal: false, explicit: false, domain: "webapp.dev".into() }
+    Settings {
+        host_id: "node1".into(),
+        host_ip: "10.0.0.1".parse().unwrap(),
+        internal: false,
+        explicit: false,
+        domain: "webapp.dev".into(),
+    }
 }
 
 fn port(port: u16, host_port: u16) -> Published {
-    Published { port, proto: Proto::Tcp, host_ip: None, host_port }
+    Published {
+        port,
+        proto: Proto::Tcp,
+        host_ip: None,
+        host_port,
+    }
 }
 
 fn container(env: &[&str], labels: &[(&str, &str)], ports: Vec<Published>) -> Container {
@@ -16,7 +27,10 @@ fn container(env: &[&str], labels: &[(&str, &str)], ports: Vec<Published>) -> Co
         name: "web".into(),
         image: "docker.io/library/redis:7".into(),
         env: env.iter().map(|s| s.to_string()).collect(),
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         published: ports,
         ..Default::default()
     }
@@ -24,7 +38,11 @@ fn container(env: &[&str], labels: &[(&str, &str)], ports: Vec<Published>) -> Co
 
 /// `name host:port` for each service.
 fn show(c: &Container, s: &Settings) -> Vec<String> {
-    let mut v: Vec<String> = services(c, s).unwrap().iter().map(|(n, svc)| format!("{n} {}:{}", svc.host, svc.port)).collect();
+    let mut v: Vec<String> = services(c, s)
+        .unwrap()
+        .iter()
+        .map(|(n, svc)| format!("{n} {}:{}", svc.host, svc.port))
+        .collect();
     v.sort();
     v
 }
@@ -35,33 +53,102 @@ fn precedence_table() {
     let one = || vec![port(6379, 32768)];
     let two = || vec![port(6379, 32768), port(8080, 32769)];
     let cases: Vec<(&str, Container, Vec<&str>)> = vec![
-        ("image name and generated id", container(&[], &[], one()), vec!["node1-web-6379.redis.webapp.dev 10.0.0.1:32768"]),
-        ("SERVICE_NAME from env", container(&["SERVICE_NAME=cache"], &[], one()), vec!["node1-web-6379.cache.webapp.dev 10.0.0.1:32768"]),
-        ("SERVICE_ID from env", container(&["SERVICE_NAME=cache", "SERVICE_ID=redis-1"], &[], one()), vec!["redis-1.cache.webapp.dev 10.0.0.1:32768"]),
-        ("labels win over env", container(&["SERVICE_NAME=fromenv"], &[("SERVICE_NAME", "fromlabel")], one()), vec!["node1-web-6379.fromlabel.webapp.dev 10.0.0.1:32768"]),
-        ("port-specific wins", container(&["SERVICE_NAME=general", "SERVICE_6379_NAME=specific"], &[], one()), vec!["node1-web-6379.specific.webapp.dev 10.0.0.1:32768"]),
         (
-            "port-specific env wins over general label",
-            container(&["SERVICE_6379_NAME=specific"], &[("SERVICE_NAME", "general")], one()),
+            "image name and generated id",
+            container(&[], &[], one()),
+            vec!["node1-web-6379.redis.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "SERVICE_NAME from env",
+            container(&["SERVICE_NAME=cache"], &[], one()),
+            vec!["node1-web-6379.cache.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "SERVICE_ID from env",
+            container(&["SERVICE_NAME=cache", "SERVICE_ID=redis-1"], &[], one()),
+            vec!["redis-1.cache.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "labels win over env",
+            container(
+                &["SERVICE_NAME=fromenv"],
+                &[("SERVICE_NAME", "fromlabel")],
+                one(),
+            ),
+            vec!["node1-web-6379.fromlabel.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "port-specific wins",
+            container(
+                &["SERVICE_NAME=general", "SERVICE_6379_NAME=specific"],
+                &[],
+                one(),
+            ),
             vec!["node1-web-6379.specific.webapp.dev 10.0.0.1:32768"],
         ),
-        ("several ports get -<port>", container(&[], &[], two()), vec!["node1-web-6379.redis-6379.webapp.dev 10.0.0.1:32768", "node1-web-8080.redis-8080.webapp.dev 10.0.0.1:32769"]),
+        (
+            "port-specific env wins over general label",
+            container(
+                &["SERVICE_6379_NAME=specific"],
+                &[("SERVICE_NAME", "general")],
+                one(),
+            ),
+            vec!["node1-web-6379.specific.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "several ports get -<port>",
+            container(&[], &[], two()),
+            vec![
+                "node1-web-6379.redis-6379.webapp.dev 10.0.0.1:32768",
+                "node1-web-8080.redis-8080.webapp.dev 10.0.0.1:32769",
+            ],
+        ),
         (
             "a per-port name is kept as is",
             container(&["SERVICE_NAME=app", "SERVICE_8080_NAME=http"], &[], two()),
-            vec!["node1-web-6379.app-6379.webapp.dev 10.0.0.1:32768", "node1-web-8080.http.webapp.dev 10.0.0.1:32769"],
+            vec![
+                "node1-web-6379.app-6379.webapp.dev 10.0.0.1:32768",
+                "node1-web-8080.http.webapp.dev 10.0.0.1:32769",
+            ],
         ),
         (
             "a shared SERVICE_ID gets -<port>",
             container(&["SERVICE_ID=x", "SERVICE_8080_ID=web"], &[], two()),
-            vec!["web.redis-8080.webapp.dev 10.0.0.1:32769", "x-6379.redis-6379.webapp.dev 10.0.0.1:32768"],
+            vec![
+                "web.redis-8080.webapp.dev 10.0.0.1:32769",
+                "x-6379.redis-6379.webapp.dev 10.0.0.1:32768",
+            ],
         ),
-        ("SERVICE_IGNORE", container(&["SERVICE_IGNORE=1"], &[], one()), vec![]),
-        ("SERVICE_IGNORE as a label", container(&[], &[("SERVICE_IGNORE", "true")], one()), vec![]),
-        ("empty SERVICE_IGNORE does not ignore", container(&["SERVICE_IGNORE="], &[], one()), vec!["node1-web-6379.redis.webapp.dev 10.0.0.1:32768"]),
-        ("per-port ignore", container(&["SERVICE_8080_IGNORE=1"], &[], two()), vec!["node1-web-6379.redis-6379.webapp.dev 10.0.0.1:32768"]),
-        ("no ports, no services", container(&["SERVICE_NAME=x"], &[], vec![]), vec![]),
-        ("names are lower-cased", container(&["SERVICE_NAME=Cache", "SERVICE_ID=Redis-1"], &[], one()), vec!["redis-1.cache.webapp.dev 10.0.0.1:32768"]),
+        (
+            "SERVICE_IGNORE",
+            container(&["SERVICE_IGNORE=1"], &[], one()),
+            vec![],
+        ),
+        (
+            "SERVICE_IGNORE as a label",
+            container(&[], &[("SERVICE_IGNORE", "true")], one()),
+            vec![],
+        ),
+        (
+            "empty SERVICE_IGNORE does not ignore",
+            container(&["SERVICE_IGNORE="], &[], one()),
+            vec!["node1-web-6379.redis.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "per-port ignore",
+            container(&["SERVICE_8080_IGNORE=1"], &[], two()),
+            vec!["node1-web-6379.redis-6379.webapp.dev 10.0.0.1:32768"],
+        ),
+        (
+            "no ports, no services",
+            container(&["SERVICE_NAME=x"], &[], vec![]),
+            vec![],
+        ),
+        (
+            "names are lower-cased",
+            container(&["SERVICE_NAME=Cache", "SERVICE_ID=Redis-1"], &[], one()),
+            vec!["redis-1.cache.webapp.dev 10.0.0.1:32768"],
+        ),
     ];
     for (what, c, want) in cases {
         assert_eq!(show(&c, &s), want, "{what}");
@@ -70,10 +157,17 @@ fn precedence_table() {
 
 #[test]
 fn explicit_registers_only_named_ports() {
-    let s = Settings { explicit: true, ..settings() };
+    let s = Settings {
+        explicit: true,
+        ..settings()
+    };
     let c = container(&[], &[], vec![port(6379, 1), port(8080, 2)]);
     assert!(show(&c, &s).is_empty());
-    let c = container(&["SERVICE_8080_NAME=http"], &[], vec![port(6379, 1), port(8080, 2)]);
+    let c = container(
+        &["SERVICE_8080_NAME=http"],
+        &[],
+        vec![port(6379, 1), port(8080, 2)],
+    );
     assert_eq!(show(&c, &s), ["node1-web-8080.http.webapp.dev 10.0.0.1:2"]);
     let c = container(&["SERVICE_NAME=app"], &[], vec![port(6379, 1)]);
     assert_eq!(show(&c, &s), ["node1-web-6379.app.webapp.dev 10.0.0.1:1"]);
@@ -81,19 +175,41 @@ fn explicit_registers_only_named_ports() {
 
 #[test]
 fn record_fields_from_keys() {
-    let c = container(&["SERVICE_TTL=5", "SERVICE_PRIORITY=20", "SERVICE_6379_WEIGHT=7", "SERVICE_WEIGHT=1", "SERVICE_TEXT=hello"], &[], vec![port(6379, 1)]);
+    let c = container(
+        &[
+            "SERVICE_TTL=5",
+            "SERVICE_PRIORITY=20",
+            "SERVICE_6379_WEIGHT=7",
+            "SERVICE_WEIGHT=1",
+            "SERVICE_TEXT=hello",
+        ],
+        &[],
+        vec![port(6379, 1)],
+    );
     let got = services(&c, &settings()).unwrap();
     let svc = &got[0].1;
-    assert_eq!((svc.ttl, svc.priority, svc.weight, svc.text.as_str()), (5, 20, 7, "hello"));
+    assert_eq!(
+        (svc.ttl, svc.priority, svc.weight, svc.text.as_str()),
+        (5, 20, 7, "hello")
+    );
     let c = container(&["SERVICE_TTL=soon"], &[], vec![port(6379, 1)]);
-    assert!(matches!(services(&c, &settings()), Err(ServiceError::BadNumber { .. })));
+    assert!(matches!(
+        services(&c, &settings()),
+        Err(ServiceError::BadNumber { .. })
+    ));
     let c = container(&["SERVICE_PRIORITY=70000"], &[], vec![port(6379, 1)]);
     assert!(services(&c, &settings()).is_err());
 }
 
 #[test]
 fn invalid_names_are_refused() {
-    for (k, v) in [("SERVICE_NAME", "has space"), ("SERVICE_NAME", "a..b"), ("SERVICE_ID", "with.dot"), ("SERVICE_NAME", "*"), ("SERVICE_6379_ID", &"x".repeat(64))] {
+    for (k, v) in [
+        ("SERVICE_NAME", "has space"),
+        ("SERVICE_NAME", "a..b"),
+        ("SERVICE_ID", "with.dot"),
+        ("SERVICE_NAME", "*"),
+        ("SERVICE_6379_ID", &"x".repeat(64)),
+    ] {
         let c = container(&[], &[(k, v)], vec![port(6379, 1)]);
         let err = services(&c, &settings()).unwrap_err();
         assert!(err.to_string().contains(k), "{k}={v}: {err}");
@@ -102,27 +218,72 @@ fn invalid_names_are_refused() {
 
 #[test]
 fn udp_ports_and_host_addresses() {
-    let mut c = container(&[], &[], vec![Published { port: 53, proto: Proto::Udp, host_ip: None, host_port: 5353 }]);
-    assert_eq!(show(&c, &settings()), ["node1-web-53-udp.redis.webapp.dev 10.0.0.1:5353"]);
+    let mut c = container(
+        &[],
+        &[],
+        vec![Published {
+            port: 53,
+            proto: Proto::Udp,
+            host_ip: None,
+            host_port: 5353,
+        }],
+    );
+    assert_eq!(
+        show(&c, &settings()),
+        ["node1-web-53-udp.redis.webapp.dev 10.0.0.1:5353"]
+    );
     c.published = vec![
-        Published { port: 80, proto: Proto::Tcp, host_ip: Some("0.0.0.0".parse().unwrap()), host_port: 8080 },
-        Published { port: 80, proto: Proto::Tcp, host_ip: Some("::".parse().unwrap()), host_port: 8080 },
+        Published {
+            port: 80,
+            proto: Proto::Tcp,
+            host_ip: Some("0.0.0.0".parse().unwrap()),
+            host_port: 8080,
+        },
+        Published {
+            port: 80,
+            proto: Proto::Tcp,
+            host_ip: Some("::".parse().unwrap()),
+            host_port: 8080,
+        },
     ];
-    assert_eq!(show(&c, &settings()), ["node1-web-80.redis.webapp.dev 10.0.0.1:8080"], "one record for the v4 and v6 bindings");
-    c.published = vec![Published { port: 80, proto: Proto::Tcp, host_ip: Some("192.168.5.5".parse().unwrap()), host_port: 8080 }];
-    assert_eq!(show(&c, &settings()), ["node1-web-80.redis.webapp.dev 192.168.5.5:8080"], "a specific binding address wins");
+    assert_eq!(
+        show(&c, &settings()),
+        ["node1-web-80.redis.webapp.dev 10.0.0.1:8080"],
+        "one record for the v4 and v6 bindings"
+    );
+    c.published = vec![Published {
+        port: 80,
+        proto: Proto::Tcp,
+        host_ip: Some("192.168.5.5".parse().unwrap()),
+        host_port: 8080,
+    }];
+    assert_eq!(
+        show(&c, &settings()),
+        ["node1-web-80.redis.webapp.dev 192.168.5.5:8080"],
+        "a specific binding address wins"
+    );
 }
 
 #[test]
 fn internal_uses_exposed_ports_and_the_container_address() {
-    let s = Settings { internal: true, ..settings() };
+    let s = Settings {
+        internal: true,
+        ..settings()
+    };
     let mut c = container(&["SERVICE_NAME=db"], &[], vec![]);
     c.exposed = vec![(5432, Proto::Tcp)];
-    c.networks.insert("zeta".into(), (Some("172.18.0.9".parse().unwrap()), None));
-    c.networks.insert("bridge".into(), (Some("172.17.0.9".parse().unwrap()), None));
-    assert_eq!(show(&c, &s), ["node1-web-5432.db.webapp.dev 172.17.0.9:5432"], "first network by name");
+    c.networks
+        .insert("zeta".into(), (Some("172.18.0.9".parse().unwrap()), None));
+    c.networks
+        .insert("bridge".into(), (Some("172.17.0.9".parse().unwrap()), None));
+    assert_eq!(
+        show(&c, &s),
+        ["node1-web-5432.db.webapp.dev 172.17.0.9:5432"],
+        "first network by name"
+    );
     c.networks.clear();
-    c.networks.insert("v6only".into(), (None, Some("fd00::9".parse().unwrap())));
+    c.networks
+        .insert("v6only".into(), (None, Some("fd00::9".parse().unwrap())));
     assert_eq!(show(&c, &s), ["node1-web-5432.db.webapp.dev fd00::9:5432"]);
     c.networks.clear();
     assert!(show(&c, &s).is_empty(), "no address, nothing to register");
@@ -140,15 +301,26 @@ fn state_and_health_gate_registration() {
         (RunState::Stopped(Some(0)), Health::None, 0),
     ];
     for (state, health, n) in cases {
-        let c = Container { state, health, ..base.clone() };
-        assert_eq!(services(&c, &settings()).unwrap().len(), n, "{state:?} {health:?}");
+        let c = Container {
+            state,
+            health,
+            ..base.clone()
+        };
+        assert_eq!(
+            services(&c, &settings()).unwrap().len(),
+            n,
+            "{state:?} {health:?}"
+        );
     }
 }
 
 #[test]
 fn default_ids_are_dns_safe_bounded_and_distinct() {
     assert_eq!(default_id("node1", "web", 80, Proto::Tcp), "node1-web-80");
-    assert_eq!(default_id("node1", "web", 53, Proto::Udp), "node1-web-53-udp");
+    assert_eq!(
+        default_id("node1", "web", 53, Proto::Udp),
+        "node1-web-53-udp"
+    );
     let a = default_id("node1", "web_1", 80, Proto::Tcp);
     let b = default_id("node1", "web.1", 80, Proto::Tcp);
     let c = default_id("node1", "web-1", 80, Proto::Tcp);
@@ -156,14 +328,32 @@ fn default_ids_are_dns_safe_bounded_and_distinct() {
     assert_ne!(a, c);
     assert_eq!(c, "node1-web-1-80");
     let long = default_id(&"h".repeat(40), &"c".repeat(60), 8080, Proto::Tcp);
-    let long2 = default_id(&"h".repeat(40), &format!("{}d", "c".repeat(59)), 8080, Proto::Tcp);
+    let long2 = default_id(
+        &"h".repeat(40),
+        &format!("{}d", "c".repeat(59)),
+        8080,
+        Proto::Tcp,
+    );
     assert_ne!(long, long2);
-    for id in [a, b, long, default_id("Node.Example.COM", "/x y", 1, Proto::Tcp)] {
+    for id in [
+        a,
+        b,
+        long,
+        default_id("Node.Example.COM", "/x y", 1, Proto::Tcp),
+    ] {
         assert!(id.len() <= 63, "{id}");
-        assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "{id}"
+        );
         assert!(!id.starts_with('-') && !id.ends_with('-'), "{id}");
     }
-    assert_eq!(default_id("Web", "x", 1, Proto::Tcp), default_id("Web", "x", 1, Proto::Tcp), "stable");
+    assert_eq!(
+        default_id("Web", "x", 1, Proto::Tcp),
+        default_id("Web", "x", 1, Proto::Tcp),
+        "stable"
+    );
 }
 
 #[test]
@@ -172,7 +362,10 @@ fn image_base_names() {
         ("redis", "redis"),
         ("redis:7", "redis"),
         ("docker.io/library/redis:7", "redis"),
-        ("registry:5000/team/API_server:1.2@sha256:abcd", "api-server"),
+        (
+            "registry:5000/team/API_server:1.2@sha256:abcd",
+            "api-server",
+        ),
         ("localhost:5000/x", "x"),
         ("___", "service"),
     ] {

@@ -19,22 +19,49 @@ async fn stack(host: &str, extra: &[&str]) -> (Etcd, Dns, Registrator) {
 }
 
 async fn nxdomain(dns: &Dns, name: &str) -> bool {
-    query(dns.addr, name, RecordType::A).await.is_ok_and(|m| m.metadata.response_code == ResponseCode::NXDomain)
+    query(dns.addr, name, RecordType::A)
+        .await
+        .is_ok_and(|m| m.metadata.response_code == ResponseCode::NXDomain)
 }
 
 #[tokio::test]
 async fn a_container_is_answered_within_3s_and_gone_within_3s_of_stop() {
     let (_etcd, dns, _reg) = stack("h-basic", &[]).await;
     let name = unique("svc");
-    let c = Ctr::run("basic", &["-p", "6379", "-e", &format!("SERVICE_NAME={name}"), "-e", "SERVICE_ID=redis-1"]);
+    let c = Ctr::run(
+        "basic",
+        &[
+            "-p",
+            "6379",
+            "-e",
+            &format!("SERVICE_NAME={name}"),
+            "-e",
+            "SERVICE_ID=redis-1",
+        ],
+    );
     let port = host_port(&c, "6379/tcp");
     let fqdn = format!("{name}.webapp.dev.");
-    until_srv(&dns, &fqdn, &[&format!("10 100 {port} redis-1.{name}.webapp.dev.")], SOON).await;
-    let m = query(dns.addr, &format!("redis-1.{name}.webapp.dev."), RecordType::A).await.unwrap();
+    until_srv(
+        &dns,
+        &fqdn,
+        &[&format!("10 100 {port} redis-1.{name}.webapp.dev.")],
+        SOON,
+    )
+    .await;
+    let m = query(
+        dns.addr,
+        &format!("redis-1.{name}.webapp.dev."),
+        RecordType::A,
+    )
+    .await
+    .unwrap();
     assert_eq!(data(&m), ["10.99.0.1"], "the --ip address");
     docker(&["stop", "-t", "0", &c.name]);
     let what = format!("{fqdn} gone");
-    eventually(SOON, &what, || async { nxdomain(&dns, &fqdn).await.then_some(()) }).await;
+    eventually(SOON, &what, || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -42,48 +69,171 @@ async fn labels_several_ports_and_ignored_containers() {
     let (_etcd, dns, _reg) = stack("h-labels", &[]).await;
     let n = unique("lbl");
     // A label wins over env.
-    let _a = Ctr::run("lbl", &["-p", "80", "-e", "SERVICE_NAME=from-env", "-l", &format!("SERVICE_NAME={n}"), "-l", "SERVICE_ID=a1"]);
+    let _a = Ctr::run(
+        "lbl",
+        &[
+            "-p",
+            "80",
+            "-e",
+            "SERVICE_NAME=from-env",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=a1",
+        ],
+    );
     // Two ports, one with its own name.
-    let b = Ctr::run("ports", &["-p", "80", "-p", "443", "-l", &format!("SERVICE_NAME={n}-b"), "-l", &format!("SERVICE_443_NAME={n}-tls"), "-l", "SERVICE_ID=b1"]);
+    let b = Ctr::run(
+        "ports",
+        &[
+            "-p",
+            "80",
+            "-p",
+            "443",
+            "-l",
+            &format!("SERVICE_NAME={n}-b"),
+            "-l",
+            &format!("SERVICE_443_NAME={n}-tls"),
+            "-l",
+            "SERVICE_ID=b1",
+        ],
+    );
     // Ignored: never registered.
-    let _c = Ctr::run("ign", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-ignored"), "-l", "SERVICE_IGNORE=true"]);
+    let _c = Ctr::run(
+        "ign",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}-ignored"),
+            "-l",
+            "SERVICE_IGNORE=true",
+        ],
+    );
     // Invalid labels: refused with a log line, the container skipped.
     let _d = Ctr::run("bad", &["-p", "80", "-l", "SERVICE_NAME=not valid!"]);
     // A marker started last: once it is answered, every container before it was seen.
-    let _m = Ctr::run("mark", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-marker"), "-l", "SERVICE_ID=m"]);
+    let _m = Ctr::run(
+        "mark",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}-marker"),
+            "-l",
+            "SERVICE_ID=m",
+        ],
+    );
     let p80 = host_port(&b, "80/tcp");
     let p443 = host_port(&b, "443/tcp");
-    until_srv(&dns, &format!("{n}-marker.webapp.dev."), &[&format!("10 100 {} m.{n}-marker.webapp.dev.", host_port(&_m, "80/tcp"))], SOON).await;
-    assert_eq!(srv(&dns, &format!("{n}.webapp.dev.")).await.len(), 1, "the label's name");
+    until_srv(
+        &dns,
+        &format!("{n}-marker.webapp.dev."),
+        &[&format!(
+            "10 100 {} m.{n}-marker.webapp.dev.",
+            host_port(&_m, "80/tcp")
+        )],
+        SOON,
+    )
+    .await;
+    assert_eq!(
+        srv(&dns, &format!("{n}.webapp.dev.")).await.len(),
+        1,
+        "the label's name"
+    );
     assert!(nxdomain(&dns, "from-env.webapp.dev.").await);
-    assert_eq!(srv(&dns, &format!("{n}-b-80.webapp.dev.")).await, [format!("10 100 {p80} b1-80.{n}-b-80.webapp.dev.")]);
-    assert_eq!(srv(&dns, &format!("{n}-tls.webapp.dev.")).await, [format!("10 100 {p443} b1-443.{n}-tls.webapp.dev.")]);
+    assert_eq!(
+        srv(&dns, &format!("{n}-b-80.webapp.dev.")).await,
+        [format!("10 100 {p80} b1-80.{n}-b-80.webapp.dev.")]
+    );
+    assert_eq!(
+        srv(&dns, &format!("{n}-tls.webapp.dev.")).await,
+        [format!("10 100 {p443} b1-443.{n}-tls.webapp.dev.")]
+    );
     assert!(nxdomain(&dns, &format!("{n}-ignored.webapp.dev.")).await);
-    assert!(_reg.logs().contains("its labels make no valid record"), "{}", _reg.logs());
+    assert!(
+        _reg.logs().contains("its labels make no valid record"),
+        "{}",
+        _reg.logs()
+    );
 }
 
 #[tokio::test]
 async fn health_gates_registration_and_pause_withdraws() {
     let (_etcd, dns, _reg) = stack("h-health", &[]).await;
     let n = unique("hc");
-    let c = Ctr::run("hc", &["-p", "80", "-l", &format!("SERVICE_NAME={n}"), "-l", "SERVICE_ID=x", "--health-cmd", "test -f /tmp/ok", "--health-interval", "1s", "--health-retries", "1"]);
+    let c = Ctr::run(
+        "hc",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=x",
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+        ],
+    );
     let fqdn = format!("{n}.webapp.dev.");
     // Unhealthy first: wait for the engine to say so, then for a later container to be registered.
     eventually(Duration::from_secs(20), "unhealthy", || async {
-        (docker(&["inspect", "-f", "{{.State.Health.Status}}", &c.name]) == "unhealthy").then_some(())
+        (docker(&["inspect", "-f", "{{.State.Health.Status}}", &c.name]) == "unhealthy")
+            .then_some(())
     })
     .await;
-    let m = Ctr::run("mark", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-marker"), "-l", "SERVICE_ID=m"]);
-    until_srv(&dns, &format!("{n}-marker.webapp.dev."), &[&format!("10 100 {} m.{n}-marker.webapp.dev.", host_port(&m, "80/tcp"))], SOON).await;
-    assert!(nxdomain(&dns, &fqdn).await, "not registered while unhealthy");
+    let m = Ctr::run(
+        "mark",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}-marker"),
+            "-l",
+            "SERVICE_ID=m",
+        ],
+    );
+    until_srv(
+        &dns,
+        &format!("{n}-marker.webapp.dev."),
+        &[&format!(
+            "10 100 {} m.{n}-marker.webapp.dev.",
+            host_port(&m, "80/tcp")
+        )],
+        SOON,
+    )
+    .await;
+    assert!(
+        nxdomain(&dns, &fqdn).await,
+        "not registered while unhealthy"
+    );
     docker(&["exec", &c.name, "touch", "/tmp/ok"]);
     let port = host_port(&c, "80/tcp");
-    until_srv(&dns, &fqdn, &[&format!("10 100 {port} x.{n}.webapp.dev.")], Duration::from_secs(10)).await;
+    until_srv(
+        &dns,
+        &fqdn,
+        &[&format!("10 100 {port} x.{n}.webapp.dev.")],
+        Duration::from_secs(10),
+    )
+    .await;
     docker(&["pause", &c.name]);
     let what = format!("{fqdn} withdrawn while paused");
-    eventually(SOON, &what, || async { nxdomain(&dns, &fqdn).await.then_some(()) }).await;
+    eventually(SOON, &what, || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
     docker(&["unpause", &c.name]);
-    until_srv(&dns, &fqdn, &[&format!("10 100 {port} x.{n}.webapp.dev.")], SOON).await;
+    until_srv(
+        &dns,
+        &fqdn,
+        &[&format!("10 100 {port} x.{n}.webapp.dev.")],
+        SOON,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -92,12 +242,23 @@ async fn sigkill_records_expire_within_the_ttl() {
     let n = unique("kill");
     let _c = Ctr::run("kill", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
     let fqdn = format!("{n}.webapp.dev.");
-    eventually(SOON, "registered", || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) }).await;
+    eventually(SOON, "registered", || async {
+        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+    })
+    .await;
     reg.signal("KILL");
     reg.wait_exit(Duration::from_secs(5)).expect("killed");
     let killed = Instant::now();
-    eventually(Duration::from_secs(3 + 3), "expired with the lease", || async { nxdomain(&dns, &fqdn).await.then_some(()) }).await;
-    assert!(killed.elapsed() >= Duration::from_secs(1), "records outlive a SIGKILL until the lease expires");
+    eventually(
+        Duration::from_secs(3 + 3),
+        "expired with the lease",
+        || async { nxdomain(&dns, &fqdn).await.then_some(()) },
+    )
+    .await;
+    assert!(
+        killed.elapsed() >= Duration::from_secs(1),
+        "records outlive a SIGKILL until the lease expires"
+    );
 }
 
 // Multi-threaded: the probe must keep running while this test blocks on processes.
@@ -105,10 +266,33 @@ async fn sigkill_records_expire_within_the_ttl() {
 async fn restart_adopts_the_lease_without_a_gap_and_removes_what_is_stale() {
     let (etcd, dns, mut reg) = stack("h-restart", &["--ttl", "10"]).await;
     let n = unique("rs");
-    let _a = Ctr::run("keep", &["-p", "80", "-l", &format!("SERVICE_NAME={n}"), "-l", "SERVICE_ID=keep"]);
-    let b = Ctr::run("stale", &["-p", "80", "-l", &format!("SERVICE_NAME={n}"), "-l", "SERVICE_ID=stale"]);
+    let _a = Ctr::run(
+        "keep",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=keep",
+        ],
+    );
+    let b = Ctr::run(
+        "stale",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=stale",
+        ],
+    );
     let fqdn = format!("{n}.webapp.dev.");
-    eventually(SOON, "both registered", || async { (srv(&dns, &fqdn).await.len() == 2).then_some(()) }).await;
+    eventually(SOON, "both registered", || async {
+        (srv(&dns, &fqdn).await.len() == 2).then_some(())
+    })
+    .await;
     // Watch the name all through the restart: it must never stop answering.
     let addr = dns.addr;
     let probe_name = format!("keep.{n}.webapp.dev.");
@@ -126,20 +310,35 @@ async fn restart_adopts_the_lease_without_a_gap_and_removes_what_is_stale() {
         (ok, gaps)
     });
     reg.signal("TERM");
-    let status = reg.wait_exit(Duration::from_secs(5)).expect("exits within 5 s of SIGTERM");
+    let status = reg
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 s of SIGTERM");
     assert!(status.success());
     docker(&["rm", "-f", &b.name]); // goes while no registrator runs
     let reg2 = Registrator::start(&etcd, "h-restart", &["--ttl", "10"]);
     let what = format!("{fqdn}: only the live container");
-    eventually(SOON, &what, || async { (srv(&dns, &fqdn).await.len() == 1).then_some(()) }).await;
+    eventually(SOON, &what, || async {
+        (srv(&dns, &fqdn).await.len() == 1).then_some(())
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, gaps) = probe.await.unwrap();
     assert!(ok > 10, "the probe ran ({ok})");
     assert_eq!(gaps, 0, "no gap in answers across the restart");
-    assert!(reg2.logs().contains("adopted this host's lease"), "{}", reg2.logs());
+    assert!(
+        reg2.logs().contains("adopted this host's lease"),
+        "{}",
+        reg2.logs()
+    );
     let logs = reg2.logs();
-    assert!(!logs.contains(r#""message":"registered""#), "the live record is not rewritten: {logs}");
-    assert!(logs.contains(r#""message":"deregistered","name":"stale."#), "the stale one is removed: {logs}");
+    assert!(
+        !logs.contains(r#""message":"registered""#),
+        "the live record is not rewritten: {logs}"
+    );
+    assert!(
+        logs.contains(r#""message":"deregistered","name":"stale."#),
+        "the stale one is removed: {logs}"
+    );
 }
 
 #[tokio::test]
@@ -149,69 +348,150 @@ async fn etcd_down_at_start_then_records_arrive() {
     let n = unique("late");
     let _c = Ctr::run("late", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
     let reg = Registrator::start(&etcd, "h-late", &[]);
-    eventually(Duration::from_secs(10), "etcd being away is logged", || async {
-        reg.logs().contains("etcd unavailable, retrying").then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "etcd being away is logged",
+        || async {
+            reg.logs()
+                .contains("etcd unavailable, retrying")
+                .then_some(())
+        },
+    )
     .await;
     etcd.restart().await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
     let fqdn = format!("{n}.webapp.dev.");
     // Backoff is capped at 2 s, so the record is there soon after etcd is.
-    eventually(Duration::from_secs(6), "registered once etcd is up", || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) }).await;
+    eventually(
+        Duration::from_secs(6),
+        "registered once etcd is up",
+        || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn records_deleted_behind_its_back_come_back_within_the_ttl() {
     let (etcd, dns, _reg) = stack("h-heal", &["--ttl", "3"]).await;
     let n = unique("heal");
-    let _c = Ctr::run("heal", &["-p", "80", "-l", &format!("SERVICE_NAME={n}"), "-l", "SERVICE_ID=i1"]);
+    let _c = Ctr::run(
+        "heal",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=i1",
+        ],
+    );
     let fqdn = format!("{n}.webapp.dev.");
-    eventually(SOON, "registered", || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) }).await;
+    eventually(SOON, "registered", || async {
+        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+    })
+    .await;
     etcd.delete(&format!("/skydns/dev/webapp/{n}/i1")).await;
-    eventually(SOON, "deleted", || async { nxdomain(&dns, &fqdn).await.then_some(()) }).await;
+    eventually(SOON, "deleted", || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
     let deleted = Instant::now();
-    eventually(Duration::from_secs(3), "back within --ttl", || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) }).await;
+    eventually(Duration::from_secs(3), "back within --ttl", || async {
+        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+    })
+    .await;
     assert!(deleted.elapsed() <= Duration::from_secs(3));
 }
 
 #[tokio::test]
 async fn cleanup_on_exit_revokes_and_on_success_keeps_failed_containers() {
-    let (_etcd, dns, mut reg) = stack("h-clean", &["--cleanup-on-exit", "--deregister", "on-success"]).await;
+    let (_etcd, dns, mut reg) = stack(
+        "h-clean",
+        &["--cleanup-on-exit", "--deregister", "on-success"],
+    )
+    .await;
     let n = unique("cl");
-    let fail = Ctr::run_cmd("fail", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-fail")], &["sh", "-c", "sleep 2; exit 3"]);
-    let ok = Ctr::run_cmd("ok", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-ok")], &["sh", "-c", "sleep 2; exit 0"]);
+    let fail = Ctr::run_cmd(
+        "fail",
+        &["-p", "80", "-l", &format!("SERVICE_NAME={n}-fail")],
+        &["sh", "-c", "sleep 2; exit 3"],
+    );
+    let ok = Ctr::run_cmd(
+        "ok",
+        &["-p", "80", "-l", &format!("SERVICE_NAME={n}-ok")],
+        &["sh", "-c", "sleep 2; exit 0"],
+    );
     for svc in ["fail", "ok"] {
         let fqdn = format!("{n}-{svc}.webapp.dev.");
-        eventually(SOON, &fqdn, || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) }).await;
+        eventually(SOON, &fqdn, || async {
+            (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+        })
+        .await;
     }
     // Both exit after 2 s: the one that succeeded goes, the one that failed stays.
     let fqdn = format!("{n}-ok.webapp.dev.");
-    eventually(Duration::from_secs(10), "exit 0 deregisters", || async { nxdomain(&dns, &fqdn).await.then_some(()) }).await;
-    assert_eq!(docker(&["inspect", "-f", "{{.State.ExitCode}}", &fail.name]), "3");
-    assert!(!srv(&dns, &format!("{n}-fail.webapp.dev.")).await.is_empty(), "a failed container keeps its record");
+    eventually(Duration::from_secs(10), "exit 0 deregisters", || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.ExitCode}}", &fail.name]),
+        "3"
+    );
+    assert!(
+        !srv(&dns, &format!("{n}-fail.webapp.dev.")).await.is_empty(),
+        "a failed container keeps its record"
+    );
     drop(ok);
     // --cleanup-on-exit: SIGTERM takes every record of this host away at once.
     reg.signal("TERM");
     assert!(reg.wait_exit(Duration::from_secs(5)).is_some());
     let fqdn = format!("{n}-fail.webapp.dev.");
-    eventually(Duration::from_secs(1), "revoked on exit", || async { nxdomain(&dns, &fqdn).await.then_some(()) }).await;
+    eventually(Duration::from_secs(1), "revoked on exit", || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn internal_registers_container_addresses_and_metrics_count() {
     let (_etcd, dns, reg) = stack("h-int", &["--internal", "--metrics", "127.0.0.1:0"]).await;
     let n = unique("int");
-    let c = Ctr::run("int", &["--expose", "5432", "-l", &format!("SERVICE_NAME={n}"), "-l", "SERVICE_ID=db"]);
+    let c = Ctr::run(
+        "int",
+        &[
+            "--expose",
+            "5432",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=db",
+        ],
+    );
     let ip = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &c.name]);
     let fqdn = format!("db.{n}.webapp.dev.");
-    eventually(SOON, "registered", || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) }).await;
-    assert_eq!(srv(&dns, &fqdn).await, [format!("10 100 5432 db.{n}.webapp.dev.")]);
+    eventually(SOON, "registered", || async {
+        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        srv(&dns, &fqdn).await,
+        [format!("10 100 5432 db.{n}.webapp.dev.")]
+    );
     let m = query(dns.addr, &fqdn, RecordType::A).await.unwrap();
-    assert_eq!(data(&m), [ip], "the container's own address (data only: never contacted)");
+    assert_eq!(
+        data(&m),
+        [ip],
+        "the container's own address (data only: never contacted)"
+    );
     let (status, body) = http_get(reg.metrics.unwrap(), "/metrics").await;
     assert_eq!(status, 200);
-    for want in ["lodestar_registrator_reconciles_total", "lodestar_registrator_corrections_total", "lodestar_registrator_services"] {
+    for want in [
+        "lodestar_registrator_reconciles_total",
+        "lodestar_registrator_corrections_total",
+        "lodestar_registrator_services",
+    ] {
         assert!(body.contains(want), "{want}: {body}");
     }
     assert_eq!(http_get(reg.metrics.unwrap(), "/healthz").await.0, 200);
@@ -228,23 +508,34 @@ async fn docker_connection_cut_and_restored() {
     let n = unique("cut");
     let a = Ctr::run("a", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-a")]);
     let fa = format!("{n}-a.webapp.dev.");
-    eventually(SOON, "a registered", || async { (!srv(&dns, &fa).await.is_empty()).then_some(()) }).await;
+    eventually(SOON, "a registered", || async {
+        (!srv(&dns, &fa).await.is_empty()).then_some(())
+    })
+    .await;
     proxy.cut();
-    eventually(Duration::from_secs(10), "the cut is noticed", || async { reg.logs().contains("Docker unavailable").then_some(()) }).await;
+    eventually(Duration::from_secs(10), "the cut is noticed", || async {
+        reg.logs().contains("Docker unavailable").then_some(())
+    })
+    .await;
     // While Docker is away the registered state stays, and the lease is kept alive past its TTL.
     docker(&["stop", "-t", "0", &a.name]);
     let b = Ctr::run("b", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-b")]);
     let fb = format!("{n}-b.webapp.dev.");
     let cut_at = Instant::now();
     while cut_at.elapsed() < Duration::from_secs(6) {
-        assert!(!srv(&dns, &fa).await.is_empty(), "records stay while Docker is unreachable");
+        assert!(
+            !srv(&dns, &fa).await.is_empty(),
+            "records stay while Docker is unreachable"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     proxy.restore();
     // Catch-up: the stop of a and the start of b happened while cut.
-    eventually(Duration::from_secs(6), "caught up after the restore", || async {
-        (nxdomain(&dns, &fa).await && !srv(&dns, &fb).await.is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(6),
+        "caught up after the restore",
+        || async { (nxdomain(&dns, &fa).await && !srv(&dns, &fb).await.is_empty()).then_some(()) },
+    )
     .await;
     drop(b);
 }
@@ -258,7 +549,17 @@ async fn runs_as_a_container_from_its_own_image() {
     std::fs::copy(bin, ctx.path().join("lodestar-registrator")).unwrap();
     let tag = format!("lodestar-test/registrator:{}", std::process::id());
     let dockerfile = path_str(&repo_file("docker/Dockerfile"));
-    docker(&["build", "-q", "-f", &dockerfile, "--build-arg", "BIN=lodestar-registrator", "-t", &tag, &path_str(ctx.path())]);
+    docker(&[
+        "build",
+        "-q",
+        "-f",
+        &dockerfile,
+        "--build-arg",
+        "BIN=lodestar-registrator",
+        "-t",
+        &tag,
+        &path_str(ctx.path()),
+    ]);
     let etcd = Etcd::start().await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
@@ -266,24 +567,46 @@ async fn runs_as_a_container_from_its_own_image() {
     let name = unique("registrator");
     let ep = etcd.endpoint();
     docker(&[
-        "run", "-d", "--name", &name, "--network", "host", "-v", "/var/run/docker.sock:/var/run/docker.sock",
-        &tag, "--etcd", &ep, "--domain", "webapp.dev", "--host-id", "h-image", "--ip", "10.99.0.1",
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        &tag,
+        "--etcd",
+        &ep,
+        "--domain",
+        "webapp.dev",
+        "--host-id",
+        "h-image",
+        "--ip",
+        "10.99.0.1",
     ]);
     let registrator = Ctr { name: name.clone() };
     let n = unique("img");
     let _c = Ctr::run("img", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
     let fqdn = format!("{n}.webapp.dev.");
-    eventually(Duration::from_secs(5), "registered by the containerised registrator", || async {
-        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "registered by the containerised registrator",
+        || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) },
+    )
     .await;
     // `docker stop` sends SIGTERM: it exits cleanly, well within the 5 s grace period.
     let stopped = Instant::now();
     docker(&["stop", "-t", "5", &name]);
     assert!(stopped.elapsed() < Duration::from_secs(5));
-    assert_eq!(docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]), "0");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.ExitCode}}", &name]),
+        "0"
+    );
     drop(registrator);
-    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "-f", &tag])
+        .output();
 }
 
 #[tokio::test]
@@ -294,19 +617,42 @@ async fn the_library_example_registers_and_keeps_alive_until_ctrl_c() {
     let bin = example_bin("register");
     let ep = etcd.endpoint();
     let mut child = std::process::Command::new(&bin)
-        .args(["--etcd", &ep, "--name", "web-1.web.webapp.dev", "--host", "10.1.2.3", "--port", "8080", "--ttl", "2"])
+        .args([
+            "--etcd",
+            &ep,
+            "--name",
+            "web-1.web.webapp.dev",
+            "--host",
+            "10.1.2.3",
+            "--port",
+            "8080",
+            "--ttl",
+            "2",
+        ])
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    until_srv(&dns, "web.webapp.dev.", &["10 100 8080 web-1.web.webapp.dev."], SOON).await;
+    until_srv(
+        &dns,
+        "web.webapp.dev.",
+        &["10 100 8080 web-1.web.webapp.dev."],
+        SOON,
+    )
+    .await;
     // Kept alive past its 2 s TTL.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
         assert_eq!(srv(&dns, "web.webapp.dev.").await.len(), 1, "kept alive");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let ok = std::process::Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    eventually(Duration::from_secs(1), "gone after Ctrl-C", || async { nxdomain(&dns, "web.webapp.dev.").await.then_some(()) }).await;
+    eventually(Duration::from_secs(1), "gone after Ctrl-C", || async {
+        nxdomain(&dns, "web.webapp.dev.").await.then_some(())
+    })
+    .await;
 }

@@ -509,14 +509,24 @@ pub fn repo_file(rel: &str) -> PathBuf {
 
 /// Runs `docker ARGS`; its stdout, or a panic with its stderr.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker runs (apt-get install docker.io)");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs (apt-get install docker.io)");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Runs a shell command under an exclusive lock, so that parallel tests do it once.
 fn locked(lock: &str, script: &str) {
-    let ok = Command::new("flock").args([lock, "sh", "-c", script]).status().map(|s| s.success());
+    let ok = Command::new("flock")
+        .args([lock, "sh", "-c", script])
+        .status()
+        .map(|s| s.success());
     assert_eq!(ok.ok(), Some(true), "{script}");
 }
 
@@ -541,7 +551,11 @@ static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 
 /// A unique container name for this test process.
 pub fn unique(what: &str) -> String {
-    format!("lstest-{what}-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "lstest-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// A container, removed when dropped.
@@ -569,7 +583,9 @@ impl Ctr {
 
 impl Drop for Ctr {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", "-v", &self.name]).output();
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
     }
 }
 
@@ -586,24 +602,41 @@ impl Registrator {
     /// Starts it on `etcd` for `webapp.dev` as host `host_id`, with `extra` flags.
     pub fn start(etcd: &Etcd, host_id: &str, extra: &[&str]) -> Registrator {
         docker_ready();
-        let mut args: Vec<String> = ["--etcd", &etcd.endpoint(), "--domain", "webapp.dev", "--host-id", host_id]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "--etcd",
+            &etcd.endpoint(),
+            "--domain",
+            "webapp.dev",
+            "--host-id",
+            host_id,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if !extra.contains(&"--ip") && !extra.contains(&"--internal") {
             args.extend(["--ip".to_string(), "10.99.0.1".to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, logs, rx) = spawn_logged(env!("CARGO_BIN_EXE_lodestar-registrator"), &args, &[]);
+        let (child, logs, rx) =
+            spawn_logged(env!("CARGO_BIN_EXE_lodestar-registrator"), &args, &[]);
         let mut metrics = None;
         if extra.contains(&"--metrics") {
             let deadline = Instant::now() + Duration::from_secs(20);
             while metrics.is_none() {
-                let v = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("registrator started");
-                metrics = v.get("metrics").and_then(|a| a.as_str()).and_then(|a| a.parse().ok());
+                let v = rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .expect("registrator started");
+                metrics = v
+                    .get("metrics")
+                    .and_then(|a| a.as_str())
+                    .and_then(|a| a.parse().ok());
             }
         }
-        Registrator { child: Some(child), logs, metrics }
+        Registrator {
+            child: Some(child),
+            logs,
+            metrics,
+        }
     }
 
     pub fn logs(&self) -> String {
@@ -611,8 +644,16 @@ impl Registrator {
     }
 
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().map(Child::id).unwrap_or_default().to_string();
-        let ok = Command::new("kill").args(["-s", sig, &pid]).status().map(|s| s.success());
+        let pid = self
+            .child
+            .as_ref()
+            .map(Child::id)
+            .unwrap_or_default()
+            .to_string();
+        let ok = Command::new("kill")
+            .args(["-s", sig, &pid])
+            .status()
+            .map(|s| s.success());
         assert_eq!(ok.ok(), Some(true), "kill -s {sig}");
     }
 
@@ -620,7 +661,11 @@ impl Registrator {
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < deadline {
-            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(s) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Some(s);
             }
@@ -638,19 +683,29 @@ impl Drop for Registrator {
 
 /// The A/AAAA/SRV data answered for `name`, empty when none.
 pub async fn srv(dns: &Dns, name: &str) -> Vec<String> {
-    query(dns.addr, name, RecordType::SRV).await.map(|m| data(&m)).unwrap_or_default()
+    query(dns.addr, name, RecordType::SRV)
+        .await
+        .map(|m| data(&m))
+        .unwrap_or_default()
 }
 
 /// Waits until `name` answers SRV with exactly `want`.
 pub async fn until_srv(dns: &Dns, name: &str, want: &[&str], deadline: Duration) {
     let what = format!("{name} SRV = {want:?}");
-    eventually(deadline, &what, || async { (srv(dns, name).await == want).then_some(()) }).await;
+    eventually(deadline, &what, || async {
+        (srv(dns, name).await == want).then_some(())
+    })
+    .await;
 }
 
 /// The host port Docker published for a container port (`6379/tcp`).
 pub fn host_port(ctr: &Ctr, spec: &str) -> String {
     let out = docker(&["port", &ctr.name, spec]);
-    out.lines().next().and_then(|l| l.rsplit(':').next()).unwrap_or_default().to_string()
+    out.lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A unix-socket proxy in front of the real Docker engine, so that a test can cut the
@@ -664,7 +719,11 @@ pub struct DockerProxy {
 impl DockerProxy {
     pub fn start() -> DockerProxy {
         docker_ready();
-        let mut p = DockerProxy { dir: TempDir::new().expect("tempdir"), accept: None, conns: Arc::new(Mutex::new(Vec::new())) };
+        let mut p = DockerProxy {
+            dir: TempDir::new().expect("tempdir"),
+            accept: None,
+            conns: Arc::new(Mutex::new(Vec::new())),
+        };
         p.restore();
         p
     }
@@ -687,7 +746,9 @@ impl DockerProxy {
         self.accept = Some(tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let task = tokio::spawn(async move {
-                    if let Ok(mut engine) = tokio::net::UnixStream::connect("/var/run/docker.sock").await {
+                    if let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
                     }
                 });
@@ -716,7 +777,9 @@ impl Drop for DockerProxy {
 
 /// Whether an ELF file is statically linked (has no PT_INTERP program header).
 pub fn is_static_elf(path: &Path) -> bool {
-    let Ok(b) = std::fs::read(path) else { return false };
+    let Ok(b) = std::fs::read(path) else {
+        return false;
+    };
     if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 {
         return false;
     }
@@ -725,7 +788,8 @@ pub fn is_static_elf(path: &Path) -> bool {
     let (phentsize, phnum) = (u16_at(54), u16_at(56));
     (0..phnum).all(|i| {
         let o = phoff + i * phentsize;
-        b.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
+        b.get(o..o + 4)
+            .is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) != 3)
     })
 }
 
