@@ -656,3 +656,57 @@ async fn the_library_example_registers_and_keeps_alive_until_ctrl_c() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn etcd_down_later_and_a_lost_lease_are_recovered() {
+    let (mut etcd, dns, reg) = stack("h-lost", &["--ttl", "3"]).await;
+    let n = unique("lost");
+    let _a = Ctr::run("a", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-a")]);
+    let fa = format!("{n}-a.webapp.dev.");
+    eventually(SOON, "a registered", || async {
+        (!srv(&dns, &fa).await.is_empty()).then_some(())
+    })
+    .await;
+    // etcd goes away; a container starts meanwhile; etcd comes back: the new one is registered.
+    etcd.kill();
+    let _b = Ctr::run("b", &["-p", "80", "-l", &format!("SERVICE_NAME={n}-b")]);
+    eventually(Duration::from_secs(10), "the loss is noticed", || async {
+        reg.logs().contains("etcd unavailable").then_some(())
+    })
+    .await;
+    etcd.restart().await;
+    let fb = format!("{n}-b.webapp.dev.");
+    eventually(
+        Duration::from_secs(10),
+        "b registered after etcd is back",
+        || async {
+            (!srv(&dns, &fb).await.is_empty() && !srv(&dns, &fa).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    // The lease is revoked behind its back (as when etcd's data is lost): every record goes...
+    let mut client = etcd.client().await;
+    let owner = client
+        .get("/lodestar/owners/skydns/h-lost", None)
+        .await
+        .unwrap();
+    let lease: i64 = std::str::from_utf8(owner.kvs()[0].value())
+        .unwrap()
+        .parse()
+        .unwrap();
+    client.lease_revoke(lease).await.unwrap();
+    eventually(SOON, "records gone with the lease", || async {
+        nxdomain(&dns, &fa).await.then_some(())
+    })
+    .await;
+    // ...and within --ttl a new lease holds them all again.
+    eventually(
+        Duration::from_secs(3),
+        "re-registered on a new lease",
+        || async {
+            (!srv(&dns, &fa).await.is_empty() && !srv(&dns, &fb).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert!(reg.logs().contains("lease lost"), "{}", reg.logs());
+}
