@@ -9,14 +9,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::DNSClass;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ipnet::IpNet;
 use lodestar::View;
 
 use crate::answer::{Answer, Authority, Records};
+use crate::cache::{AnswerCache, Cached};
 use crate::forward::{Forwarder, Transport};
 use crate::metrics::Metrics;
+use crate::wire::{self, Quick};
 use crate::zones::StaticZones;
 
 /// The payload size we advertise and the most we send over UDP, whatever a client offers
@@ -38,7 +41,11 @@ pub struct Handler {
     /// Counters.
     pub metrics: Arc<Metrics>,
     rotation: AtomicUsize,
+    cache: AnswerCache,
 }
+
+/// At most this many rotations of one answer are encoded.
+const MAX_VARIANTS: usize = 16;
 
 /// What to do with a packet.
 pub enum Step {
@@ -78,6 +85,7 @@ impl Handler {
             allow_recursion,
             metrics,
             rotation: AtomicUsize::new(0),
+            cache: AnswerCache::default(),
         }
     }
 
@@ -92,6 +100,105 @@ impl Handler {
     /// Decides what to do with one packet from `client`.
     pub fn handle(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
+        // Hot path: a plain query whose answer is ours is encoded once per snapshot generation.
+        if let Some(q) = wire::quick_parse(raw) {
+            if let Some(step) = self.from_cache(raw, &q, client, transport, started) {
+                return step;
+            }
+        }
+        self.full(raw, client, transport, started)
+    }
+
+    /// Answers from the cache, filling it on a miss; `None` when the answer is not one to cache
+    /// (not ours, forwarding needed, nothing loaded yet...).
+    fn from_cache(
+        &self,
+        raw: &[u8],
+        q: &Quick<'_>,
+        client: IpAddr,
+        transport: Transport,
+        started: Instant,
+    ) -> Option<Step> {
+        let generation = self.view.generation();
+        if generation == 0 || q.qclass != u16::from(DNSClass::IN) {
+            return None;
+        }
+        let limit = udp_limit(transport, q.edns);
+        let mut key = Vec::with_capacity(8 + q.qname.len());
+        wire::cache_key(q, limit, &mut key);
+        let entry = match self.cache.get(&key, generation) {
+            Some(e) => e,
+            None => {
+                let built = self.build_entry(q, limit)?;
+                self.cache.insert(&key, built);
+                self.cache.get(&key, generation)?
+            }
+        };
+        let mut bytes = entry.next_variant().to_vec();
+        wire::patch(&mut bytes, raw, q.qname, self.may_recurse(client));
+        entry.counter.inc();
+        self.metrics
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        Some(Step::Reply(bytes))
+    }
+
+    /// Builds and encodes every rotation of an authoritative answer, for the lower-case question.
+    fn build_entry(&self, q: &Quick<'_>, limit: u16) -> Option<Cached> {
+        let snap = self.view.load()?;
+        let name = Name::read(&mut BinDecoder::new(q.qname))
+            .ok()?
+            .to_lowercase();
+        let qtype = RecordType::from(q.qtype);
+        let answer_for = |rotation: usize| match self.zones.answer(&name, qtype) {
+            Some(a) => a,
+            None => self.authority.answer(&snap, &name, qtype, rotation),
+        };
+        let first = answer_for(0);
+        let count = match &first {
+            Answer::Records(r) if !r.external.is_empty() => return None,
+            Answer::Records(r) => r.answers.len().clamp(1, MAX_VARIANTS),
+            Answer::NoData(_) | Answer::NxDomain(_) => 1,
+            Answer::NotOurs => return None,
+        };
+        let mut variants: Vec<Vec<u8>> = Vec::with_capacity(count);
+        let mut rcode = ResponseCode::NoError;
+        for rotation in 0..count {
+            let answer = if rotation == 0 {
+                first.clone()
+            } else {
+                answer_for(rotation)
+            };
+            let mut reply = Message::response(0, OpCode::Query);
+            reply.metadata.authoritative = true;
+            reply.add_query(Query::query(name.clone(), qtype));
+            match answer {
+                Answer::Records(records) => fill(&mut reply, records),
+                Answer::NoData(soa) => {
+                    reply.add_authority(soa);
+                }
+                Answer::NxDomain(soa) => {
+                    reply.metadata.response_code = ResponseCode::NXDomain;
+                    reply.add_authority(soa);
+                }
+                Answer::NotOurs => return None,
+            }
+            if q.edns.is_some() {
+                reply.set_edns(our_edns());
+            }
+            rcode = reply.metadata.response_code;
+            let bytes = encode_within(reply, usize::from(limit))?;
+            // Answers that do not rotate encode the same: keep one.
+            if !variants.contains(&bytes) {
+                variants.push(bytes);
+            }
+        }
+        let counter = self.metrics.counter(&qtype.to_string(), rcode_name(rcode));
+        Some(Cached::new(snap.generation(), variants, counter))
+    }
+
+    /// Everything that is not a plain cached answer: full parse, refusals, forwarding, errors.
+    fn full(&self, raw: &[u8], client: IpAddr, transport: Transport, started: Instant) -> Step {
         // Fewer than 12 bytes is not even a header; a response is never answered (no loops).
         if raw.len() < 12 || raw[2] & 0x80 != 0 {
             self.metrics.malformed.inc();
@@ -269,9 +376,7 @@ impl Handler {
     ) -> Step {
         let client_edns = request.and_then(|r| r.edns.as_ref());
         if let Some(edns) = client_edns {
-            let mut ours = Edns::new();
-            ours.set_max_payload(OUR_UDP_PAYLOAD);
-            ours.set_dnssec_ok(false);
+            let mut ours = our_edns();
             // RFC 6891 6.1.3: we speak version 0 only.
             if edns.version() > 0 {
                 ours.set_rcode_high(1); // BADVERS = 16 = (1 << 4) | 0
@@ -282,11 +387,7 @@ impl Handler {
             }
             reply.set_edns(ours);
         }
-        let limit = match (transport, client_edns) {
-            (Transport::Tcp, _) => usize::from(u16::MAX),
-            (Transport::Udp, None) => 512,
-            (Transport::Udp, Some(e)) => usize::from(e.max_payload().clamp(512, OUR_UDP_PAYLOAD)),
-        };
+        let limit = usize::from(udp_limit(transport, client_edns.map(Edns::max_payload)));
         let rcode = reply.metadata.response_code;
         let bytes = match encode_within(reply, limit) {
             Some(b) => b,
@@ -295,6 +396,24 @@ impl Handler {
         self.metrics
             .observe(qtype, rcode_name(rcode), started.elapsed());
         Step::Reply(bytes)
+    }
+}
+
+/// The OPT we send: version 0, our payload size, no DNSSEC.
+fn our_edns() -> Edns {
+    let mut ours = Edns::new();
+    ours.set_max_payload(OUR_UDP_PAYLOAD);
+    ours.set_dnssec_ok(false);
+    ours
+}
+
+/// The most an answer may take: 512 over UDP without EDNS (RFC 1035 4.2.1), the client's EDNS size
+/// (at least 512, at most ours) with it, and 65535 over TCP.
+fn udp_limit(transport: Transport, edns: Option<u16>) -> u16 {
+    match (transport, edns) {
+        (Transport::Tcp, _) => u16::MAX,
+        (Transport::Udp, None) => 512,
+        (Transport::Udp, Some(size)) => size.clamp(512, OUR_UDP_PAYLOAD),
     }
 }
 

@@ -4,11 +4,13 @@
 //! sockets and wires the shutdown token; the work is in the modules beside it.
 
 mod answer;
+mod cache;
 mod config;
 mod forward;
 mod handler;
 mod listen;
 mod metrics;
+mod wire;
 mod zones;
 
 use std::process::ExitCode;

@@ -107,13 +107,18 @@ impl Metrics {
 
     /// Counts one answered query.
     pub fn observe(&self, qtype: &str, rcode: &str, elapsed: Duration) {
+        self.counter(qtype, rcode).inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The query counter of a question type and response code, to keep and count on later.
+    pub fn counter(&self, qtype: &str, rcode: &str) -> Counter {
         self.queries
             .get_or_create(&QueryLabels {
                 qtype: qtype.to_string(),
                 rcode: rcode.to_string(),
             })
-            .inc();
-        self.latency.observe(elapsed.as_secs_f64());
+            .clone()
     }
 
     /// The text exposition of every metric.

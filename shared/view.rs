@@ -207,6 +207,7 @@ fn addr_of(host: &Host) -> Option<IpAddr> {
 #[derive(Debug, Default)]
 pub struct View {
     current: ArcSwapOption<Snapshot>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl View {
@@ -220,11 +221,20 @@ impl View {
         self.current.load_full()
     }
 
+    /// The generation of the current snapshot (0 before the first), without loading it: what
+    /// caches of answers check on every query.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Publishes a new snapshot, giving it the next generation.
     pub fn publish(&self, mut snapshot: Snapshot) -> Arc<Snapshot> {
         snapshot.generation = self.current.load().as_ref().map_or(1, |s| s.generation + 1);
         let snapshot = Arc::new(snapshot);
         self.current.store(Some(snapshot.clone()));
+        // After the store: whoever sees this generation finds a snapshot at least this new.
+        self.generation
+            .store(snapshot.generation, std::sync::atomic::Ordering::Release);
         snapshot
     }
 }
@@ -319,11 +329,6 @@ async fn session(
     let mut client = etcd.connect().await?;
     let range = prefix.range_start();
     if state.revision == 0 || state.snapshot.is_none() {
-        let get = client.get(range.as_str(), Some(GetOptions::new().with_prefix()));
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT * 10, get)
-            .await
-            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT * 10))??;
-        let revision = resp.header().map_or(0, |h| h.revision());
         // Keep what was learnt about invalid values so that they are not reported twice.
         let mut snap = Snapshot {
             invalid: state
@@ -334,19 +339,7 @@ async fn session(
             skipped_total: state.snapshot.as_ref().map_or(0, |s| s.skipped_total),
             ..Snapshot::default()
         };
-        let mut present = OrdSet::new();
-        for kv in resp.kvs() {
-            if let Some(path) = path_of(prefix, kv.key()) {
-                present.insert(Arc::<str>::from(normalise_path(&path)));
-                apply_put(&mut snap, &path, kv.value(), kv.mod_revision());
-            }
-        }
-        snap.invalid = snap
-            .invalid
-            .iter()
-            .filter(|(k, _)| present.contains(*k))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+        let revision = load(&mut client, prefix, &mut snap).await?;
         snap.revision = revision;
         let published = view.publish(snap.clone());
         info!(revision, records = published.len(), "view loaded");
@@ -406,6 +399,59 @@ async fn session(
             "view updated"
         );
     }
+}
+
+/// Records read per request when loading: pages keep each answer far below gRPC's 4 MB limit.
+const PAGE: i64 = 2000;
+
+/// Reads every record under the prefix into `snap`, page by page, all at one revision; that
+/// revision.
+async fn load(
+    client: &mut etcd_client::Client,
+    prefix: &Prefix,
+    snap: &mut Snapshot,
+) -> Result<i64, ViewError> {
+    let start = prefix.range_start();
+    // Everything that starts with "/skydns/" sorts below "/skydns0".
+    let end = format!("{}0", prefix.as_str());
+    let mut from = start.into_bytes();
+    let mut revision = 0;
+    let mut present = OrdSet::new();
+    loop {
+        let mut opts = GetOptions::new()
+            .with_range(end.as_bytes())
+            .with_limit(PAGE);
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let get = client.get(from.clone(), Some(opts));
+        let resp = tokio::time::timeout(REQUEST_TIMEOUT * 10, get)
+            .await
+            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT * 10))??;
+        if revision == 0 {
+            revision = resp.header().map_or(0, |h| h.revision());
+        }
+        for kv in resp.kvs() {
+            if let Some(path) = path_of(prefix, kv.key()) {
+                present.insert(Arc::<str>::from(normalise_path(&path)));
+                apply_put(snap, &path, kv.value(), kv.mod_revision());
+            }
+        }
+        match resp.kvs().last() {
+            Some(last) if resp.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    snap.invalid = snap
+        .invalid
+        .iter()
+        .filter(|(k, _)| present.contains(*k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    Ok(revision)
 }
 
 fn path_of(prefix: &Prefix, key: &[u8]) -> Option<String> {
@@ -503,7 +549,9 @@ mod tests {
     fn publishing_bumps_the_generation() {
         let v = View::new();
         assert!(v.load().is_none());
+        assert_eq!(v.generation(), 0);
         assert_eq!(v.publish(Snapshot::default()).generation(), 1);
         assert_eq!(v.publish(Snapshot::default()).generation(), 2);
+        assert_eq!(v.generation(), 2);
     }
 }

@@ -68,6 +68,16 @@ impl Etcd {
         e
     }
 
+    /// A handle on an etcd someone else started on `port` (not stopped when dropped).
+    pub fn attach(port: u16) -> Etcd {
+        Etcd {
+            child: None,
+            dir: TempDir::new().expect("tempdir"),
+            port,
+            peer_port: 0,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -234,7 +244,7 @@ pub struct Dns {
 
 /// Spawns a binary with `--log-format json`, collects its stderr, and waits for the log line
 /// that names its bound addresses.
-fn spawn_logged(
+pub fn spawn_logged(
     bin: &str,
     args: &[String],
     env: &[(&str, &str)],

@@ -201,3 +201,34 @@ async fn servfail_and_not_ready_until_the_first_snapshot() {
         "other names: forwarding is off"
     );
 }
+
+#[tokio::test]
+async fn a_view_larger_than_one_page_loads_whole() {
+    let etcd = Etcd::start().await;
+    let mut c = etcd.client().await;
+    let n = 4500; // more than two pages of 2000
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|i| {
+                etcd_client::TxnOp::put(
+                    format!("/skydns/dev/webapp/svc{i}/i"),
+                    format!(r#"{{"host":"10.0.{}.{}"}}"#, i / 250, i % 250),
+                    None,
+                )
+            })
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+    }
+    let dns = Dns::for_etcd(&etcd, None, &[]);
+    dns.ready().await;
+    for i in [0, 1999, 2000, 2001, 4499] {
+        let want = format!("10.0.{}.{}", i / 250, i % 250);
+        assert_eq!(
+            a_records(&dns, &format!("svc{i}.webapp.dev.")).await,
+            [want],
+            "svc{i}"
+        );
+    }
+    assert!(dns.logs().contains(r#""records":4500"#), "{}", dns.logs());
+}

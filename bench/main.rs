@@ -1,0 +1,763 @@
+//! Lodestar benchmarks, side by side with Knot DNS. Every server listens on 127.0.0.1.
+//!
+//! ```text
+//! cargo bench --bench lodestar -- cost         [--services N] [--qps Q] [--seconds S] [--rounds R]
+//! cargo bench --bench lodestar -- reads        [--services N] [--qps Q] [--seconds S]
+//! cargo bench --bench lodestar -- propagation  [--writes W]
+//! cargo bench --bench lodestar -- scale        [--sizes 100000,1000000]
+//! cargo bench --bench lodestar -- churn        [--services N] [--qps Q] [--seconds S] [--rounds R]
+//! cargo bench --bench lodestar -- all
+//! ```
+//!
+//! Cost: etcd holds N services (`/skydns/dev/webapp/svc<i>/svc<i>-1`) and Knot serves the same
+//! names from a zone file; each server is pinned to CPU 1 and dnsperf to CPU 0, the same fixed rate
+//! is offered to each in turn (rounds alternate), and the server's CPU time (utime+stime of the
+//! whole process, /proc/PID/stat) is divided by the queries it answered.
+
+#[path = "../tests/it/support.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use support::{Etcd, Knot};
+
+struct Opts {
+    services: usize,
+    qps: u32,
+    seconds: u32,
+    rounds: usize,
+    writes: usize,
+    sizes: Vec<usize>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let cmd = args.first().cloned().unwrap_or_else(|| "all".into());
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let opts = Opts {
+        services: flag("--services")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000),
+        qps: flag("--qps").and_then(|v| v.parse().ok()).unwrap_or(20_000),
+        seconds: flag("--seconds").and_then(|v| v.parse().ok()).unwrap_or(10),
+        rounds: flag("--rounds").and_then(|v| v.parse().ok()).unwrap_or(3),
+        writes: flag("--writes").and_then(|v| v.parse().ok()).unwrap_or(200),
+        sizes: flag("--sizes")
+            .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect())
+            .unwrap_or_else(|| vec![100_000, 1_000_000]),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        match cmd.as_str() {
+            "cost" => cost(&opts).await,
+            "reads" => reads(&opts).await,
+            "propagation" => propagation(&opts).await,
+            "scale" => scale(&opts).await,
+            "churn" => churn(&opts).await,
+            "all" => {
+                cost(&opts).await;
+                reads(&opts).await;
+                propagation(&opts).await;
+                churn(&opts).await;
+                scale(&opts).await;
+            }
+            other => {
+                eprintln!(
+                    "unknown benchmark {other:?}: cost, reads, propagation, scale, churn or all"
+                );
+                std::process::exit(2);
+            }
+        }
+    });
+}
+
+// ------------------------------------------------------------------ set-up
+
+/// Writes `n` services into etcd: `/skydns/dev/webapp/svc<i>/svc<i>-1`, 8 transactions in flight.
+async fn load_services(etcd: &Etcd, n: usize) {
+    let started = Instant::now();
+    let chunks: Vec<Vec<usize>> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(128)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for part in chunks.chunks(chunks.len().div_ceil(8).max(1)) {
+        let part = part.to_vec();
+        let mut c = etcd.client().await;
+        tasks.spawn(async move {
+            for chunk in part {
+                let ops: Vec<etcd_client::TxnOp> = chunk
+                    .iter()
+                    .map(|i| {
+                        etcd_client::TxnOp::put(
+                            format!("/skydns/dev/webapp/svc{i}/svc{i}-1"),
+                            record(*i, 0),
+                            None,
+                        )
+                    })
+                    .collect();
+                c.txn(etcd_client::Txn::new().and_then(ops))
+                    .await
+                    .expect("txn");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    eprintln!(
+        "loaded {n} services into etcd in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn record(i: usize, version: usize) -> String {
+    format!(
+        r#"{{"host":"172.17.{}.{}","port":{}}}"#,
+        (i / 250) % 250,
+        i % 250 + 1,
+        8000 + version % 1000
+    )
+}
+
+/// The same names as a zone file for Knot.
+fn zone(n: usize) -> String {
+    let mut z = String::with_capacity(n * 120);
+    z.push_str("$ORIGIN webapp.dev.\n$TTL 30\n@ SOA ns.dns.webapp.dev. hostmaster.webapp.dev. 1 28800 7200 604800 30\n@ NS ns.dns\nns.dns A 127.0.0.1\n");
+    for i in 0..n {
+        let ip = format!("172.17.{}.{}", (i / 250) % 250, i % 250 + 1);
+        z.push_str(&format!(
+            "svc{i} A {ip}\nsvc{i} SRV 10 100 8000 svc{i}-1.svc{i}\nsvc{i}-1.svc{i} A {ip}\n"
+        ));
+    }
+    z
+}
+
+const EXAMPLE_ORG: usize = 1000;
+
+fn example_org() -> String {
+    let mut z = String::from("$ORIGIN example.org.\n$TTL 300\n@ SOA ns.example.org. admin.example.org. 1 7200 3600 1209600 60\n@ NS ns\nns A 127.0.0.1\n");
+    for i in 0..EXAMPLE_ORG {
+        z.push_str(&format!("host{i} A 192.0.2.{}\n", i % 250 + 1));
+    }
+    z
+}
+
+/// A query file for dnsperf: `mix` is names, srv, nxdomain or forward10.
+fn queries(dir: &Path, mix: &str, n: usize) -> std::path::PathBuf {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut out = String::new();
+    for _ in 0..100_000 {
+        let i = next() as usize % n;
+        let roll = next() % 100;
+        let line = match mix {
+            "srv" => format!("svc{i}.webapp.dev SRV"),
+            "nxdomain" => format!("nope{i}.webapp.dev A"),
+            "forward10" if roll < 10 => format!("host{}.example.org A", i % EXAMPLE_ORG),
+            _ if roll < 70 => format!("svc{i}.webapp.dev A"),
+            _ => format!("svc{i}-1.svc{i}.webapp.dev A"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = dir.join(format!("{mix}.txt"));
+    std::fs::write(&path, out).expect("query file");
+    path
+}
+
+/// `lodestar-dns` pinned to `cpu`, as its whole life (so that its runtime sizes itself to one CPU).
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn lodestar(etcd: &Etcd, upstream: SocketAddr, cpu: &str) -> Server {
+        let bin = env!("CARGO_BIN_EXE_lodestar-dns");
+        let ep = etcd.endpoint();
+        let up = upstream.to_string();
+        let args: Vec<String> = [
+            "-c",
+            cpu,
+            bin,
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "webapp.dev",
+            "--etcd",
+            &ep,
+            "--upstream",
+            &up,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (child, _logs, rx) =
+            support::spawn_logged("taskset", &args, &[("RUST_LOG", "warn,lodestar_dns=info")]);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("lodestar-dns started");
+            if let Some(addr) = v
+                .get("udp")
+                .and_then(|a| a.as_str())
+                .and_then(|a| a.parse().ok())
+            {
+                return Server { child, addr };
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pins every thread of `pid` to `cpu`.
+fn pin(pid: u32, cpu: &str) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpu, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
+fn pid_listening_udp(port: u16) -> Option<u32> {
+    // Knot's pid: the process that owns the UDP socket on `port` (ss -H -u -l -p).
+    let out = Command::new("ss")
+        .args(["-H", "-u", "-l", "-n", "-p", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = text
+        .split("pid=")
+        .nth(1)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?;
+    pid.parse().ok()
+}
+
+/// (utime, stime) of a whole process, seconds.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let field =
+        |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / clock_ticks();
+    (field(11), field(12))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Load {
+    sent: u64,
+    answered: u64,
+    lost: u64,
+    latency_ms: f64,
+    /// utime + stime per answered query.
+    cpu_us: f64,
+    /// The utime part.
+    user_us: f64,
+}
+
+/// Offers `qps` for `seconds` to `addr` from CPU 0, measuring `pid`'s CPU time.
+fn offer(addr: SocketAddr, pid: u32, file: &Path, qps: u32, seconds: u32) -> Load {
+    let before = cpu_seconds(pid);
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            "0",
+            "dnsperf",
+            "-s",
+            &addr.ip().to_string(),
+            "-p",
+            &addr.port().to_string(),
+        ])
+        .arg("-d")
+        .arg(file)
+        .args([
+            "-Q",
+            &qps.to_string(),
+            "-l",
+            &seconds.to_string(),
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "-q",
+            "2000",
+        ])
+        .output()
+        .expect("dnsperf runs (apt-get install dnsperf)");
+    let after = cpu_seconds(pid);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let num = |label: &str| -> u64 {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split(':').nth(1)?.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let latency = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Average Latency"))
+        .and_then(|l| {
+            l.split(':')
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    let answered = num("Queries completed");
+    Load {
+        sent: num("Queries sent"),
+        answered,
+        lost: num("Queries lost"),
+        latency_ms: latency * 1000.0,
+        cpu_us: per_query(after.0 + after.1 - before.0 - before.1, answered),
+        user_us: per_query(after.0 - before.0, answered),
+    }
+}
+
+fn per_query(seconds: f64, answered: u64) -> f64 {
+    if answered > 0 {
+        seconds * 1e6 / answered as f64
+    } else {
+        f64::NAN
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// A UDP query, blocking; whether it has an answer record.
+fn answered(sock: &UdpSocket, addr: SocketAddr, name: &str, qtype: RecordType, want: &str) -> bool {
+    let q = support::message(name, qtype);
+    let Ok(bytes) = q.to_vec() else { return false };
+    if sock.send_to(&bytes, addr).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => match Message::from_vec(&buf[..n]) {
+                Ok(m) if m.metadata.id == q.metadata.id => {
+                    return m.answers.iter().any(|r| r.data.to_string() == want)
+                }
+                Ok(_) => continue,
+                Err(_) => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+}
+
+struct Bed {
+    _etcd: Etcd,
+    _upstream: Knot,
+    knot: Knot,
+    knot_pid: u32,
+    lodestar: Server,
+    dir: tempfile::TempDir,
+}
+
+async fn bed(services: usize) -> (Bed, Etcd) {
+    let etcd = Etcd::start().await;
+    load_services(&etcd, services).await;
+    let ex = example_org();
+    let upstream = Knot::with_zones(&[("example.org", &ex)]).await;
+    if let Some(pid) = pid_listening_udp(upstream.addr.port()) {
+        pin(pid, "0");
+    }
+    let z = zone(services);
+    let knot = Knot::with_zones(&[("webapp.dev", &z), ("example.org", &ex)]).await;
+    let knot_pid = pid_listening_udp(knot.addr.port()).expect("knot's pid");
+    pin(knot_pid, "1");
+    let lodestar = Server::lodestar(&etcd, upstream.addr, "1");
+    // Ready: the last service answers.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let last = format!("svc{}.webapp.dev.", services - 1);
+    let ip = format!(
+        "172.17.{}.{}",
+        ((services - 1) / 250) % 250,
+        (services - 1) % 250 + 1
+    );
+    let t = Instant::now();
+    while !answered(&sock, lodestar.addr, &last, RecordType::A, &ip) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "lodestar-dns did not load"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let etcd2 = etcd_handle(&etcd);
+    (
+        Bed {
+            _etcd: etcd,
+            _upstream: upstream,
+            knot,
+            knot_pid,
+            lodestar,
+            dir: tempfile::TempDir::new().expect("tempdir"),
+        },
+        etcd2,
+    )
+}
+
+/// A second handle on the same etcd (does not own the process).
+fn etcd_handle(e: &Etcd) -> Etcd {
+    Etcd::attach(e.port)
+}
+
+// ------------------------------------------------------------------ benchmarks
+
+async fn cost(o: &Opts) {
+    let (b, _e) = bed(o.services).await;
+    println!(
+        "\n### CPU per answered query: {} services, {} qps offered for {} s, {} rounds\n",
+        o.services, o.qps, o.seconds, o.rounds
+    );
+    println!("| mix | server | answered | lost | avg latency | CPU per query (user part) | Lodestar / Knot |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for mix in ["names", "srv", "nxdomain", "forward10"] {
+        let file = queries(b.dir.path(), mix, o.services);
+        // Warm-up: caches filled, so that every round measures the same thing.
+        offer(b.lodestar.addr, b.lodestar.pid(), &file, o.qps, 2);
+        offer(b.knot.addr, b.knot_pid, &file, o.qps, 2);
+        let mut runs: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
+        for _ in 0..o.rounds {
+            runs.entry("Knot").or_default().push(offer(
+                b.knot.addr,
+                b.knot_pid,
+                &file,
+                o.qps,
+                o.seconds,
+            ));
+            runs.entry("Lodestar").or_default().push(offer(
+                b.lodestar.addr,
+                b.lodestar.pid(),
+                &file,
+                o.qps,
+                o.seconds,
+            ));
+        }
+        let med = |s: &str| median(runs[s].iter().map(|l| l.cpu_us).collect());
+        let ratio = med("Lodestar") / med("Knot");
+        for server in ["Knot", "Lodestar"] {
+            let r = &runs[server];
+            let answered: u64 = r.iter().map(|l| l.answered).sum();
+            let lost: u64 = r.iter().map(|l| l.lost).sum();
+            let sent: u64 = r.iter().map(|l| l.sent).sum();
+            let lat = median(r.iter().map(|l| l.latency_ms).collect());
+            let shown = if server == "Lodestar" {
+                format!("{ratio:.2}x")
+            } else {
+                String::new()
+            };
+            let user = median(r.iter().map(|l| l.user_us).collect());
+            println!("| {mix} | {server} | {answered} of {sent} | {lost} | {lat:.3} ms | {:.2} µs ({user:.2} µs) | {shown} |", med(server));
+        }
+    }
+}
+
+async fn etcd_ranges(etcd: &Etcd) -> u64 {
+    let (_, body) = support::http_get(([127, 0, 0, 1], etcd.port).into(), "/metrics").await;
+    body.lines()
+        .filter(|l| {
+            l.starts_with("grpc_server_handled_total{") && l.contains("grpc_method=\"Range\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+async fn reads(o: &Opts) {
+    let (b, etcd) = bed(o.services).await;
+    let file = queries(b.dir.path(), "names", o.services);
+    let before = etcd_ranges(&etcd).await;
+    let load = offer(b.lodestar.addr, b.lodestar.pid(), &file, o.qps, o.seconds);
+    let after = etcd_ranges(&etcd).await;
+    println!("\n### etcd reads caused by queries\n");
+    println!("| queries answered | etcd Range requests before | after | caused by queries |");
+    println!("|---:|---:|---:|---:|");
+    println!(
+        "| {} | {before} | {after} | {} |",
+        load.answered,
+        after - before
+    );
+}
+
+async fn propagation(o: &Opts) {
+    let etcd = Etcd::start().await;
+    load_services(&etcd, 1000).await;
+    let upstream = Knot::start().await;
+    let dns = Server::lodestar(&etcd, upstream.addr, "1");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    let mut client = etcd.client().await;
+    let mut times = Vec::new();
+    for i in 0..o.writes {
+        let ip = format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256);
+        let name = format!("p{i}.prop.webapp.dev.");
+        let t = Instant::now();
+        client
+            .put(
+                format!("/skydns/dev/webapp/prop/p{i}"),
+                format!(r#"{{"host":"{ip}"}}"#),
+                None,
+            )
+            .await
+            .expect("put");
+        while !answered(&sock, dns.addr, &name, RecordType::A, &ip) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "write {i} never answered"
+            );
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!("\n### Propagation\n");
+    println!("| path | samples | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| etcd write -> answer | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.last().copied().unwrap_or(f64::NAN)
+    );
+    if let Some(row) = docker_propagation(&etcd, &dns).await {
+        println!("{row}");
+    }
+}
+
+/// `docker run` -> answer through the registrator, when a Docker engine runs.
+async fn docker_propagation(etcd: &Etcd, dns: &Server) -> Option<String> {
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return Some(
+            "| docker run -> answer | no Docker engine running: not measured | | | |".into(),
+        );
+    }
+    support::docker_ready();
+    let reg = support::Registrator::start(etcd, "bench-host", &[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").ok()?;
+    sock.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let svc = support::unique(&format!("bench{i}"));
+        let t = Instant::now();
+        let c = support::Ctr::run(
+            "bench",
+            &[
+                "-p",
+                "80",
+                "-l",
+                &format!("SERVICE_NAME={svc}"),
+                "-l",
+                "SERVICE_ID=x",
+            ],
+        );
+        let name = format!("x.{svc}.webapp.dev.");
+        while !answered(&sock, dns.addr, &name, RecordType::A, "10.99.0.1") {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "container never answered"
+            );
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(c);
+    }
+    drop(reg);
+    times.sort_by(|a, b| a.total_cmp(b));
+    Some(format!(
+        "| docker run -> answer (includes the docker CLI and container start) | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.last().copied().unwrap_or(f64::NAN)
+    ))
+}
+
+async fn scale(o: &Opts) {
+    println!("\n### Scale\n");
+    println!("| services | start -> every name answered | resident memory |");
+    println!("|---:|---:|---:|");
+    for &n in &o.sizes {
+        let etcd = Etcd::start().await;
+        load_services(&etcd, n).await;
+        let upstream = Knot::start().await;
+        let t = Instant::now();
+        let dns = Server::lodestar(&etcd, upstream.addr, "1");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+        let last = format!("svc{}.webapp.dev.", n - 1);
+        let ip = format!("172.17.{}.{}", ((n - 1) / 250) % 250, (n - 1) % 250 + 1);
+        while !answered(&sock, dns.addr, &last, RecordType::A, &ip) {
+            assert!(t.elapsed() < Duration::from_secs(600), "not loaded");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let loaded = t.elapsed().as_secs_f64();
+        // Every name: the view is published whole, so the last and a sample of the rest answer.
+        for i in (0..n).step_by((n / 1000).max(1)) {
+            let ip = format!("172.17.{}.{}", (i / 250) % 250, i % 250 + 1);
+            assert!(
+                answered(
+                    &sock,
+                    dns.addr,
+                    &format!("svc{i}.webapp.dev."),
+                    RecordType::A,
+                    &ip
+                ),
+                "svc{i}"
+            );
+        }
+        println!("| {n} | {loaded:.2} s | {:.0} MB |", rss_mb(dns.pid()));
+    }
+}
+
+async fn churn(o: &Opts) {
+    let (b, etcd) = bed(o.services).await;
+    let file = queries(b.dir.path(), "names", o.services);
+    offer(b.lodestar.addr, b.lodestar.pid(), &file, o.qps, 2);
+    let mut quiet = Vec::new();
+    let mut busy = Vec::new();
+    let mut changes = 0u64;
+    for _ in 0..o.rounds {
+        quiet.push(offer(
+            b.lodestar.addr,
+            b.lodestar.pid(),
+            &file,
+            o.qps,
+            o.seconds,
+        ));
+        // 1,000 changes a second: 10 records every 10 ms, from CPU 0.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let mut client = etcd.client().await;
+        let n = o.services;
+        let writer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut v = 0usize;
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let ops: Vec<etcd_client::TxnOp> = (0..10)
+                    .map(|k| {
+                        v += 1;
+                        let i = (v * 7919 + k) % n;
+                        etcd_client::TxnOp::put(
+                            format!("/skydns/dev/webapp/svc{i}/svc{i}-1"),
+                            record(i, v),
+                            None,
+                        )
+                    })
+                    .collect();
+                if client
+                    .txn(etcd_client::Txn::new().and_then(ops))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            v as u64
+        });
+        let (addr, pid, path, qps, secs) = (
+            b.lodestar.addr,
+            b.lodestar.pid(),
+            file.clone(),
+            o.qps,
+            o.seconds,
+        );
+        let load = tokio::task::spawn_blocking(move || offer(addr, pid, &path, qps, secs))
+            .await
+            .expect("dnsperf");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        changes += writer.await.unwrap_or(0);
+        busy.push(load);
+    }
+    let q = median(quiet.iter().map(|l| l.cpu_us).collect());
+    let c = median(busy.iter().map(|l| l.cpu_us).collect());
+    let rate = changes as f64 / (o.rounds as f64 * f64::from(o.seconds));
+    println!("\n### Query cost while records change\n");
+    println!("| state | answered | lost | CPU per query | vs quiet |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| quiet | {} | {} | {q:.2} µs | 1.00x |",
+        quiet.iter().map(|l| l.answered).sum::<u64>(),
+        quiet.iter().map(|l| l.lost).sum::<u64>()
+    );
+    println!(
+        "| {rate:.0} changes/s | {} | {} | {c:.2} µs | {:.2}x |",
+        busy.iter().map(|l| l.answered).sum::<u64>(),
+        busy.iter().map(|l| l.lost).sum::<u64>(),
+        c / q
+    );
+}

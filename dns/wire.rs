@@ -1,0 +1,179 @@
+//! The hot path's view of a packet: just enough of a query to find its cached answer, and the
+//! patching of a cached answer for a new query. Anything unusual (compression in the question,
+//! several questions, records other than one OPT, EDNS version > 0) is `None` here and goes the
+//! full way through hickory's parser.
+
+/// A plain query: one question, maybe an OPT, nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quick<'a> {
+    /// The question's name in wire form, as sent (case kept).
+    pub qname: &'a [u8],
+    /// QTYPE.
+    pub qtype: u16,
+    /// QCLASS.
+    pub qclass: u16,
+    /// The client's EDNS payload size, when it sent an OPT (version 0).
+    pub edns: Option<u16>,
+}
+
+/// Reads a plain query (RFC 1035 4.1), or `None`.
+pub fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
+    if p.len() < 17 {
+        return None;
+    }
+    let flags = u16::from_be_bytes([p[2], p[3]]);
+    // QR = 0, OPCODE = 0 (QUERY), TC = 0, Z = 0.
+    if flags & 0xfa40 != 0 {
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([p[i], p[i + 1]]);
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return None;
+    }
+    let mut i = 12;
+    loop {
+        let len = usize::from(*p.get(i)?);
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len > 63 {
+            return None; // a pointer or an extended label: the slow path decides
+        }
+        i += 1 + len;
+        if i - 12 > 255 {
+            return None;
+        }
+    }
+    let qname = &p[12..i];
+    let qtype = u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?]);
+    let qclass = u16::from_be_bytes([*p.get(i + 2)?, *p.get(i + 3)?]);
+    i += 4;
+    let edns = if ar == 1 {
+        // OPT: root name, TYPE 41, CLASS = payload size, TTL = ext-rcode, version, flags; RDATA.
+        let opt = p.get(i..i + 11)?;
+        if opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != 41 || opt[6] != 0 {
+            return None;
+        }
+        let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+        i += 11 + rdlen;
+        Some(u16::from_be_bytes([opt[3], opt[4]]))
+    } else {
+        None
+    };
+    (i == p.len()).then_some(Quick {
+        qname,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+/// Writes the cache key of a question into `key`: type, class, EDNS, size limit, lower-case name.
+pub fn cache_key(q: &Quick<'_>, limit: u16, key: &mut Vec<u8>) {
+    key.clear();
+    key.extend_from_slice(&q.qtype.to_be_bytes());
+    key.extend_from_slice(&q.qclass.to_be_bytes());
+    key.push(u8::from(q.edns.is_some()));
+    key.extend_from_slice(&limit.to_be_bytes());
+    key.extend(q.qname.iter().map(u8::to_ascii_lowercase));
+}
+
+/// Turns a cached answer into the answer to `query`: its id, its RD and CD bits, our RA, and its
+/// question's letter case (owner names point at the question, so they follow).
+pub fn patch(answer: &mut [u8], query: &[u8], qname: &[u8], recursion_available: bool) {
+    if answer.len() < 12 + qname.len() {
+        return;
+    }
+    answer[0] = query[0];
+    answer[1] = query[1];
+    answer[2] = (answer[2] & !0x01) | (query[2] & 0x01);
+    answer[3] =
+        (answer[3] & !0x90) | (query[3] & 0x10) | if recursion_available { 0x80 } else { 0 };
+    answer[12..12 + qname.len()].copy_from_slice(qname);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+
+    fn query(name: &str, edns: Option<u16>) -> Vec<u8> {
+        let mut m = Message::query();
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        if let Some(size) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn plain_queries_are_read() {
+        let q = query("Redis.WebApp.dev.", None);
+        let p = quick_parse(&q).unwrap();
+        assert_eq!(p.qtype, 1);
+        assert_eq!(p.qclass, 1);
+        assert_eq!(p.edns, None);
+        assert_eq!(p.qname, b"\x05Redis\x06WebApp\x03dev\x00");
+        let q = query("a.b.", Some(1400));
+        assert_eq!(quick_parse(&q).unwrap().edns, Some(1400));
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_the_full_parser() {
+        let ok = query("a.b.", None);
+        let mut response = ok.clone();
+        response[2] |= 0x80;
+        let mut notify = ok.clone();
+        notify[2] |= 4 << 3;
+        let mut two = ok.clone();
+        two[5] = 2;
+        let mut pointer = ok.clone();
+        pointer[12] = 0xc0;
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        let mut v1 = query("a.b.", Some(1232));
+        let opt = v1.len() - 11;
+        v1[opt + 6] = 1; // EDNS version 1
+        for bad in [
+            &ok[..16],
+            &response,
+            &notify,
+            &two,
+            &pointer,
+            &trailing,
+            &v1,
+        ] {
+            assert_eq!(quick_parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_ignore_case_but_not_type_or_limit() {
+        let (a, b) = (query("ABC.dev.", None), query("abc.dev.", None));
+        let (mut ka, mut kb) = (Vec::new(), Vec::new());
+        cache_key(&quick_parse(&a).unwrap(), 512, &mut ka);
+        cache_key(&quick_parse(&b).unwrap(), 512, &mut kb);
+        assert_eq!(ka, kb);
+        cache_key(&quick_parse(&b).unwrap(), 1232, &mut kb);
+        assert_ne!(ka, kb);
+    }
+
+    #[test]
+    fn patching_sets_id_flags_and_case() {
+        let q = query("AbC.dev.", None);
+        let mut cached = query("abc.dev.", None);
+        cached[2] = 0x84; // QR AA
+        cached[3] = 0x00;
+        let quick = quick_parse(&q).unwrap();
+        patch(&mut cached, &q, quick.qname, true);
+        assert_eq!(&cached[..2], &q[..2]);
+        assert_eq!(cached[2], 0x84 | (q[2] & 1));
+        assert_eq!(cached[3] & 0x80, 0x80);
+        assert_eq!(&cached[12..12 + quick.qname.len()], quick.qname);
+    }
+}
