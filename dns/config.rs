@@ -74,6 +74,9 @@ pub struct Cli {
     /// Client key (PEM) for etcd over TLS.
     #[arg(long, env = "ETCD_KEY")]
     pub etcd_key: Option<PathBuf>,
+    /// Records per request when loading the view (tests use small pages to exercise paging).
+    #[arg(long, env = "LODESTAR_LOAD_PAGE", default_value_t = lodestar::view::DEFAULT_PAGE, hide = true)]
+    pub load_page: i64,
     /// Log format: text or json.
     #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -90,6 +93,7 @@ pub struct Config {
     pub zones: Option<PathBuf>,
     pub allow_recursion: Vec<IpNet>,
     pub metrics: Option<SocketAddr>,
+    pub load_page: i64,
 }
 
 /// Loopback and private ranges: who may use forwarding unless `--allow-recursion` says otherwise.
@@ -173,6 +177,7 @@ impl Config {
             zones: cli.zones,
             allow_recursion,
             metrics: cli.metrics,
+            load_page: cli.load_page,
         })
     }
 }

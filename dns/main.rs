@@ -129,6 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         view,
         cfg.etcd.clone(),
         cfg.prefix.clone(),
+        cfg.load_page,
         token.clone(),
     ));
 

@@ -272,10 +272,17 @@ impl From<etcd_client::Error> for ViewError {
 ///
 /// Never returns an error: every failure is logged and retried with backoff, and the last published
 /// snapshot stays in place meanwhile.
-pub async fn follow(view: Arc<View>, etcd: EtcdConfig, prefix: Prefix, token: CancellationToken) {
+pub async fn follow(
+    view: Arc<View>,
+    etcd: EtcdConfig,
+    prefix: Prefix,
+    page: i64,
+    token: CancellationToken,
+) {
     let mut state = WatchState {
         snapshot: view.load().map(|s| (*s).clone()),
         revision: 0,
+        page: page.max(1),
     };
     let mut backoff = crate::runtime::reconnect_backoff();
     let mut failures = 0u32;
@@ -316,6 +323,8 @@ struct WatchState {
     snapshot: Option<Snapshot>,
     /// The last revision applied; 0 means "load the whole prefix first".
     revision: i64,
+    /// Records per request when loading.
+    page: i64,
 }
 
 async fn session(
@@ -339,7 +348,7 @@ async fn session(
             skipped_total: state.snapshot.as_ref().map_or(0, |s| s.skipped_total),
             ..Snapshot::default()
         };
-        let revision = load(&mut client, prefix, &mut snap).await?;
+        let revision = load(&mut client, prefix, state.page, &mut snap).await?;
         snap.revision = revision;
         let published = view.publish(snap.clone());
         info!(revision, records = published.len(), "view loaded");
@@ -401,16 +410,22 @@ async fn session(
     }
 }
 
-/// Records read per request when loading: pages keep each answer far below gRPC's 4 MB limit.
-const PAGE: i64 = 2000;
+/// Records read per request when loading, by default. etcd counts every key left in the range for
+/// each page, so pages must be large for a million records to load in seconds, not minutes.
+pub const DEFAULT_PAGE: i64 = 20_000;
+
+/// The largest page answer accepted (gRPC's default, 4 MB, is too small for 20,000 records).
+const MAX_PAGE_BYTES: usize = 256 << 20;
 
 /// Reads every record under the prefix into `snap`, page by page, all at one revision; that
 /// revision.
 async fn load(
     client: &mut etcd_client::Client,
     prefix: &Prefix,
+    page: i64,
     snap: &mut Snapshot,
 ) -> Result<i64, ViewError> {
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_PAGE_BYTES);
     let start = prefix.range_start();
     // Everything that starts with "/skydns/" sorts below "/skydns0".
     let end = format!("{}0", prefix.as_str());
@@ -420,11 +435,11 @@ async fn load(
     loop {
         let mut opts = GetOptions::new()
             .with_range(end.as_bytes())
-            .with_limit(PAGE);
+            .with_limit(page);
         if revision > 0 {
             opts = opts.with_revision(revision);
         }
-        let get = client.get(from.clone(), Some(opts));
+        let get = kv.get(from.clone(), Some(opts));
         let resp = tokio::time::timeout(REQUEST_TIMEOUT * 10, get)
             .await
             .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT * 10))??;

@@ -206,7 +206,7 @@ async fn servfail_and_not_ready_until_the_first_snapshot() {
 async fn a_view_larger_than_one_page_loads_whole() {
     let etcd = Etcd::start().await;
     let mut c = etcd.client().await;
-    let n = 4500; // more than two pages of 2000
+    let n = 4500; // more than two pages of 2000 (the page size is set small below)
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
         let ops: Vec<etcd_client::TxnOp> = chunk
             .iter()
@@ -220,7 +220,7 @@ async fn a_view_larger_than_one_page_loads_whole() {
             .collect();
         c.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
     }
-    let dns = Dns::for_etcd(&etcd, None, &[]);
+    let dns = Dns::for_etcd(&etcd, None, &["--load-page", "2000"]);
     dns.ready().await;
     for i in [0, 1999, 2000, 2001, 4499] {
         let want = format!("10.0.{}.{}", i / 250, i % 250);
