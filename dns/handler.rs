@@ -102,7 +102,7 @@ impl Handler {
         let started = Instant::now();
         // Hot path: a plain query whose answer is ours is encoded once per snapshot generation.
         if let Some(q) = wire::quick_parse(raw) {
-            if let Some(step) = self.from_cache(raw, &q, client, transport, started) {
+            if let Some(step) = self.cached(raw, &q, client, transport, started) {
                 return step;
             }
         }
@@ -111,7 +111,7 @@ impl Handler {
 
     /// Answers from the cache, filling it on a miss; `None` when the answer is not one to cache
     /// (not ours, forwarding needed, nothing loaded yet...).
-    fn from_cache(
+    fn cached(
         &self,
         raw: &[u8],
         q: &Quick<'_>,

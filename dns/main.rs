@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Binds UDP and TCP on the same address; with port 0, TCP takes the port UDP was given.
 async fn bind_pair(addr: std::net::SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await?;
+        let udp = listen::bind_udp(addr)?;
         let bound = udp.local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
