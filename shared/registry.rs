@@ -257,7 +257,7 @@ impl Registry for EtcdRegistry {
                         else {
                             continue;
                         };
-                        // A value that no longer parses is listed as empty, so that it is rewritten.
+                        // A value that no longer parses is left out: it counts as missing and is rewritten.
                         if let Some(name) = self.prefix.name_for_key(key) {
                             out.insert(name, svc);
                         }
