@@ -215,31 +215,33 @@ impl Reconciler {
                 registry.insert(r)
             }
         };
-        if keep_alive {
-            match reg.keep_alive().await {
-                Err(RegistryError::LeaseLost(old)) => {
-                    warn!(
-                        lease = format!("{old:x}"),
-                        "lease lost (expired or etcd's data gone); registering everything again"
-                    );
-                    reg.renew().await?;
-                }
-                other => other?,
-            }
-        }
-        let desired = state.desired(&self.settings, self.deregister);
-        self.metrics.containers.set(state.containers.len() as i64);
-        let registered = match reg.registered().await {
+        // A lost lease can show up in any call: take a new one and reconcile from nothing.
+        match self.reconcile(state, reg, keep_alive).await {
             Err(RegistryError::LeaseLost(old)) => {
                 warn!(
                     lease = format!("{old:x}"),
-                    "lease lost; registering everything again"
+                    "lease lost (expired, revoked or etcd's data gone); registering everything again"
                 );
                 reg.renew().await?;
-                BTreeMap::new()
+                self.reconcile(state, reg, false).await
             }
-            other => other?,
-        };
+            other => other,
+        }
+    }
+
+    /// One pass: keep the lease alive if due, then write what is missing and delete what is stale.
+    async fn reconcile(
+        &self,
+        state: &mut State,
+        reg: &mut EtcdRegistry,
+        keep_alive: bool,
+    ) -> Result<(), RegistryError> {
+        if keep_alive {
+            reg.keep_alive().await?;
+        }
+        let desired = state.desired(&self.settings, self.deregister);
+        self.metrics.containers.set(state.containers.len() as i64);
+        let registered = reg.registered().await?;
         let changes = plan(&desired, &registered);
         self.metrics.reconciles.inc();
         for change in &changes {
