@@ -41,7 +41,7 @@ build: deps
 
 ## image: the two images, each a static binary in a FROM scratch image (no registry needed).
 image: build docker-up
-	@ctx=$$(mktemp -d) && cp $(BIN)/lodestar-dns $(BIN)/lodestar-registrator $$ctx/ && \
+	@ctx=$$(mktemp -d) && cp $(BIN)/lodestar-dns $(BIN)/lodestar-registrator $$ctx/ && strip $$ctx/lodestar-* && \
 	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-dns -t lodestar/dns:latest $$ctx && \
 	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-registrator -t lodestar/registrator:latest $$ctx && \
 	rm -rf $$ctx && docker images 'lodestar/*'
