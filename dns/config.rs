@@ -118,25 +118,15 @@ impl Config {
         }
         let prefix =
             Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
-        if cli.etcd.is_empty() {
-            bail!("--etcd needs at least one endpoint");
-        }
-        let user = match (cli.etcd_user, cli.etcd_password) {
-            (Some(u), Some(p)) => Some((u, p)),
-            (None, None) => None,
-            _ => bail!("--etcd-user and --etcd-password go together"),
-        };
-        let cert_key_files = match (cli.etcd_cert, cli.etcd_key) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => bail!("--etcd-cert and --etcd-key go together"),
-        };
-        let etcd = EtcdConfig {
-            endpoints: cli.etcd,
-            user,
-            ca_file: cli.etcd_ca,
-            cert_key_files,
-        };
+        let etcd = EtcdConfig::from_parts(
+            cli.etcd,
+            cli.etcd_user,
+            cli.etcd_password,
+            cli.etcd_ca,
+            cli.etcd_cert,
+            cli.etcd_key,
+        )
+        .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
         let upstreams = if cli.no_forward {
             Vec::new()
         } else if cli.upstream.is_empty() {

@@ -34,18 +34,7 @@ use crate::listen::Limits;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lodestar::runtime::init_logging(&cli.log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("lodestar-dns: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    lodestar::runtime::main_with("lodestar-dns", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -133,16 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         token.clone(),
     ));
 
-    lodestar::runtime::shutdown_signal().await;
-    info!("shutting down");
-    token.cancel();
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!("some tasks did not stop within 5 s");
-    }
+    // 5 s: within the 5 s a supervisor (docker stop, systemd) usually waits before SIGKILL.
+    lodestar::runtime::run_until_shutdown(&token, &tasks, Duration::from_secs(5)).await;
     Ok(())
 }
 

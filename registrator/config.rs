@@ -129,24 +129,18 @@ impl Config {
             (None, false) => primary_address()
                 .context("could not find this host's address; give it with --ip")?,
         };
-        let user = match (cli.etcd_user, cli.etcd_password) {
-            (Some(u), Some(p)) => Some((u, p)),
-            (None, None) => None,
-            _ => bail!("--etcd-user and --etcd-password go together"),
-        };
-        let cert_key_files = match (cli.etcd_cert, cli.etcd_key) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => bail!("--etcd-cert and --etcd-key go together"),
-        };
+        let etcd = EtcdConfig::from_parts(
+            cli.etcd,
+            cli.etcd_user,
+            cli.etcd_password,
+            cli.etcd_ca,
+            cli.etcd_cert,
+            cli.etcd_key,
+        )
+        .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
         Ok(Config {
             docker: cli.docker,
-            etcd: EtcdConfig {
-                endpoints: cli.etcd,
-                user,
-                ca_file: cli.etcd_ca,
-                cert_key_files,
-            },
+            etcd,
             prefix,
             settings: Settings {
                 host_id,

@@ -26,19 +26,7 @@ use crate::config::{Cli, Config};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lodestar::runtime::init_logging(&cli.log_format);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")
-        .and_then(|rt| rt.block_on(run(cli)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("lodestar-registrator: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    lodestar::runtime::main_with("lodestar-registrator", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -85,15 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     tasks.spawn(reconciler.run(rx, token.clone()));
 
-    lodestar::runtime::shutdown_signal().await;
-    info!("shutting down");
-    token.cancel();
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(4), tasks.wait())
-        .await
-        .is_err()
-    {
-        warn!("some tasks did not stop within 4 s");
-    }
+    // 4 s: within the 5 s a supervisor (docker stop, systemd) usually waits before SIGKILL.
+    lodestar::runtime::run_until_shutdown(&token, &tasks, Duration::from_secs(4)).await;
     Ok(())
 }

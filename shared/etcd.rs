@@ -37,12 +37,54 @@ pub enum EtcdError {
     /// etcd did not answer in time.
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),
+    /// The settings do not fit together.
+    #[error("{0}")]
+    Config(&'static str),
 }
 
 /// How long a connection attempt or a single request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl EtcdConfig {
+    /// Settings from separate options, as command lines give them: user and password go together,
+    /// and so do a client certificate and its key; at least one endpoint.
+    pub fn from_parts(
+        endpoints: Vec<String>,
+        user: Option<String>,
+        password: Option<String>,
+        ca_file: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+    ) -> Result<EtcdConfig, EtcdError> {
+        if endpoints.is_empty() {
+            return Err(EtcdError::Config("at least one etcd endpoint is needed"));
+        }
+        let user = match (user, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => {
+                return Err(EtcdError::Config(
+                    "an etcd user needs a password, and a password a user",
+                ))
+            }
+        };
+        let cert_key_files = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                return Err(EtcdError::Config(
+                    "a client certificate needs its key, and a key its certificate",
+                ))
+            }
+        };
+        Ok(EtcdConfig {
+            endpoints,
+            user,
+            ca_file,
+            cert_key_files,
+        })
+    }
+
     /// Connects to etcd. Fails within [`REQUEST_TIMEOUT`] when no endpoint answers.
     pub async fn connect(&self) -> Result<Client, EtcdError> {
         let mut opts = ConnectOptions::new()

@@ -1,9 +1,13 @@
 //! What every long-running Lodestar process shares: logging set-up, the shutdown signal, and the
 //! backoff between reconnects. Used by both binaries' `main` and by the library's own loops.
 
+use std::future::Future;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Backoff between reconnects: 100 ms doubling up to 2 s, with jitter, forever.
 pub fn reconnect_backoff() -> impl Iterator<Item = Duration> {
@@ -53,5 +57,33 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// A binary's `main`: runs `run` on a multi-threaded runtime; an error is printed once, plainly,
+/// as `name: error: cause: cause`, and the exit code is 1.
+pub fn main_with(name: &str, run: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+        .and_then(|rt| rt.block_on(run));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, then cancels `token` and gives `tasks` up to `grace` to finish.
+pub async fn run_until_shutdown(token: &CancellationToken, tasks: &TaskTracker, grace: Duration) {
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    token.cancel();
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(grace = ?grace, "some tasks did not stop in time");
     }
 }

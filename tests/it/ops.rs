@@ -62,6 +62,14 @@ fn bad_flags_are_clear_errors() {
             "--allow-recursion",
         ),
         (vec!["--domain", "a.dev", "--listen", "nowhere"], "--listen"),
+        (
+            vec!["--domain", "a.dev", "--etcd-user", "root"],
+            "--etcd-user",
+        ),
+        (
+            vec!["--domain", "a.dev", "--etcd-key", "/k.pem"],
+            "--etcd-cert",
+        ),
     ] {
         let out = Command::new(bin).args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

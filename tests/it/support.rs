@@ -235,11 +235,10 @@ impl Drop for Knot {
 
 /// The real `lodestar-dns` binary on a free port, its logs collected.
 pub struct Dns {
-    child: Option<Child>,
+    proc: Proc,
     pub addr: SocketAddr,
     pub addrs: Vec<SocketAddr>,
     pub metrics: Option<SocketAddr>,
-    logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// Spawns a binary with `--log-format json`, collects its stderr, and waits for the log line
@@ -314,11 +313,13 @@ impl Dns {
             }
         }
         Dns {
-            child: Some(child),
+            proc: Proc {
+                child: Some(child),
+                logs,
+            },
             addr: addrs[0],
             addrs,
             metrics,
-            logs,
         }
     }
 
@@ -335,6 +336,45 @@ impl Dns {
         Dns::start(&args)
     }
 
+    /// Waits until the view is loaded (an answer that is not SERVFAIL for the apex).
+    pub async fn ready(&self) {
+        let addr = self.addr;
+        eventually(
+            Duration::from_secs(20),
+            "first snapshot loaded",
+            || async move {
+                let m = query(addr, "webapp.dev.", RecordType::SOA).await.ok()?;
+                (m.metadata.response_code == hickory_proto::op::ResponseCode::NoError).then_some(())
+            },
+        )
+        .await;
+    }
+
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.metrics.expect("started with --metrics"), path).await
+    }
+}
+
+impl std::ops::Deref for Dns {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Dns {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
+}
+
+/// A running binary with its logs collected; killed when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
     pub fn logs(&self) -> String {
         self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
@@ -367,27 +407,9 @@ impl Dns {
         }
         None
     }
-
-    /// Waits until the view is loaded (an answer that is not SERVFAIL for the apex).
-    pub async fn ready(&self) {
-        let addr = self.addr;
-        eventually(
-            Duration::from_secs(20),
-            "first snapshot loaded",
-            || async move {
-                let m = query(addr, "webapp.dev.", RecordType::SOA).await.ok()?;
-                (m.metadata.response_code == hickory_proto::op::ResponseCode::NoError).then_some(())
-            },
-        )
-        .await;
-    }
-
-    pub async fn http_get(&self, path: &str) -> (u16, String) {
-        http_get(self.metrics.expect("started with --metrics"), path).await
-    }
 }
 
-impl Drop for Dns {
+impl Drop for Proc {
     fn drop(&mut self) {
         kill(&mut self.child);
     }
@@ -603,9 +625,21 @@ impl Drop for Ctr {
 
 /// The real `lodestar-registrator` binary, its logs collected.
 pub struct Registrator {
-    child: Option<Child>,
-    logs: Arc<Mutex<Vec<String>>>,
+    proc: Proc,
     pub metrics: Option<SocketAddr>,
+}
+
+impl std::ops::Deref for Registrator {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
+impl std::ops::DerefMut for Registrator {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.proc
+    }
 }
 
 impl Registrator {
@@ -643,51 +677,12 @@ impl Registrator {
             }
         }
         Registrator {
-            child: Some(child),
-            logs,
+            proc: Proc {
+                child: Some(child),
+                logs,
+            },
             metrics,
         }
-    }
-
-    pub fn logs(&self) -> String {
-        self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .map(Child::id)
-            .unwrap_or_default()
-            .to_string();
-        let ok = Command::new("kill")
-            .args(["-s", sig, &pid])
-            .status()
-            .map(|s| s.success());
-        assert_eq!(ok.ok(), Some(true), "kill -s {sig}");
-    }
-
-    /// Waits for the process to exit, up to `deadline`.
-    pub fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if let Some(s) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Registrator {
-    fn drop(&mut self) {
-        kill(&mut self.child);
     }
 }
 
