@@ -59,14 +59,16 @@ impl AnswerCache {
         map.get(key).filter(|c| c.generation == generation).cloned()
     }
 
-    /// Keeps an entry; starts over when full.
-    pub fn insert(&self, key: &[u8], entry: Cached) {
+    /// Keeps an entry (starting over when full) and hands it back.
+    pub fn insert(&self, key: &[u8], entry: Cached) -> Arc<Cached> {
+        let entry = Arc::new(entry);
         if let Ok(mut map) = self.map.write() {
             if map.len() >= CAPACITY {
                 map.clear();
             }
-            map.insert(key.into(), Arc::new(entry));
+            map.insert(key.into(), entry.clone());
         }
+        entry
     }
 }
 

@@ -227,11 +227,12 @@ impl Forwarder {
 }
 
 fn rand_id() -> u16 {
-    // Ids only need to be unpredictable enough to tell answers apart; hash a fresh RandomState.
+    // Every RandomState has fresh random SipHash keys, so even the hash of nothing is
+    // unpredictable: enough for ids that must not be guessed by someone spoofing answers.
     use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(Instant::now().elapsed().as_nanos() as u64);
-    h.finish() as u16
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u16
 }
 
 fn cache_key(request: &Message) -> Option<CacheKey> {

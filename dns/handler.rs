@@ -130,8 +130,7 @@ impl Handler {
             Some(e) => e,
             None => {
                 let built = self.build_entry(q, limit)?;
-                self.cache.insert(&key, built);
-                self.cache.get(&key, generation)?
+                self.cache.insert(&key, built)
             }
         };
         let mut bytes = entry.next_variant().to_vec();
@@ -435,11 +434,11 @@ pub fn encode_within(mut reply: Message, limit: usize) -> Option<Vec<u8>> {
     if bytes.len() > limit {
         reply.metadata.truncation = true;
         reply.authorities.clear();
+        bytes = reply.to_vec().ok()?;
         while bytes.len() > limit && !reply.answers.is_empty() {
             reply.answers.pop();
             bytes = reply.to_vec().ok()?;
         }
-        bytes = reply.to_vec().ok()?;
     }
     Some(bytes)
 }
