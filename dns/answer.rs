@@ -5,17 +5,35 @@
 //! each record: A/AAAA from addresses, CNAME from names (chains followed in-zone, loops cut,
 //! out-of-zone targets left for the caller to resolve upstream), SRV with shared weights and the
 //! targets' addresses as additional records, TXT, MX, PTR (stored or synthesised), NS and SOA at
-//! the apex. "Not found" is a value: [`Answer::NxDomain`], [`Answer::NoData`], [`Answer::NotOurs`].
+//! the apex, and ANY as RFC 8482 says. "Not found" is a value: [`Answer::NxDomain`],
+//! [`Answer::NoData`], [`Answer::NotOurs`].
+//!
+//! The work of one question is bounded whatever the data: the records under a name are collected
+//! once (linear, never pairwise), at most [`MAX_RECORDS`] of them become records (an even sample
+//! when there are more), and CNAME chains and name targets expand at most [`MAX_NAMES`] names,
+//! each once, at most [`MAX_CHAIN`] deep. The order of several answers is left to the encoder,
+//! which rotates the built list ([`Records::rotate`]). Each answer says what it depends on
+//! ([`Dep`]), so that a cache can keep it until something under that name changes.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use lodestar::key::path_to_name;
 use lodestar::{Entry, Host, Snapshot};
 
 /// How many CNAMEs a chain may have before it is cut (as SkyDNS: 8).
 const MAX_CHAIN: usize = 8;
+
+/// How many distinct in-zone names one question may expand (CNAME targets, SRV/MX/NS targets
+/// that are names): a few dozen hostile records cannot make one query walk the zone.
+const MAX_NAMES: usize = 32;
+
+/// The most records one question builds. A 65,535-byte TCP message holds at most ~4,000 address
+/// records; past this many, an even sample of the name's records is built, so that rotation
+/// still spreads clients over all of them.
+pub const MAX_RECORDS: usize = 16_384;
 
 /// A served domain: `webapp.dev.` with its path `dev/webapp`.
 #[derive(Debug, Clone)]
@@ -24,6 +42,8 @@ pub struct Domain {
     pub name: Name,
     /// The domain's path in the view (`dev/webapp`).
     pub path: String,
+    /// The path of its reserved subtree (`dev/webapp/dns`).
+    dns_path: String,
 }
 
 impl Domain {
@@ -32,8 +52,24 @@ impl Domain {
         let mut name = name.to_lowercase();
         name.set_fqdn(true);
         let path = lodestar::key::name_to_path(&name.to_ascii());
-        Domain { name, path }
+        let dns_path = format!("{path}/dns");
+        Domain {
+            name,
+            path,
+            dns_path,
+        }
     }
+
+    /// Whether `path` is the domain or below it.
+    fn holds(&self, path: &str) -> bool {
+        under(path, &self.path)
+    }
+}
+
+/// Whether `path` is `base` or below it, with exact label boundaries.
+fn under(path: &str, base: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// What the server is authoritative for, and its defaults.
@@ -65,10 +101,24 @@ pub struct Records {
     pub answers: Vec<Record>,
     /// Authority section.
     pub authorities: Vec<Record>,
-    /// Additional section.
+    /// Additional section: addresses of the answers' targets (the encoder sends those of the
+    /// answers it sends).
     pub additionals: Vec<Record>,
     /// CNAME targets outside every served domain, to be resolved upstream and appended.
     pub external: Vec<(Name, RecordType)>,
+    /// Whether the answers may be sent in any rotation (not a CNAME chain, whose order matters).
+    pub rotate: bool,
+}
+
+/// What an answer depends on: when may a cached copy of it still be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dep {
+    /// Only the records at or below this path (see [`Snapshot::changed_since`]).
+    Path(String),
+    /// Anything in the view (it followed names elsewhere, or it carries the SOA serial).
+    All,
+    /// Nothing that changes while the server runs (static zones).
+    Static,
 }
 
 impl Authority {
@@ -94,42 +144,212 @@ impl Authority {
         Record::from_rdata(domain.name.clone(), self.default_ttl, RData::SOA(soa))
     }
 
-    /// Answers `qname`/`qtype` from `snap`. `qname` keeps the question's letter case, which is
-    /// echoed in owner names; `rotation` picks the order of several answers.
-    pub fn answer(
+    /// Answers `qname`/`qtype` from `snap` (see [`Authority::lookup`]).
+    #[cfg(test)]
+    pub fn answer(&self, snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
+        self.lookup(snap, qname, qtype).0
+    }
+
+    /// Answers `qname`/`qtype` from `snap`, and says what the answer depends on. `qname` keeps
+    /// the question's letter case, which is echoed in owner names.
+    pub fn lookup(&self, snap: &Snapshot, qname: &Name, qtype: RecordType) -> (Answer, Dep) {
+        let lower = qname.to_lowercase();
+        if is_reverse(&lower) {
+            let path = lodestar::key::name_to_path(&lower.to_ascii());
+            return (
+                self.reverse(snap, qname, &lower, &path, qtype),
+                Dep::Path(path),
+            );
+        }
+        let Some(domain) = self.domain_of(&lower) else {
+            return (Answer::NotOurs, Dep::Static);
+        };
+        let apex = lower.iter().count() == domain.name.iter().count();
+        let mut q = Lookup::new(self, snap);
+        let (entries, base) = q.collect(domain, &lower);
+        let answer = q.build(domain, qname, &lower, qtype, apex, entries);
+        // The SOA serial is the revision: SOA answers (and only they) change with every write.
+        let dep = if q.global || (apex && qtype == RecordType::SOA) {
+            Dep::All
+        } else {
+            Dep::Path(base)
+        };
+        (answer, dep)
+    }
+
+    /// PTR under `in-addr.arpa.`/`ip6.arpa.`: a stored record (`/skydns/arpa/in-addr/...`), else
+    /// names synthesised from the records that carry the address. Anything else goes upstream.
+    fn reverse(
         &self,
         snap: &Snapshot,
         qname: &Name,
+        lower: &Name,
+        path: &str,
         qtype: RecordType,
-        rotation: usize,
     ) -> Answer {
-        let lower = qname.to_lowercase();
-        if is_reverse(&lower) {
-            return self.reverse(snap, qname, &lower, qtype);
-        }
-        let Some(domain) = self.domain_of(&lower) else {
+        if qtype != RecordType::PTR {
             return Answer::NotOurs;
-        };
-        let apex = lower.iter().count() == domain.name.iter().count();
-        let q = Lookup { auth: self, snap };
-        let entries = q.collect(domain, &lower);
-        if entries.is_empty() && !apex {
-            return Answer::NxDomain(self.soa(domain, snap));
         }
-        let ttl = |e: &Entry| {
-            if e.service.ttl > 0 {
-                e.service.ttl
-            } else {
-                self.default_ttl
-            }
+        let mut out = Records {
+            rotate: true,
+            ..Records::default()
         };
+        if let Some(
+            e @ Entry {
+                host: Host::Name(h),
+                ..
+            },
+        ) = snap.get(path)
+        {
+            if let Ok(target) = fqdn(h) {
+                out.answers.push(Record::from_rdata(
+                    qname.clone(),
+                    self.ttl(e),
+                    RData::PTR(PTR(target)),
+                ));
+            }
+        }
+        if out.answers.is_empty() {
+            if let Some(addr) = reverse_addr(lower) {
+                let in_zone = snap
+                    .paths_for_addr(addr)
+                    .filter(|p| self.domains.iter().any(|d| d.holds(p)))
+                    .take(MAX_RECORDS);
+                for p in in_zone {
+                    let (Some(e), Ok(target)) = (snap.get(p), fqdn(&path_to_name(p))) else {
+                        continue;
+                    };
+                    out.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        self.ttl(e),
+                        RData::PTR(PTR(target)),
+                    ));
+                }
+            }
+        }
+        dedup(&mut out.answers);
+        if out.answers.is_empty() {
+            Answer::NotOurs
+        } else {
+            Answer::Records(out)
+        }
+    }
+
+    /// A record's TTL: its own, else the default (the one place that decides it).
+    fn ttl(&self, e: &Entry) -> u32 {
+        if e.service.ttl > 0 {
+            e.service.ttl
+        } else {
+            self.default_ttl
+        }
+    }
+}
+
+/// One question's walk of the snapshot, with its budget.
+struct Lookup<'a> {
+    auth: &'a Authority,
+    snap: &'a Snapshot,
+    /// In-zone names expanded so far, and whether each led to any record.
+    expanded: HashMap<Name, bool>,
+    /// Records that may still be built.
+    room: usize,
+    /// Whether the answer used records outside the question's own subtree.
+    global: bool,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(auth: &'a Authority, snap: &'a Snapshot) -> Self {
+        Lookup {
+            auth,
+            snap,
+            expanded: HashMap::new(),
+            room: MAX_RECORDS,
+            global: false,
+        }
+    }
+
+    /// Every record at or below `name` (lower case) in `domain`, wildcards matched, group
+    /// applied, and the path everything was found under (the part before any wildcard). The
+    /// reserved `dns` subtree only answers names inside it. Linear in the records under that path.
+    fn collect(&self, domain: &Domain, name: &Name) -> (Vec<(&'a str, &'a Entry)>, String) {
+        // Not num_labels(): it leaves out a leading `*`, as DNSSEC counts labels.
+        let rel = name
+            .iter()
+            .count()
+            .saturating_sub(domain.name.iter().count());
+        let labels: Vec<String> = name
+            .iter()
+            .take(rel)
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        let wild = |l: &str| l == "*" || l == "any";
+        // Labels below the domain, top first; those before the first wildcard make the base.
+        let below: Vec<&str> = labels.iter().rev().map(String::as_str).collect();
+        let fixed = below.iter().position(|l| wild(l)).unwrap_or(below.len());
+        let mut base = domain.path.clone();
+        for l in &below[..fixed] {
+            base.push('/');
+            base.push_str(l);
+        }
+        let inside_dns = below.first() == Some(&"dns");
+        let pattern = &below[fixed..];
+        let mut found: Vec<(&'a str, &'a Entry)> = self
+            .snap
+            .subtree(&base)
+            .filter(|(path, _)| inside_dns || !under(path, &domain.dns_path))
+            .filter(|(path, _)| {
+                // The labels after the base must match the rest of the pattern, one for one.
+                let mut segs = path[base.len()..].split('/').skip(1);
+                pattern
+                    .iter()
+                    .all(|p| segs.next().is_some_and(|s| wild(p) || *p == s))
+            })
+            .collect();
+        // The shortest key carrying a group picks it; only that group and group-less records answer.
+        let group = found
+            .iter()
+            .filter(|(_, e)| !e.service.group.is_empty())
+            .min_by_key(|(p, _)| (p.split('/').count(), *p))
+            .map(|(_, e)| e.service.group.clone());
+        if let Some(g) = group {
+            found.retain(|(_, e)| e.service.group.is_empty() || e.service.group == g);
+        }
+        (found, base)
+    }
+
+    /// The answer of `qtype` made from `entries`, the records under the question's name.
+    fn build(
+        &mut self,
+        domain: &Domain,
+        qname: &Name,
+        lower: &Name,
+        qtype: RecordType,
+        apex: bool,
+        entries: Vec<(&'a str, &'a Entry)>,
+    ) -> Answer {
+        if entries.is_empty() && !apex {
+            return Answer::NxDomain(self.auth.soa(domain, self.snap));
+        }
+        let ttl = |e: &Entry| self.auth.ttl(e);
         let mut out = Records::default();
         match qtype {
-            RecordType::A | RecordType::AAAA | RecordType::ANY => {
-                q.addresses(qname, &entries, qtype, &mut vec![lower.clone()], &mut out);
+            RecordType::A | RecordType::AAAA => {
+                let mut chain = vec![lower.clone()];
+                let entries = sample(entries, self.room);
+                self.addresses(qname, &entries, qtype, &mut chain, &mut out);
+            }
+            // RFC 8482: a name that exists answers ANY with one synthesised HINFO, not with
+            // everything it has.
+            RecordType::ANY => {
+                let hinfo = HINFO::new("RFC8482".to_string(), String::new());
+                out.answers.push(Record::from_rdata(
+                    qname.clone(),
+                    self.auth.default_ttl,
+                    RData::HINFO(hinfo),
+                ));
             }
             RecordType::CNAME => {
-                for (_, e) in &entries {
+                for (_, e) in sample(entries, self.room) {
                     if let Host::Name(h) = &e.host {
                         if let Ok(target) = fqdn(h) {
                             out.answers.push(Record::from_rdata(
@@ -142,13 +362,20 @@ impl Authority {
                 }
             }
             RecordType::SRV => {
-                let pw: Vec<(u16, u16)> = entries
+                // Records without a host make no SRV, so they take no share of the weights.
+                let serving: Vec<(&str, &Entry)> = entries
+                    .into_iter()
+                    .filter(|(_, e)| e.host != Host::None)
+                    .collect();
+                let pw: Vec<(u16, u16)> = serving
                     .iter()
                     .map(|(_, e)| (e.service.priority(), e.service.weight))
                     .collect();
                 let weights = lodestar::record::shared_weights(&pw);
-                for ((path, e), weight) in entries.iter().zip(weights) {
-                    let Some(target) = q.target(path, e, &mut out.additionals) else {
+                let weighted: Vec<((&str, &Entry), u16)> =
+                    serving.into_iter().zip(weights).collect();
+                for ((path, e), weight) in sample(weighted, self.room) {
+                    let Some(target) = self.target(path, e, &mut out.additionals) else {
                         continue;
                     };
                     let srv = SRV::new(e.service.priority(), weight, e.service.port, target);
@@ -157,8 +384,12 @@ impl Authority {
                 }
             }
             RecordType::MX => {
-                for (path, e) in entries.iter().filter(|(_, e)| e.service.mail) {
-                    let Some(target) = q.target(path, e, &mut out.additionals) else {
+                let mail: Vec<_> = entries
+                    .into_iter()
+                    .filter(|(_, e)| e.service.mail)
+                    .collect();
+                for (path, e) in sample(mail, self.room) {
+                    let Some(target) = self.target(path, e, &mut out.additionals) else {
                         continue;
                     };
                     let mx = MX::new(e.service.priority(), target);
@@ -167,16 +398,24 @@ impl Authority {
                 }
             }
             RecordType::TXT => {
-                for (_, e) in entries.iter().filter(|(_, e)| !e.service.text.is_empty()) {
+                let texts: Vec<_> = entries
+                    .into_iter()
+                    .filter(|(_, e)| !e.service.text.is_empty())
+                    .collect();
+                for (_, e) in sample(texts, self.room) {
                     let txt = TXT::new(e.service.text_strings());
                     out.answers
                         .push(Record::from_rdata(qname.clone(), ttl(e), RData::TXT(txt)));
                 }
             }
             RecordType::NS if apex => {
-                let ns_path = format!("{}/dns/ns", domain.path);
-                for (path, e) in snap.subtree(&ns_path) {
-                    let Some(target) = q.target(path, e, &mut out.additionals) else {
+                let servers: Vec<_> = self.snap.subtree(&domain.dns_path).collect();
+                let servers: Vec<_> = servers
+                    .into_iter()
+                    .filter(|(p, _)| under(p, &format!("{}/ns", domain.dns_path)))
+                    .collect();
+                for (path, e) in sample(servers, self.room) {
+                    let Some(target) = self.target(path, e, &mut out.additionals) else {
                         continue;
                     };
                     out.answers.push(Record::from_rdata(
@@ -187,7 +426,7 @@ impl Authority {
                 }
             }
             RecordType::SOA if apex => {
-                let mut soa = self.soa(domain, snap);
+                let mut soa = self.auth.soa(domain, self.snap);
                 soa.name = qname.clone();
                 out.answers.push(soa);
             }
@@ -196,189 +435,100 @@ impl Authority {
         dedup(&mut out.answers);
         dedup(&mut out.additionals);
         if out.answers.is_empty() {
-            return Answer::NoData(self.soa(domain, snap));
+            return Answer::NoData(self.auth.soa(domain, self.snap));
         }
-        rotate(&mut out.answers, qtype, rotation);
+        out.rotate = out.answers.iter().all(|r| r.record_type() == qtype);
         Answer::Records(out)
     }
 
-    /// PTR under `in-addr.arpa.`/`ip6.arpa.`: a stored record (`/skydns/arpa/in-addr/...`), else
-    /// names synthesised from the records that carry the address. Anything else goes upstream.
-    fn reverse(&self, snap: &Snapshot, qname: &Name, lower: &Name, qtype: RecordType) -> Answer {
-        if qtype != RecordType::PTR {
-            return Answer::NotOurs;
+    /// Marks an in-zone name as expanded; `None` when it may be expanded now, else whether its
+    /// earlier expansion led anywhere (`Some(false)` also when the budget is spent).
+    fn expand(&mut self, target: &Name) -> Option<bool> {
+        if let Some(led) = self.expanded.get(target) {
+            return Some(*led);
         }
-        let mut out = Records::default();
-        let path = lodestar::key::name_to_path(&lower.to_ascii());
-        if let Some(Entry {
-            host: Host::Name(h),
-            service,
-        }) = snap.get(&path)
-        {
-            if let Ok(target) = fqdn(h) {
-                let ttl = if service.ttl > 0 {
-                    service.ttl
-                } else {
-                    self.default_ttl
-                };
-                out.answers.push(Record::from_rdata(
-                    qname.clone(),
-                    ttl,
-                    RData::PTR(PTR(target)),
-                ));
-            }
+        if self.expanded.len() >= MAX_NAMES {
+            return Some(false);
         }
-        if out.answers.is_empty() {
-            if let Some(addr) = reverse_addr(lower) {
-                for p in snap.paths_for_addr(addr) {
-                    let in_zone = self
-                        .domains
-                        .iter()
-                        .any(|d| p.starts_with(&format!("{}/", d.path)));
-                    let (Some(e), true) = (snap.get(p), in_zone) else {
-                        continue;
-                    };
-                    let ttl = if e.service.ttl > 0 {
-                        e.service.ttl
-                    } else {
-                        self.default_ttl
-                    };
-                    if let Ok(target) = fqdn(&path_to_name(p)) {
-                        out.answers.push(Record::from_rdata(
-                            qname.clone(),
-                            ttl,
-                            RData::PTR(PTR(target)),
-                        ));
-                    }
-                }
-            }
-        }
-        dedup(&mut out.answers);
-        if out.answers.is_empty() {
-            Answer::NotOurs
-        } else {
-            Answer::Records(out)
-        }
-    }
-}
-
-struct Lookup<'a> {
-    auth: &'a Authority,
-    snap: &'a Snapshot,
-}
-
-impl<'a> Lookup<'a> {
-    /// Every record at or below `name` (lower case) in `domain`, wildcards matched, group applied.
-    /// The reserved `dns` subtree only answers names inside it.
-    fn collect(&self, domain: &Domain, name: &Name) -> Vec<(&'a str, &'a Entry)> {
-        // Not num_labels(): it leaves out a leading `*`, as DNSSEC counts labels.
-        let rel = name
-            .iter()
-            .count()
-            .saturating_sub(domain.name.iter().count());
-        let labels: Vec<String> = name
-            .iter()
-            .take(rel)
-            .map(|l| String::from_utf8_lossy(l).into_owned())
-            .collect();
-        let mut pattern: Vec<&str> = domain.path.split('/').collect();
-        let domain_depth = pattern.len();
-        pattern.extend(labels.iter().rev().map(String::as_str));
-        let wild = |l: &str| l == "*" || l == "any";
-        let fixed = pattern
-            .iter()
-            .position(|l| wild(l))
-            .unwrap_or(pattern.len());
-        let base = pattern[..fixed].join("/");
-        let inside_dns = pattern.get(domain_depth) == Some(&"dns");
-        let mut found: Vec<(&'a str, &'a Entry)> = self
-            .snap
-            .subtree(&base)
-            .filter(|(path, _)| {
-                let segs: Vec<&str> = path.split('/').collect();
-                segs.len() >= pattern.len()
-                    && pattern
-                        .iter()
-                        .zip(&segs)
-                        .skip(fixed)
-                        .all(|(p, s)| wild(p) || p == s)
-                    && (inside_dns || segs.get(domain_depth) != Some(&"dns"))
-            })
-            .collect();
-        // The shortest key carrying a group picks it; only that group and group-less records answer.
-        let group = found
-            .iter()
-            .filter(|(_, e)| !e.service.group.is_empty())
-            .min_by_key(|(p, _)| (p.split('/').count(), *p))
-            .map(|(_, e)| e.service.group.clone());
-        if let Some(g) = group {
-            found.retain(|(_, e)| e.service.group.is_empty() || e.service.group == g);
-        }
-        found
+        self.global = true;
+        self.expanded.insert(target.clone(), false);
+        None
     }
 
     /// A/AAAA for `owner` from `entries`; hosts that are names become CNAMEs whose chains are
-    /// followed in-zone (loops and chains longer than 8 cut) or left for the upstream.
+    /// followed in-zone (loops cut, at most [`MAX_CHAIN`] deep, each name once) or left for the
+    /// upstream.
     fn addresses(
-        &self,
+        &mut self,
         owner: &Name,
-        entries: &[(&str, &Entry)],
+        entries: &[(&'a str, &'a Entry)],
         qtype: RecordType,
-        seen: &mut Vec<Name>,
+        chain: &mut Vec<Name>,
         out: &mut Records,
     ) {
-        let ttl = |e: &Entry| {
-            if e.service.ttl > 0 {
-                e.service.ttl
-            } else {
-                self.auth.default_ttl
-            }
-        };
         for (_, e) in entries {
+            if self.room == 0 {
+                return;
+            }
+            let ttl = self.auth.ttl(e);
             match &e.host {
                 Host::V4(ip) if qtype != RecordType::AAAA => {
+                    self.room -= 1;
                     out.answers
-                        .push(Record::from_rdata(owner.clone(), ttl(e), RData::A(A(*ip))));
+                        .push(Record::from_rdata(owner.clone(), ttl, RData::A(A(*ip))));
                 }
                 Host::V6(ip) if qtype != RecordType::A => {
+                    self.room -= 1;
                     out.answers.push(Record::from_rdata(
                         owner.clone(),
-                        ttl(e),
+                        ttl,
                         RData::AAAA(AAAA(*ip)),
                     ));
                 }
                 Host::Name(h) => {
                     let Ok(target) = fqdn(h) else { continue };
-                    if seen.contains(&target) || seen.len() > MAX_CHAIN {
+                    let lower = target.to_lowercase();
+                    if chain.contains(&lower) || chain.len() > MAX_CHAIN {
                         continue;
                     }
-                    let cname = Record::from_rdata(
-                        owner.clone(),
-                        ttl(e),
-                        RData::CNAME(CNAME(target.clone())),
-                    );
-                    match self.auth.domain_of(&target) {
-                        Some(d) => {
-                            let sub = self.collect(d, &target);
+                    let cname =
+                        Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target.clone())));
+                    let Some(d) = self.auth.domain_of(&lower) else {
+                        self.room = self.room.saturating_sub(1);
+                        out.answers.push(cname);
+                        let t = if qtype == RecordType::ANY {
+                            RecordType::A
+                        } else {
+                            qtype
+                        };
+                        if !out.external.iter().any(|(n, _)| *n == target) {
+                            out.external.push((target, t));
+                        }
+                        continue;
+                    };
+                    // As SkyDNS: an in-zone CNAME that leads nowhere is left out. A name
+                    // expanded before in this question already put its records in.
+                    match self.expand(&lower) {
+                        Some(true) => {
+                            self.room = self.room.saturating_sub(1);
+                            out.answers.push(cname);
+                        }
+                        Some(false) => {}
+                        None => {
+                            let (sub, _) = self.collect(d, &lower);
+                            let sub = sample(sub, self.room);
                             let mut chained = Records::default();
-                            seen.push(target.clone());
-                            self.addresses(&target, &sub, qtype, seen, &mut chained);
-                            seen.pop();
-                            // As SkyDNS: an in-zone CNAME that leads nowhere is left out.
-                            if !chained.answers.is_empty() || !chained.external.is_empty() {
+                            chain.push(lower.clone());
+                            self.addresses(&target, &sub, qtype, chain, &mut chained);
+                            chain.pop();
+                            let led = !chained.answers.is_empty() || !chained.external.is_empty();
+                            self.expanded.insert(lower, led);
+                            if led {
+                                self.room = self.room.saturating_sub(1);
                                 out.answers.push(cname);
                                 out.answers.extend(chained.answers);
                                 out.external.extend(chained.external);
                             }
-                        }
-                        None => {
-                            out.answers.push(cname);
-                            let t = if qtype == RecordType::ANY {
-                                RecordType::A
-                            } else {
-                                qtype
-                            };
-                            out.external.push((target, t));
                         }
                     }
                 }
@@ -389,26 +539,28 @@ impl<'a> Lookup<'a> {
 
     /// The SRV/MX/NS target of a record: its host when that is a name, else the name made from
     /// its key (minus `targetstrip` labels), whose address goes to the additional section.
-    fn target(&self, path: &str, e: &Entry, additionals: &mut Vec<Record>) -> Option<Name> {
-        let ttl = if e.service.ttl > 0 {
-            e.service.ttl
-        } else {
-            self.auth.default_ttl
-        };
+    fn target(&mut self, path: &str, e: &Entry, additionals: &mut Vec<Record>) -> Option<Name> {
+        let ttl = self.auth.ttl(e);
+        self.room = self.room.saturating_sub(1);
         match &e.host {
             Host::Name(h) => {
                 let target = fqdn(h).ok()?;
-                if let Some(d) = self.auth.domain_of(&target) {
-                    let sub = self.collect(d, &target);
-                    let mut extra = Records::default();
-                    self.addresses(
-                        &target,
-                        &sub,
-                        RecordType::ANY,
-                        &mut vec![target.clone()],
-                        &mut extra,
-                    );
-                    additionals.extend(extra.answers);
+                let lower = target.to_lowercase();
+                if let Some(d) = self.auth.domain_of(&lower) {
+                    if self.expand(&lower).is_none() {
+                        let (sub, _) = self.collect(d, &lower);
+                        let sub = sample(sub, self.room);
+                        let mut extra = Records::default();
+                        self.addresses(
+                            &target,
+                            &sub,
+                            RecordType::ANY,
+                            &mut vec![lower.clone()],
+                            &mut extra,
+                        );
+                        self.expanded.insert(lower, !extra.answers.is_empty());
+                        additionals.extend(extra.answers);
+                    }
                 }
                 Some(target)
             }
@@ -431,6 +583,15 @@ impl<'a> Lookup<'a> {
     }
 }
 
+/// At most `max` of `items`, evenly spread over all of them (every k-th), in their order.
+fn sample<T>(items: Vec<T>, max: usize) -> Vec<T> {
+    if items.len() <= max {
+        return items;
+    }
+    let step = items.len().div_ceil(max.max(1));
+    items.into_iter().step_by(step).take(max).collect()
+}
+
 fn fqdn(name: &str) -> Result<Name, hickory_proto::ProtoError> {
     let mut n = Name::from_ascii(name)?;
     n.set_fqdn(true);
@@ -448,29 +609,20 @@ fn reverse_addr(lower: &Name) -> Option<IpAddr> {
     (net.prefix_len() == net.max_prefix_len()).then(|| net.addr())
 }
 
-/// Removes repeated records (same owner, type and data), keeping the first.
+/// Removes repeated records (same owner and data), keeping the first: one hash lookup each.
 fn dedup(records: &mut Vec<Record>) {
-    let mut kept: Vec<Record> = Vec::with_capacity(records.len());
-    for r in records.drain(..) {
-        if !kept.iter().any(|k| k.name == r.name && k.data == r.data) {
-            kept.push(r);
-        }
+    if records.len() < 2 {
+        return;
     }
-    *records = kept;
-}
-
-/// Rotates several answers of the asked type so that clients taking the first spread the load.
-/// Answers that carry a CNAME chain keep their order, which the chain needs.
-fn rotate(answers: &mut [Record], qtype: RecordType, rotation: usize) {
-    if answers.len() > 1
-        && answers.iter().all(|r| {
-            r.record_type() == qtype
-                || qtype == RecordType::ANY && r.record_type() != RecordType::CNAME
-        })
-    {
-        let n = rotation % answers.len();
-        answers.rotate_left(n);
-    }
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<(&Name, &RData)> = HashSet::with_capacity(records.len());
+        records
+            .iter()
+            .map(|r| seen.insert((&r.name, &r.data)))
+            .collect()
+    };
+    let mut flags = keep.into_iter();
+    records.retain(|_| flags.next().unwrap_or(true));
 }
 
 #[cfg(test)]

@@ -1,48 +1,100 @@
-//! Encoded answers, kept per question and snapshot generation.
+//! Encoded answers, kept per question until something they depend on changes.
 //!
-//! An answer built from a snapshot is encoded once and kept under its question (lower-case name,
-//! type, class, EDNS, size limit) with the generation of the snapshot it came from. A hit from the
-//! same generation is copied and patched ([`crate::wire::patch`]); any change to the view bumps
-//! the generation and so retires every entry at once. Several answers rotate: an entry holds one
-//! encoding per rotation.
+//! An answer built from a snapshot is kept under its question (lower-case name, type, class,
+//! EDNS, size limit) with the generation of that snapshot and what it depends on ([`Dep`]): a
+//! hit is still good while nothing at or below its name changed ([`Snapshot::changed_since`]),
+//! so a write retires the answers of the names it touches, not the whole cache. Several answers
+//! rotate: an entry encodes each of its (at most [`MAX_VARIANTS`]) rotations the first time it
+//! is sent, each bounded by the size limit. A hit is copied and patched ([`crate::wire::patch`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+use lodestar::Snapshot;
 use prometheus_client::metrics::counter::Counter;
 
-/// Entries kept before the cache starts over (each is a few hundred bytes).
-const CAPACITY: usize = 200_000;
+use crate::answer::{Answer, Dep};
+use crate::query::Query;
+use crate::respond::{self, Body};
+
+/// Rotations of one answer that are encoded and sent in turn.
+const MAX_VARIANTS: usize = 16;
+
+/// What the cache may hold, in approximate bytes, before it starts over.
+const CAPACITY_BYTES: usize = 256 << 20;
 
 /// One cached answer.
 pub struct Cached {
-    /// Generation of the snapshot it was built from.
-    pub generation: u64,
-    /// One encoding per rotation of the answer records.
-    pub variants: Vec<Vec<u8>>,
+    generation: u64,
+    dep: Dep,
+    query: Query,
+    answer: Answer,
+    variants: Box<[OnceLock<Vec<u8>>]>,
+    next: AtomicUsize,
+    weight: usize,
     /// The counter of its question type and response code, counted on every hit.
     pub counter: Counter,
-    next: AtomicUsize,
 }
 
 impl Cached {
-    /// An entry for `generation` with these encodings (at least one).
-    pub fn new(generation: u64, variants: Vec<Vec<u8>>, counter: Counter) -> Cached {
+    /// The answer to `query` (normalised: id 0, lower case) built from snapshot `generation`.
+    pub fn new(generation: u64, dep: Dep, query: Query, answer: Answer, counter: Counter) -> Self {
+        let (variants, weight) = match &answer {
+            Answer::Records(r) => {
+                let n = if r.rotate { r.answers.len() } else { 1 };
+                let bytes = (r.answers.len() + r.additionals.len()) * 96;
+                (n.clamp(1, MAX_VARIANTS), bytes)
+            }
+            _ => (1, 0),
+        };
+        let weight = weight + variants * usize::from(query.limit()).min(4096) + 256;
         Cached {
             generation,
-            variants,
-            counter,
+            dep,
+            query,
+            answer,
+            variants: (0..variants).map(|_| OnceLock::new()).collect(),
             next: AtomicUsize::new(0),
+            weight,
+            counter,
         }
     }
 
-    /// The next encoding in turn.
+    /// Whether this answer is still the one `snap` would give.
+    pub fn valid(&self, snap: &Snapshot) -> bool {
+        match &self.dep {
+            Dep::Static => true,
+            _ if self.generation == snap.generation() => true,
+            Dep::All => false,
+            Dep::Path(path) => !snap.changed_since(path, self.generation),
+        }
+    }
+
+    /// The next rotation in turn, encoded (on its first use).
     pub fn next_variant(&self) -> &[u8] {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.variants
-            .get(i % self.variants.len().max(1))
-            .map_or(&[], Vec::as_slice)
+        let count = self.variants.len().max(1);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        let Some(slot) = self.variants.get(i) else {
+            return &[];
+        };
+        slot.get_or_init(|| {
+            let n = match &self.answer {
+                Answer::Records(r) => r.answers.len(),
+                _ => 0,
+            };
+            // Rotations spread over the whole list: with 5,000 answers and 16 rotations,
+            // each starts 312 records after the one before.
+            let rotation = i * n / count;
+            let rcode = respond::rcode_of(&self.answer);
+            respond::encode(
+                &self.query,
+                rcode,
+                true,
+                false,
+                Body::of(&self.answer, rotation),
+            )
+        })
     }
 }
 
@@ -50,45 +102,107 @@ impl Cached {
 #[derive(Default)]
 pub struct AnswerCache {
     map: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
+    weight: AtomicUsize,
 }
 
 impl AnswerCache {
-    /// The entry for `key`, if it was built from snapshot `generation`.
-    pub fn get(&self, key: &[u8], generation: u64) -> Option<Arc<Cached>> {
+    /// The entry for `key`, if it is still good for `snap`.
+    pub fn get(&self, key: &[u8], snap: &Snapshot) -> Option<Arc<Cached>> {
         let map = self.map.read().ok()?;
-        map.get(key).filter(|c| c.generation == generation).cloned()
+        map.get(key).filter(|c| c.valid(snap)).cloned()
     }
 
     /// Keeps an entry (starting over when full) and hands it back.
     pub fn insert(&self, key: &[u8], entry: Cached) -> Arc<Cached> {
         let entry = Arc::new(entry);
         if let Ok(mut map) = self.map.write() {
-            if map.len() >= CAPACITY {
+            if self.weight.load(Ordering::Relaxed) + entry.weight > CAPACITY_BYTES {
                 map.clear();
+                self.weight.store(0, Ordering::Relaxed);
             }
-            map.insert(key.into(), entry.clone());
+            self.weight.fetch_add(entry.weight, Ordering::Relaxed);
+            if let Some(old) = map.insert(key.into(), entry.clone()) {
+                self.weight.fetch_sub(old.weight, Ordering::Relaxed);
+            }
         }
         entry
+    }
+
+    /// Entries held (for the metrics).
+    pub fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::Records;
+    use crate::forward::Transport;
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+    use lodestar::View;
+
+    fn query() -> Query {
+        Query {
+            id: 0,
+            recursion_desired: false,
+            checking_disabled: false,
+            name: Name::from_ascii("x.webapp.dev.").unwrap(),
+            qtype: RecordType::A,
+            qclass: DNSClass::IN,
+            edns: None,
+            transport: Transport::Udp,
+        }
+    }
+
+    fn answer(n: u8) -> Answer {
+        let owner = Name::from_ascii("x.webapp.dev.").unwrap();
+        Answer::Records(Records {
+            answers: (0..n)
+                .map(|i| Record::from_rdata(owner.clone(), 30, RData::A(A::new(10, 0, 0, i))))
+                .collect(),
+            rotate: true,
+            ..Records::default()
+        })
+    }
 
     #[test]
-    fn entries_live_for_one_generation_and_rotate() {
+    fn entries_live_until_their_name_changes_and_rotate() {
+        let view = View::new();
+        let mut s = Snapshot::from_values([
+            ("dev/webapp/x/1", br#"{"host":"10.0.0.1"}"#.as_slice(), 1),
+            ("dev/webapp/y/1", br#"{"host":"10.0.0.9"}"#.as_slice(), 1),
+        ]);
+        let g = view.publish(&mut s, true).generation();
         let c = AnswerCache::default();
+        let dep = |p: &str| Dep::Path(p.to_string());
         c.insert(
-            b"k",
-            Cached::new(7, vec![vec![1], vec![2]], Counter::default()),
+            b"x",
+            Cached::new(
+                g,
+                dep("dev/webapp/x"),
+                query(),
+                answer(3),
+                Counter::default(),
+            ),
         );
-        assert!(c.get(b"k", 8).is_none(), "another generation is a miss");
-        assert!(c.get(b"other", 7).is_none());
-        let e = c.get(b"k", 7).unwrap();
-        assert_eq!(
-            (e.next_variant(), e.next_variant(), e.next_variant()),
-            (&[1u8][..], &[2u8][..], &[1u8][..])
+        c.insert(
+            b"all",
+            Cached::new(g, Dep::All, query(), answer(1), Counter::default()),
         );
+        s.put("dev/webapp/y/1", br#"{"host":"10.0.0.8"}"#, 2);
+        let now = view.publish(&mut s, false);
+        let e = c.get(b"x", &now).expect("another name changed: still good");
+        assert!(c.get(b"all", &now).is_none(), "depends on everything");
+        assert!(c.get(b"other", &now).is_none());
+        let first = |b: &[u8]| Message::from_vec(b).unwrap().answers[0].data.to_string();
+        let order: Vec<String> = (0..4).map(|_| first(e.next_variant())).collect();
+        assert_eq!(order, ["10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.0"]);
+        s.put("dev/webapp/x/2", br#"{"host":"10.0.0.2"}"#, 3);
+        let now = view.publish(&mut s, false);
+        assert!(c.get(b"x", &now).is_none(), "its own name changed");
+        assert_eq!(c.len(), 2);
     }
 }

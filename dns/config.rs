@@ -77,6 +77,9 @@ pub struct Cli {
     /// Records per request when loading the view (tests use small pages to exercise paging).
     #[arg(long, env = "LODESTAR_LOAD_PAGE", default_value_t = lodestar::view::DEFAULT_PAGE, hide = true)]
     pub load_page: i64,
+    /// UDP receive loops per listen address and answer workers (default: the number of CPUs).
+    #[arg(long, env = "LODESTAR_THREADS")]
+    pub threads: Option<usize>,
     /// Log format: text or json.
     #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -94,6 +97,7 @@ pub struct Config {
     pub allow_recursion: Vec<IpNet>,
     pub metrics: Option<SocketAddr>,
     pub load_page: i64,
+    pub threads: usize,
 }
 
 /// Loopback and private ranges: who may use forwarding unless `--allow-recursion` says otherwise.
@@ -152,6 +156,11 @@ impl Config {
                 .map(|c| parse_cidr(c).with_context(|| format!("--allow-recursion {c:?}")))
                 .collect::<anyhow::Result<_>>()?
         };
+        let threads = match cli.threads {
+            Some(0) => bail!("--threads must be at least 1"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
         if cli.ttl == 0 {
             bail!("--ttl must be at least 1 second");
         }
@@ -168,6 +177,7 @@ impl Config {
             allow_recursion,
             metrics: cli.metrics,
             load_page: cli.load_page,
+            threads,
         })
     }
 }

@@ -1,70 +1,91 @@
-//! One request in, one response out: parsing, deciding who answers, and encoding within limits.
+//! One query, one pipeline: bytes -> cache -> [`Query`] -> [`decide`] -> [`respond`] -> bytes.
 //!
-//! [`Handler::handle`] is synchronous and does no I/O: it answers from the snapshot or a static
-//! zone, refuses, or returns a [`Pending`] that needs the upstreams ([`Handler::finish`]). The
-//! socket loops stay thin: they call `handle`, send what it gives, and spawn only for `Pending`.
+//! [`Handler::handle`] runs on the receive loops and does only what is cheap: a cache hit is
+//! patched and sent at once. Everything else becomes a [`Job`] that leaves the receive loop:
+//! [`Handler::complete`] computes it on a bounded pool of blocking workers (parse, decide,
+//! respond, keep in the cache) and, when the name is not ours, waits for the upstreams there,
+//! so a large answer or a slow upstream never delays anybody else. Jobs admitted and not yet
+//! finished are bounded too; past that bound a query gets SERVFAIL at once (counted as shed).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::op::{Message, ResponseCode};
 use ipnet::IpNet;
 use lodestar::View;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::answer::{Answer, Authority, Records};
 use crate::cache::{AnswerCache, Cached};
+use crate::decide::{decide, Decision};
 use crate::forward::{Forwarder, Transport};
 use crate::metrics::Metrics;
-use crate::wire::{self, Quick};
+use crate::query::{self, Query};
+use crate::respond::{self, Body};
+use crate::wire;
 use crate::zones::StaticZones;
 
-/// The payload size we advertise and the most we send over UDP, whatever a client offers
-/// (1232: the DNS flag day 2020 figure that avoids IP fragmentation).
-const OUR_UDP_PAYLOAD: u16 = 1232;
+/// How much work clients can make the server take on at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Jobs computed at the same time (blocking workers).
+    pub workers: usize,
+    /// Jobs admitted and not finished (waiting for a worker, computing or forwarding).
+    pub admitted: usize,
+    /// Forwarded queries in flight.
+    pub forwards: usize,
+}
 
 /// Everything needed to answer.
 pub struct Handler {
-    /// The watched view.
-    pub view: Arc<View>,
-    /// Served domains and defaults.
-    pub authority: Authority,
-    /// Zones from files.
-    pub zones: StaticZones,
-    /// Upstreams; `None` with `--no-forward`.
-    pub forwarder: Option<Forwarder>,
-    /// Clients that may use forwarding.
-    pub allow_recursion: Vec<IpNet>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    rotation: AtomicUsize,
+    view: Arc<View>,
+    authority: Authority,
+    zones: StaticZones,
+    forwarder: Option<Forwarder>,
+    allow_recursion: Vec<IpNet>,
+    metrics: Arc<Metrics>,
     cache: AnswerCache,
+    workers: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+    forwards: Arc<Semaphore>,
+    rotation: AtomicUsize,
 }
 
-/// At most this many rotations of one answer are encoded.
-const MAX_VARIANTS: usize = 16;
-
-/// What to do with a packet.
+/// What the receive loop does with a packet.
 pub enum Step {
-    /// Send these bytes back.
+    /// Send these bytes back now.
     Reply(Vec<u8>),
-    /// Needs the upstreams: call [`Handler::finish`].
-    Forward(Box<Pending>),
+    /// Needs work: run [`Handler::complete`] away from the receive loop.
+    Later(Job),
     /// Say nothing (not a query at all).
     Drop,
 }
 
-/// A request that needs the upstreams.
-pub struct Pending {
-    request: Message,
+/// A packet admitted for work off the receive loop.
+pub struct Job {
     raw: Vec<u8>,
+    client: IpAddr,
     transport: Transport,
     started: Instant,
-    /// `None`: forward the whole query. `Some`: our answer, with CNAME targets to resolve upstream.
-    partial: Option<(Message, Records)>,
+    _admitted: OwnedSemaphorePermit,
+}
+
+/// A computed packet: an answer, a question for the upstreams, or nothing.
+enum Outcome {
+    Reply(Vec<u8>),
+    Forward(Box<Pending>),
+    Drop,
+}
+
+/// A question that needs the upstreams.
+struct Pending {
+    query: Query,
+    request: Message,
+    raw: Vec<u8>,
+    /// `None`: forward the whole query. `Some`: our answer, with CNAME targets to resolve.
+    partial: Option<Records>,
 }
 
 impl Handler {
@@ -76,6 +97,7 @@ impl Handler {
         forwarder: Option<Forwarder>,
         allow_recursion: Vec<IpNet>,
         metrics: Arc<Metrics>,
+        limits: Limits,
     ) -> Handler {
         Handler {
             view,
@@ -84,9 +106,17 @@ impl Handler {
             forwarder,
             allow_recursion,
             metrics,
-            rotation: AtomicUsize::new(0),
             cache: AnswerCache::default(),
+            workers: Arc::new(Semaphore::new(limits.workers.max(1))),
+            admitted: Arc::new(Semaphore::new(limits.admitted.max(1))),
+            forwards: Arc::new(Semaphore::new(limits.forwards.max(1))),
+            rotation: AtomicUsize::new(0),
         }
+    }
+
+    /// Entries in the answer cache.
+    pub fn cached_answers(&self) -> usize {
+        self.cache.len()
     }
 
     fn may_recurse(&self, client: IpAddr) -> bool {
@@ -97,350 +127,213 @@ impl Handler {
         self.forwarder.is_some() && self.allow_recursion.iter().any(|net| net.contains(&client))
     }
 
-    /// Decides what to do with one packet from `client`.
+    /// The receive loop's part: a cached answer now, else a job for [`Handler::complete`].
     pub fn handle(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
-        // Hot path: a plain query whose answer is ours is encoded once per snapshot generation.
-        if let Some(q) = wire::quick_parse(raw) {
-            if let Some(step) = self.cached(raw, &q, client, transport, started) {
-                return step;
+        if let Some(bytes) = self.hit(raw, client, transport) {
+            self.metrics
+                .latency
+                .observe(started.elapsed().as_secs_f64());
+            return Step::Reply(bytes);
+        }
+        match self.admitted.clone().try_acquire_owned() {
+            Ok(permit) => Step::Later(Job {
+                raw: raw.to_vec(),
+                client,
+                transport,
+                started,
+                _admitted: permit,
+            }),
+            Err(_) => {
+                self.metrics.shed.inc();
+                match Query::parse(raw, transport) {
+                    Ok((q, _)) => Step::Reply(self.error(&q, ResponseCode::ServFail, client)),
+                    Err(m) => respond::malformed(&m).map_or(Step::Drop, Step::Reply),
+                }
             }
         }
-        self.full(raw, client, transport, started)
     }
 
-    /// Answers from the cache, filling it on a miss; `None` when the answer is not one to cache
-    /// (not ours, forwarding needed, nothing loaded yet...).
-    fn cached(
-        &self,
-        raw: &[u8],
-        q: &Quick<'_>,
-        client: IpAddr,
-        transport: Transport,
-        started: Instant,
-    ) -> Option<Step> {
-        let generation = self.view.generation();
-        if generation == 0 || q.qclass != u16::from(DNSClass::IN) {
-            return None;
-        }
-        let limit = udp_limit(transport, q.edns);
+    /// A cached answer for a plain query, patched for it.
+    fn hit(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        let q = wire::quick_parse(raw)?;
+        let snap = self.view.peek();
+        let snap = snap.as_ref()?;
         let mut key = Vec::with_capacity(8 + q.qname.len());
-        wire::cache_key(q, limit, &mut key);
-        let entry = match self.cache.get(&key, generation) {
-            Some(e) => e,
-            None => {
-                let built = self.build_entry(q, limit)?;
-                self.cache.insert(&key, built)
-            }
+        wire::cache_key(&q, query::limit(transport, q.edns), &mut key);
+        let Some(entry) = self.cache.get(&key, snap) else {
+            self.metrics.cache_misses.inc();
+            return None;
         };
+        self.metrics.cache_hits.inc();
         let mut bytes = entry.next_variant().to_vec();
         wire::patch(&mut bytes, raw, q.qname, self.may_recurse(client));
         entry.counter.inc();
-        self.metrics
-            .latency
-            .observe(started.elapsed().as_secs_f64());
-        Some(Step::Reply(bytes))
+        Some(bytes)
     }
 
-    /// Builds and encodes every rotation of an authoritative answer, for the lower-case question.
-    fn build_entry(&self, q: &Quick<'_>, limit: u16) -> Option<Cached> {
-        let snap = self.view.load()?;
-        let name = Name::read(&mut BinDecoder::new(q.qname))
-            .ok()?
-            .to_lowercase();
-        let qtype = RecordType::from(q.qtype);
-        let answer_for = |rotation: usize| match self.zones.answer(&name, qtype) {
-            Some(a) => a,
-            None => self.authority.answer(&snap, &name, qtype, rotation),
+    /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
+    pub async fn complete(self: &Arc<Self>, job: Job) -> Option<Vec<u8>> {
+        let Job {
+            raw,
+            client,
+            transport,
+            started,
+            _admitted,
+        } = job;
+        let outcome = {
+            let _worker = self.workers.clone().acquire_owned().await.ok()?;
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.compute(raw, client, transport, started))
+                .await
+                .ok()?
         };
-        let first = answer_for(0);
-        let count = match &first {
-            Answer::Records(r) if !r.external.is_empty() => return None,
-            Answer::Records(r) => r.answers.len().clamp(1, MAX_VARIANTS),
-            Answer::NoData(_) | Answer::NxDomain(_) => 1,
-            Answer::NotOurs => return None,
-        };
-        let mut variants: Vec<Vec<u8>> = Vec::with_capacity(count);
-        let mut rcode = ResponseCode::NoError;
-        for rotation in 0..count {
-            let answer = if rotation == 0 {
-                first.clone()
-            } else {
-                answer_for(rotation)
-            };
-            let mut reply = Message::response(0, OpCode::Query);
-            reply.metadata.authoritative = true;
-            reply.add_query(Query::query(name.clone(), qtype));
-            match answer {
-                Answer::Records(records) => fill(&mut reply, records),
-                Answer::NoData(soa) => {
-                    reply.add_authority(soa);
-                }
-                Answer::NxDomain(soa) => {
-                    reply.metadata.response_code = ResponseCode::NXDomain;
-                    reply.add_authority(soa);
-                }
-                Answer::NotOurs => return None,
-            }
-            if q.edns.is_some() {
-                reply.set_edns(our_edns());
-            }
-            rcode = reply.metadata.response_code;
-            let bytes = encode_within(reply, usize::from(limit))?;
-            // Answers that do not rotate encode the same: keep one.
-            if !variants.contains(&bytes) {
-                variants.push(bytes);
+        match outcome {
+            Outcome::Reply(bytes) => Some(bytes),
+            Outcome::Drop => None,
+            Outcome::Forward(pending) => {
+                let qtype = pending.query.qtype.to_string();
+                let bytes = match self.forwards.clone().try_acquire_owned() {
+                    Ok(_permit) => self.forward(*pending).await,
+                    Err(_) => {
+                        self.metrics.shed.inc();
+                        self.error(&pending.query, ResponseCode::Refused, client)
+                    }
+                };
+                let rcode = bytes.get(3).map_or(0, |b| b & 0x0f);
+                self.metrics.observe(
+                    &qtype,
+                    rcode_name(ResponseCode::from_low(rcode)),
+                    started.elapsed(),
+                );
+                Some(bytes)
             }
         }
-        let counter = self.metrics.counter(&qtype.to_string(), rcode_name(rcode));
-        Some(Cached::new(snap.generation(), variants, counter))
     }
 
-    /// Everything that is not a plain cached answer: full parse, refusals, forwarding, errors.
-    fn full(&self, raw: &[u8], client: IpAddr, transport: Transport, started: Instant) -> Step {
-        // Fewer than 12 bytes is not even a header; a response is never answered (no loops).
-        if raw.len() < 12 || raw[2] & 0x80 != 0 {
-            self.metrics.malformed.inc();
-            return Step::Drop;
+    /// Parse, decide, respond, and keep the answer: the work of a cache miss.
+    fn compute(
+        &self,
+        raw: Vec<u8>,
+        client: IpAddr,
+        transport: Transport,
+        started: Instant,
+    ) -> Outcome {
+        // Another job may have built this answer while this one waited for a worker.
+        if let Some(bytes) = self.hit(&raw, client, transport) {
+            return Outcome::Reply(bytes);
         }
-        let request = match Message::from_vec(raw) {
-            Ok(m) => m,
-            Err(_) => {
+        let (q, request) = match Query::parse(&raw, transport) {
+            Ok(parsed) => parsed,
+            Err(m) => {
                 self.metrics.malformed.inc();
-                let id = u16::from_be_bytes([raw[0], raw[1]]);
-                let reply = Message::error_msg(id, OpCode::Query, ResponseCode::FormErr);
-                return self.finish_reply(reply, None, transport, started, "-");
+                return respond::malformed(&m).map_or(Outcome::Drop, Outcome::Reply);
             }
         };
         let recurse = self.may_recurse(client);
-        let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
-        reply.metadata.recursion_desired = request.metadata.recursion_desired;
-        reply.metadata.recursion_available = recurse;
-        reply.metadata.checking_disabled = request.metadata.checking_disabled;
-        if request.metadata.message_type != MessageType::Query {
-            return Step::Drop;
-        }
-        if request.metadata.op_code != OpCode::Query {
-            reply.metadata.response_code = ResponseCode::NotImp;
-            return self.finish_reply(reply, Some(&request), transport, started, "-");
-        }
-        if request.queries.len() != 1 {
-            self.metrics.malformed.inc();
-            reply.metadata.response_code = ResponseCode::FormErr;
-            return self.finish_reply(reply, Some(&request), transport, started, "-");
-        }
-        let q = request.queries[0].clone();
-        reply.add_query(q.clone());
-        let qtype = q.query_type().to_string();
-        if q.query_class() != DNSClass::IN {
-            reply.metadata.response_code = ResponseCode::Refused;
-            return self.finish_reply(reply, Some(&request), transport, started, &qtype);
-        }
-        let answer = match self.zones.answer(q.name(), q.query_type()) {
-            Some(a) => a,
-            None => match self.view.load() {
-                Some(snap) => {
-                    let rot = self.rotation.fetch_add(1, Ordering::Relaxed);
-                    self.authority.answer(&snap, q.name(), q.query_type(), rot)
+        let snap = self.view.load();
+        let decision = decide(&q, snap.as_deref(), &self.authority, &self.zones, recurse);
+        let qtype = q.qtype.to_string();
+        let (bytes, rcode) = match decision {
+            Decision::Local { answer, dep } => {
+                let rcode = respond::rcode_of(&answer);
+                let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
+                let quick = wire::quick_parse(&raw).filter(|_| cacheable);
+                match (quick, snap.as_deref()) {
+                    (Some(quick), Some(snap)) => {
+                        let mut key = Vec::with_capacity(8 + quick.qname.len());
+                        wire::cache_key(&quick, q.limit(), &mut key);
+                        let counter = self.metrics.counter(&qtype, rcode_name(rcode));
+                        let built =
+                            Cached::new(snap.generation(), dep, q.normalised(), answer, counter);
+                        let entry = self.cache.insert(&key, built);
+                        let mut bytes = entry.next_variant().to_vec();
+                        wire::patch(&mut bytes, &raw, quick.qname, recurse);
+                        (bytes, rcode)
+                    }
+                    _ => {
+                        let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+                        let body = Body::of(&answer, rotation);
+                        (respond::encode(&q, rcode, true, recurse, body), rcode)
+                    }
                 }
-                // Until the first snapshot, our own names get SERVFAIL, never a false NXDOMAIN.
-                None if self.authority.domain_of(&q.name().to_lowercase()).is_some() => {
-                    reply.metadata.response_code = ResponseCode::ServFail;
-                    return self.finish_reply(reply, Some(&request), transport, started, &qtype);
-                }
-                None => Answer::NotOurs,
-            },
-        };
-        match answer {
-            Answer::Records(records) => {
-                reply.metadata.authoritative = true;
-                if !records.external.is_empty() && recurse {
-                    return Step::Forward(Box::new(Pending {
-                        raw: Vec::new(),
-                        request,
-                        transport,
-                        started,
-                        partial: Some((reply, records)),
-                    }));
-                }
-                fill(&mut reply, records);
             }
-            Answer::NoData(soa) => {
-                reply.metadata.authoritative = true;
-                reply.add_authority(soa);
-            }
-            Answer::NxDomain(soa) => {
-                reply.metadata.authoritative = true;
-                reply.metadata.response_code = ResponseCode::NXDomain;
-                reply.add_authority(soa);
-            }
-            Answer::NotOurs if recurse => {
-                return Step::Forward(Box::new(Pending {
-                    raw: raw.to_vec(),
+            Decision::Forward => {
+                return Outcome::Forward(Box::new(Pending {
+                    query: q,
                     request,
-                    transport,
-                    started,
+                    raw,
                     partial: None,
-                }));
+                }))
             }
-            Answer::NotOurs => reply.metadata.response_code = ResponseCode::Refused,
-        }
-        self.finish_reply(reply, Some(&request), transport, started, &qtype)
+            Decision::Resolve(records) => {
+                return Outcome::Forward(Box::new(Pending {
+                    query: q,
+                    request,
+                    raw,
+                    partial: Some(records),
+                }))
+            }
+            Decision::Refused => (
+                self.error(&q, ResponseCode::Refused, client),
+                ResponseCode::Refused,
+            ),
+            Decision::NotReady => (
+                self.error(&q, ResponseCode::ServFail, client),
+                ResponseCode::ServFail,
+            ),
+            Decision::NotImplemented => (
+                self.error(&q, ResponseCode::NotImp, client),
+                ResponseCode::NotImp,
+            ),
+            Decision::BadVersion => (
+                self.error(&q, ResponseCode::BADVERS, client),
+                ResponseCode::BADVERS,
+            ),
+        };
+        self.metrics
+            .observe(&qtype, rcode_name(rcode), started.elapsed());
+        Outcome::Reply(bytes)
     }
 
-    /// The answer to a request that needs the upstreams when no more forwarding may start.
-    pub fn refuse(&self, pending: &Pending) -> Vec<u8> {
-        self.metrics.shed.inc();
-        let mut reply = Message::response(pending.request.metadata.id, OpCode::Query);
-        reply.metadata.recursion_desired = pending.request.metadata.recursion_desired;
-        reply.metadata.response_code = ResponseCode::Refused;
-        reply.add_queries(pending.request.queries.clone());
-        match self.finish_reply(
-            reply,
-            Some(&pending.request),
-            pending.transport,
-            pending.started,
-            "-",
-        ) {
-            Step::Reply(b) => b,
-            _ => Vec::new(),
-        }
+    /// A response with no records.
+    fn error(&self, q: &Query, rcode: ResponseCode, client: IpAddr) -> Vec<u8> {
+        respond::encode(q, rcode, false, self.may_recurse(client), Body::default())
     }
 
-    /// Completes a request that needs the upstreams.
-    pub async fn finish(&self, pending: Pending) -> Vec<u8> {
+    /// Asks the upstreams: the whole question, or the CNAME targets of our partial answer.
+    async fn forward(&self, pending: Pending) -> Vec<u8> {
         let Pending {
+            query,
             request,
             raw,
-            transport,
-            started,
             partial,
         } = pending;
-        let qtype = request
-            .queries
-            .first()
-            .map(|q| q.query_type().to_string())
-            .unwrap_or_default();
         let Some(forwarder) = &self.forwarder else {
-            return Vec::new();
+            return respond::encode(&query, ResponseCode::Refused, false, false, Body::default());
         };
         self.metrics.forwarded.inc();
         match partial {
-            None => match forwarder.forward(&request, &raw, transport).await {
-                Ok(bytes) => {
-                    let rcode = bytes
-                        .get(3)
-                        .map_or(ResponseCode::NoError, |b| ResponseCode::from_low(b & 0x0f));
-                    self.metrics
-                        .observe(&qtype, rcode_name(rcode), started.elapsed());
-                    bytes
-                }
+            None => match forwarder.forward(&request, &raw, query.transport).await {
+                Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::debug!(%error, "forwarding failed");
-                    let mut reply = Message::response(request.metadata.id, OpCode::Query);
-                    reply.metadata.recursion_desired = request.metadata.recursion_desired;
-                    reply.metadata.recursion_available = true;
-                    reply.metadata.response_code = ResponseCode::ServFail;
-                    reply.add_queries(request.queries.clone());
-                    match self.finish_reply(reply, Some(&request), transport, started, &qtype) {
-                        Step::Reply(b) => b,
-                        _ => Vec::new(),
-                    }
+                    respond::encode(&query, ResponseCode::ServFail, false, true, Body::default())
                 }
             },
-            Some((mut reply, mut records)) => {
+            Some(mut records) => {
                 for (name, t) in std::mem::take(&mut records.external) {
                     match forwarder.resolve(name, t).await {
                         Ok(m) => records.answers.extend(m.answers),
                         Err(error) => tracing::debug!(%error, "resolving a CNAME target failed"),
                     }
                 }
-                fill(&mut reply, records);
-                match self.finish_reply(reply, Some(&request), transport, started, &qtype) {
-                    Step::Reply(b) => b,
-                    _ => Vec::new(),
-                }
+                records.rotate = false;
+                let body = Body::records(&records, 0);
+                respond::encode(&query, ResponseCode::NoError, true, true, body)
             }
         }
     }
-
-    /// Adds EDNS when the request had it, encodes, fits UDP answers in the client's limit, counts.
-    fn finish_reply(
-        &self,
-        mut reply: Message,
-        request: Option<&Message>,
-        transport: Transport,
-        started: Instant,
-        qtype: &str,
-    ) -> Step {
-        let client_edns = request.and_then(|r| r.edns.as_ref());
-        if let Some(edns) = client_edns {
-            let mut ours = our_edns();
-            // RFC 6891 6.1.3: we speak version 0 only.
-            if edns.version() > 0 {
-                ours.set_rcode_high(1); // BADVERS = 16 = (1 << 4) | 0
-                reply.metadata.response_code = ResponseCode::NoError;
-                reply.answers.clear();
-                reply.authorities.clear();
-                reply.additionals.clear();
-            }
-            reply.set_edns(ours);
-        }
-        let limit = usize::from(udp_limit(transport, client_edns.map(Edns::max_payload)));
-        let rcode = reply.metadata.response_code;
-        let bytes = match encode_within(reply, limit) {
-            Some(b) => b,
-            None => return Step::Drop,
-        };
-        self.metrics
-            .observe(qtype, rcode_name(rcode), started.elapsed());
-        Step::Reply(bytes)
-    }
-}
-
-/// The OPT we send: version 0, our payload size, no DNSSEC.
-fn our_edns() -> Edns {
-    let mut ours = Edns::new();
-    ours.set_max_payload(OUR_UDP_PAYLOAD);
-    ours.set_dnssec_ok(false);
-    ours
-}
-
-/// The most an answer may take: 512 over UDP without EDNS (RFC 1035 4.2.1), the client's EDNS size
-/// (at least 512, at most ours) with it, and 65535 over TCP.
-fn udp_limit(transport: Transport, edns: Option<u16>) -> u16 {
-    match (transport, edns) {
-        (Transport::Tcp, _) => u16::MAX,
-        (Transport::Udp, None) => 512,
-        (Transport::Udp, Some(size)) => size.clamp(512, OUR_UDP_PAYLOAD),
-    }
-}
-
-fn fill(reply: &mut Message, records: Records) {
-    reply.add_answers(records.answers);
-    reply.add_authorities(records.authorities);
-    reply.add_additionals(records.additionals);
-}
-
-/// Encodes `reply` in at most `limit` bytes: additional records go first, then answers from the
-/// end, with TC set when an answer or authority record had to go (RFC 2181 section 9).
-pub fn encode_within(mut reply: Message, limit: usize) -> Option<Vec<u8>> {
-    let bytes = reply.to_vec().ok()?;
-    if bytes.len() <= limit {
-        return Some(bytes);
-    }
-    reply.additionals.clear();
-    let mut bytes = reply.to_vec().ok()?;
-    if bytes.len() > limit {
-        reply.metadata.truncation = true;
-        reply.authorities.clear();
-        bytes = reply.to_vec().ok()?;
-        while bytes.len() > limit && !reply.answers.is_empty() {
-            reply.answers.pop();
-            bytes = reply.to_vec().ok()?;
-        }
-    }
-    Some(bytes)
 }
 
 fn rcode_name(rcode: ResponseCode) -> &'static str {
@@ -451,55 +344,7 @@ fn rcode_name(rcode: ResponseCode) -> &'static str {
         ResponseCode::NXDomain => "NXDOMAIN",
         ResponseCode::NotImp => "NOTIMP",
         ResponseCode::Refused => "REFUSED",
+        ResponseCode::BADVERS => "BADVERS",
         _ => "OTHER",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hickory_proto::rr::rdata::A;
-    use hickory_proto::rr::{Name, RData, Record};
-
-    #[test]
-    fn big_answers_are_cut_with_tc() {
-        let mut m = Message::response(7, OpCode::Query);
-        let n = Name::from_ascii("a-rather-long-name-to-fill-the-packet.webapp.dev.").unwrap();
-        for i in 0..40u8 {
-            m.add_answer(Record::from_rdata(
-                n.clone(),
-                30,
-                RData::A(A::new(10, 0, 0, i)),
-            ));
-        }
-        let full = encode_within(m.clone(), 65535).unwrap();
-        assert!(full.len() > 512);
-        let cut = encode_within(m, 512).unwrap();
-        assert!(cut.len() <= 512);
-        let parsed = Message::from_vec(&cut).unwrap();
-        assert!(parsed.metadata.truncation);
-        assert!(!parsed.answers.is_empty() && parsed.answers.len() < 40);
-    }
-
-    #[test]
-    fn additional_records_go_first_without_tc() {
-        let mut m = Message::response(7, OpCode::Query);
-        let n = Name::from_ascii("x.webapp.dev.").unwrap();
-        m.add_answer(Record::from_rdata(
-            n.clone(),
-            30,
-            RData::A(A::new(10, 0, 0, 1)),
-        ));
-        for i in 0..40u8 {
-            m.add_additional(Record::from_rdata(
-                n.clone(),
-                30,
-                RData::A(A::new(10, 0, 1, i)),
-            ));
-        }
-        let parsed = Message::from_vec(&encode_within(m, 512).unwrap()).unwrap();
-        assert!(!parsed.metadata.truncation);
-        assert_eq!(parsed.answers.len(), 1);
-        assert!(parsed.additionals.is_empty());
     }
 }

@@ -6,10 +6,14 @@
 mod answer;
 mod cache;
 mod config;
+mod decide;
 mod forward;
 mod handler;
 mod listen;
 mod metrics;
+mod query;
+mod respond;
+mod tcp;
 mod wire;
 mod zones;
 
@@ -21,20 +25,20 @@ use anyhow::Context;
 use clap::Parser;
 use lodestar::View;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Cli, Config};
 use crate::forward::Forwarder;
-use crate::handler::Handler;
-use crate::listen::Limits;
+use crate::handler::{Handler, Limits};
+use crate::tcp::{Connections, TcpLimits};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lodestar::runtime::init_logging(&cli.log_format);
-    lodestar::runtime::main_with("lodestar-dns", run(cli))
+    let threads = cli.threads;
+    lodestar::runtime::main_with("lodestar-dns", threads, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +71,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         None => info!("forwarding is off"),
     }
+    let limits = Limits {
+        workers: cfg.threads,
+        admitted: 4096,
+        forwards: 1024,
+    };
     let handler = Arc::new(Handler::new(
         view.clone(),
         cfg.authority.clone(),
@@ -74,29 +83,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         forwarder,
         cfg.allow_recursion.clone(),
         metrics.clone(),
+        limits,
     ));
-    let limits = Limits {
-        forwards: Arc::new(Semaphore::new(1024)),
-        connections: Arc::new(Semaphore::new(512)),
-    };
+    let conns = Arc::new(Connections::new(TcpLimits::default()));
+    metrics.watch_handler(handler.clone(), conns.clone());
 
     for addr in &cfg.listen {
         let (udp, tcp) = bind_pair(*addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        let udp = Arc::new(udp);
-        info!(udp = %udp.local_addr()?, tcp = %tcp.local_addr()?, "listening");
-        tasks.spawn(listen::serve_udp(
-            udp,
-            handler.clone(),
-            limits.clone(),
-            tasks.clone(),
-            token.clone(),
-        ));
-        tasks.spawn(listen::serve_tcp(
+        let bound = udp.local_addr()?;
+        info!(udp = %bound, tcp = %tcp.local_addr()?, receive_loops = cfg.threads, "listening");
+        let mut sockets = vec![udp];
+        for _ in 1..cfg.threads {
+            sockets.push(listen::bind_udp(bound).with_context(|| format!("binding {bound}"))?);
+        }
+        for udp in sockets {
+            tasks.spawn(listen::serve_udp(
+                Arc::new(udp),
+                handler.clone(),
+                tasks.clone(),
+                token.clone(),
+            ));
+        }
+        tasks.spawn(tcp::serve(
             tcp,
             handler.clone(),
-            limits.clone(),
+            conns.clone(),
             tasks.clone(),
             token.clone(),
         ));

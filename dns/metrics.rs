@@ -23,6 +23,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::handler::Handler;
+use crate::tcp::Connections;
+
 /// Labels of the query counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueryLabels {
@@ -47,8 +50,13 @@ pub struct Metrics {
     pub upstream_failures: Counter,
     /// Packets dropped as malformed or answered FORMERR.
     pub malformed: Counter,
-    /// Queries refused because the forwarding limit was reached.
+    /// Queries refused or failed at once because a work limit was reached.
     pub shed: Counter,
+    /// Queries answered from the answer cache.
+    pub cache_hits: Counter,
+    /// Plain queries whose answer was not in the cache (or no longer good).
+    pub cache_misses: Counter,
+    live: std::sync::OnceLock<Live>,
     registry: Registry,
 }
 
@@ -64,6 +72,9 @@ impl Metrics {
             upstream_failures: Counter::default(),
             malformed: Counter::default(),
             shed: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            live: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
         registry.register(
@@ -98,11 +109,26 @@ impl Metrics {
         );
         registry.register(
             "shed_queries",
-            "Queries refused because the forwarding limit was reached",
+            "Queries refused or failed at once because a work limit was reached",
             m.shed.clone(),
+        );
+        registry.register(
+            "answer_cache_hits",
+            "Queries answered from the answer cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "answer_cache_misses",
+            "Plain queries whose answer had to be built",
+            m.cache_misses.clone(),
         );
         registry.register_collector(Box::new(ViewCollector { view }));
         Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Reads the answer cache's size and the open TCP connections at scrape time.
+    pub fn watch_handler(&self, handler: Arc<Handler>, conns: Arc<Connections>) {
+        let _ = self.live.set(Live(handler, conns));
     }
 
     /// Counts one answered query.
@@ -125,8 +151,32 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        if let Some(Live(handler, conns)) = self.live.get() {
+            let mut live = Registry::with_prefix("lodestar_dns");
+            live.register(
+                "answer_cache_entries",
+                "Answers held in the answer cache",
+                ConstGauge::new(handler.cached_answers() as i64),
+            );
+            live.register(
+                "tcp_connections",
+                "Open TCP connections",
+                ConstGauge::new(conns.len() as i64),
+            );
+            let _ = prometheus_client::encoding::text::encode_registry(&mut out, &live);
+        }
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
+    }
+}
+
+/// What the metrics read from the running server at scrape time.
+struct Live(Arc<Handler>, Arc<Connections>);
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Live")
     }
 }
 

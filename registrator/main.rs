@@ -26,7 +26,7 @@ use crate::config::{Cli, Config};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     lodestar::runtime::init_logging(&cli.log_format);
-    lodestar::runtime::main_with("lodestar-registrator", run(cli))
+    lodestar::runtime::main_with("lodestar-registrator", None, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -171,14 +171,15 @@ impl Service {
 /// `weights(&[(10, 100), (10, 100), (20, 0)])` -> `[50, 50, 100]` (0 is "missing" and counts as 100).
 pub fn shared_weights(prio_weight: &[(u16, u16)]) -> Vec<u16> {
     let eff = |w: u16| if w == 0 { 100u64 } else { u64::from(w) };
+    // One pass for the sums, one for the shares: linear in the number of records.
+    let mut sums: std::collections::HashMap<u16, u64> = std::collections::HashMap::new();
+    for &(p, w) in prio_weight {
+        *sums.entry(p).or_default() += eff(w);
+    }
     prio_weight
         .iter()
         .map(|&(p, w)| {
-            let sum: u64 = prio_weight
-                .iter()
-                .filter(|(q, _)| *q == p)
-                .map(|&(_, w)| eff(w))
-                .sum();
+            let sum = sums.get(&p).copied().unwrap_or(1).max(1);
             // sum >= eff(w) > 0, so the share is at most 100.
             u16::try_from(100 * eff(w) / sum).unwrap_or(100)
         })

@@ -60,14 +60,27 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A binary's `main`: runs `run` on a multi-threaded runtime; an error is printed once, plainly,
-/// as `name: error: cause: cause`, and the exit code is 1.
-pub fn main_with(name: &str, run: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let result = tokio::runtime::Builder::new_multi_thread()
+/// A binary's `main`: runs `run` on a multi-threaded runtime (`threads` workers, default one per
+/// CPU); an error is printed once, plainly, as `name: error: cause: cause`, and the exit code is 1.
+/// Blocking work still running when `run` returns gets one second, never more.
+pub fn main_with(
+    name: &str,
+    threads: Option<usize>,
+    run: impl Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        builder.worker_threads(n);
+    }
+    let result = builder
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
-        .and_then(|rt| rt.block_on(run));
+        .and_then(|rt| {
+            let result = rt.block_on(run);
+            rt.shutdown_timeout(Duration::from_secs(1));
+            result
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

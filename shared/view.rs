@@ -6,6 +6,11 @@
 //! ([`View::load`]) never wait on etcd and never see a half-applied batch. When the watch breaks
 //! the watcher reconnects from the last revision; when that revision was compacted it reloads.
 //! While etcd is away the last snapshot keeps answering.
+//!
+//! Each publication also stamps the paths it changed (and every path above them, and the reverse
+//! path of every address that came or went) with its generation, so that a cache of answers can
+//! ask [`Snapshot::changed_since`] whether anything under one name changed, instead of retiring
+//! every answer on every write.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +48,12 @@ pub struct Snapshot {
     revision: i64,
     generation: u64,
     skipped_total: u64,
+    /// Paths changed since the last publication: stamped into `touched` by [`View::publish`].
+    dirty: Vec<Arc<str>>,
+    /// Path -> generation of the last change at or below it.
+    touched: imbl::HashMap<Arc<str>, u64>,
+    /// Everything built before this generation is stale (set by a reload and by pruning `touched`).
+    floor: u64,
 }
 
 /// What applying one put did.
@@ -89,6 +100,14 @@ impl Snapshot {
     /// Number of keys whose current value does not parse.
     pub fn invalid_now(&self) -> usize {
         self.invalid.len()
+    }
+
+    /// Whether anything at or below `path` changed after snapshot `generation` was published:
+    /// a record put or deleted there, or (for a reverse path such as `arpa/in-addr/10/0/0/5`) a
+    /// record whose address is that one. `dev/webapp/redis` changes with `dev/webapp/redis/x`,
+    /// never with `dev/webapp/redis2`.
+    pub fn changed_since(&self, path: &str, generation: u64) -> bool {
+        generation < self.floor || self.touched.get(path).is_some_and(|g| *g > generation)
     }
 
     /// The record at exactly this path.
@@ -162,9 +181,12 @@ impl Snapshot {
     }
 
     fn remove_entry(&mut self, path: &str) {
-        if let Some(old) = self.entries.remove(path) {
+        let path: Arc<str> = Arc::from(path);
+        self.dirty.push(path.clone());
+        if let Some(old) = self.entries.remove(&path) {
             if let Some(addr) = addr_of(&old.host) {
-                self.by_addr.remove(&(addr, Arc::from(path)));
+                self.dirty.push(Arc::from(reverse_path(addr)));
+                self.by_addr.remove(&(addr, path));
             }
         }
     }
@@ -172,9 +194,36 @@ impl Snapshot {
     fn insert(&mut self, path: Arc<str>, entry: Entry) {
         self.remove_entry(&path);
         if let Some(addr) = addr_of(&entry.host) {
+            self.dirty.push(Arc::from(reverse_path(addr)));
             self.by_addr.insert((addr, path.clone()));
         }
         self.entries.insert(path, Arc::new(entry));
+    }
+
+    /// Stamps the paths changed since the last publication, and every path above them, with
+    /// `generation`. A snapshot loaded from scratch (`reset`) stamps nothing but raises the floor.
+    fn stamp(&mut self, generation: u64, reset: bool) {
+        // Bounded: past this many stamps, start over with a floor (one full retirement).
+        let limit = 4 * self.entries.len() + 65_536;
+        if reset || self.touched.len() > limit {
+            self.touched = imbl::HashMap::new();
+            self.floor = generation;
+        }
+        for path in std::mem::take(&mut self.dirty) {
+            let mut end = path.len();
+            loop {
+                let above = &path[..end];
+                if self.touched.get(above) == Some(&generation) {
+                    break; // this one and everything above it are stamped already
+                }
+                self.touched.insert(Arc::from(above), generation);
+                match above.rfind('/') {
+                    Some(i) => end = i,
+                    None if end > 0 => end = 0, // the root, "", covers every path
+                    None => break,
+                }
+            }
+        }
     }
 
     /// A snapshot made from a list of `(path, value, mod_revision)`, for tests and loaders.
@@ -193,6 +242,27 @@ fn normalise_path(path: &str) -> String {
 
 fn validate_path(path: &str) -> Result<(), key::KeyError> {
     path.split('/').try_for_each(key::validate_label)
+}
+
+/// The path of an address's reverse name: `10.0.0.5` -> `arpa/in-addr/10/0/0/5`, an IPv6 address
+/// -> `arpa/ip6/` and its 32 nibbles, most significant first.
+pub fn reverse_path(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("arpa/in-addr/{a}/{b}/{c}/{d}")
+        }
+        IpAddr::V6(v6) => {
+            let mut p = String::from("arpa/ip6");
+            for byte in v6.octets() {
+                p.push('/');
+                p.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+                p.push('/');
+                p.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+            }
+            p
+        }
+    }
 }
 
 fn addr_of(host: &Host) -> Option<IpAddr> {
@@ -227,10 +297,20 @@ impl View {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Publishes a new snapshot, giving it the next generation.
-    pub fn publish(&self, mut snapshot: Snapshot) -> Arc<Snapshot> {
-        snapshot.generation = self.current.load().as_ref().map_or(1, |s| s.generation + 1);
-        let snapshot = Arc::new(snapshot);
+    /// The current snapshot without taking a reference count: for the query path, which reads
+    /// it for the length of one lookup.
+    pub fn peek(&self) -> impl std::ops::Deref<Target = Option<Arc<Snapshot>>> + '_ {
+        self.current.load()
+    }
+
+    /// Publishes `working` (the watcher's copy, which keeps being updated) as the next
+    /// generation: the paths changed since the last publication are stamped with it. With
+    /// `reset` (a load from scratch) every earlier answer is stale instead.
+    pub fn publish(&self, working: &mut Snapshot, reset: bool) -> Arc<Snapshot> {
+        let generation = self.current.load().as_ref().map_or(1, |s| s.generation + 1);
+        working.generation = generation;
+        working.stamp(generation, reset);
+        let snapshot = Arc::new(working.clone());
         self.current.store(Some(snapshot.clone()));
         // After the store: whoever sees this generation finds a snapshot at least this new.
         self.generation
@@ -350,7 +430,7 @@ async fn session(
         };
         let revision = load(&mut client, prefix, state.page, &mut snap).await?;
         snap.revision = revision;
-        let published = view.publish(snap.clone());
+        let published = view.publish(&mut snap, true);
         info!(revision, records = published.len(), "view loaded");
         state.snapshot = Some(snap);
         state.revision = revision;
@@ -401,7 +481,7 @@ async fn session(
         }
         state.revision = state.revision.max(revision);
         snap.revision = state.revision;
-        let published = view.publish(snap.clone());
+        let published = view.publish(snap, false);
         debug!(
             revision = published.revision(),
             records = published.len(),
@@ -565,8 +645,57 @@ mod tests {
         let v = View::new();
         assert!(v.load().is_none());
         assert_eq!(v.generation(), 0);
-        assert_eq!(v.publish(Snapshot::default()).generation(), 1);
-        assert_eq!(v.publish(Snapshot::default()).generation(), 2);
+        let mut s = Snapshot::default();
+        assert_eq!(v.publish(&mut s, true).generation(), 1);
+        assert_eq!(v.publish(&mut s, false).generation(), 2);
         assert_eq!(v.generation(), 2);
+    }
+
+    #[test]
+    fn a_change_is_seen_at_its_path_and_above_only() {
+        let v = View::new();
+        let mut s = snap(&[
+            ("dev/webapp/redis/a", r#"{"host":"10.0.0.1"}"#),
+            ("dev/webapp/web/b", r#"{"host":"10.0.0.2"}"#),
+        ]);
+        let g1 = v.publish(&mut s, true).generation();
+        s.put("dev/webapp/redis/a", br#"{"host":"10.0.0.3"}"#, 2);
+        let p = v.publish(&mut s, false);
+        for changed in [
+            "dev/webapp/redis/a",
+            "dev/webapp/redis",
+            "dev/webapp",
+            "dev",
+            "",
+            "arpa/in-addr/10/0/0/1",
+            "arpa/in-addr/10/0/0/3",
+        ] {
+            assert!(p.changed_since(changed, g1), "{changed}");
+        }
+        for same in [
+            "dev/webapp/web",
+            "dev/webapp/web/b",
+            "dev/webapp/redis2",
+            "arpa/in-addr/10/0/0/2",
+        ] {
+            assert!(!p.changed_since(same, g1), "{same}");
+        }
+        assert!(!p.changed_since("dev/webapp/redis", p.generation()));
+        // A reload retires everything built before it.
+        let r = v.publish(&mut s, true);
+        assert!(r.changed_since("dev/webapp/web", p.generation()));
+        assert!(!r.changed_since("dev/webapp/web", r.generation()));
+    }
+
+    #[test]
+    fn reverse_paths() {
+        assert_eq!(
+            reverse_path("10.0.0.5".parse().unwrap()),
+            "arpa/in-addr/10/0/0/5"
+        );
+        let v6 = reverse_path("2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("arpa/ip6/2/0/0/1/0/d/b/8/0"), "{v6}");
+        assert!(v6.ends_with("/0/1"), "{v6}");
+        assert_eq!(v6.split('/').count(), 34);
     }
 }

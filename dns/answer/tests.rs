@@ -105,22 +105,13 @@ fn address_answers() {
         ),
     ];
     for (q, t, want) in cases {
-        assert_eq!(
-            sorted(lines(&a.answer(&s, &name(q), *t, 0))),
-            *want,
-            "{q} {t}"
-        );
+        assert_eq!(sorted(lines(&a.answer(&s, &name(q), *t))), *want, "{q} {t}");
     }
 }
 
 #[test]
 fn case_is_echoed_and_matching_ignores_it() {
-    let out = auth().answer(
-        &demo(),
-        &name("ReDiS-1.Redis.WEBAPP.dev."),
-        RecordType::A,
-        0,
-    );
+    let out = auth().answer(&demo(), &name("ReDiS-1.Redis.WEBAPP.dev."), RecordType::A);
     assert_eq!(lines(&out), ["ReDiS-1.Redis.WEBAPP.dev. A 10.0.0.1"]);
 }
 
@@ -128,12 +119,12 @@ fn case_is_echoed_and_matching_ignores_it() {
 fn wildcards_match_one_label() {
     let s = demo();
     for q in ["api.*.webapp.dev.", "api.any.webapp.dev."] {
-        let got = sorted(lines(&auth().answer(&s, &name(q), RecordType::A, 0)));
+        let got = sorted(lines(&auth().answer(&s, &name(q), RecordType::A)));
         assert_eq!(got, [format!("{q} A 10.1.0.1"), format!("{q} A 10.2.0.1")]);
     }
-    let got = lines(&auth().answer(&s, &name("*.redis.webapp.dev."), RecordType::A, 0));
+    let got = lines(&auth().answer(&s, &name("*.redis.webapp.dev."), RecordType::A));
     assert_eq!(got.len(), 2, "{got:?}");
-    let got = lines(&auth().answer(&s, &name("zzz.*.webapp.dev."), RecordType::A, 0));
+    let got = lines(&auth().answer(&s, &name("zzz.*.webapp.dev."), RecordType::A));
     assert_eq!(got, ["NXDOMAIN"]);
 }
 
@@ -141,7 +132,7 @@ fn wildcards_match_one_label() {
 fn cname_chains() {
     let s = demo();
     let a = auth();
-    let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::A, 0));
+    let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::A));
     assert_eq!(
         got,
         [
@@ -149,23 +140,23 @@ fn cname_chains() {
             "redis-1.redis.webapp.dev. A 10.0.0.1"
         ]
     );
-    let Answer::Records(r) = a.answer(&s, &name("ext.webapp.dev."), RecordType::A, 0) else {
+    let Answer::Records(r) = a.answer(&s, &name("ext.webapp.dev."), RecordType::A) else {
         panic!()
     };
     assert_eq!(r.answers.len(), 1);
     assert_eq!(r.external, [(name("www.example.org."), RecordType::A)]);
     // A loop is cut: nothing answers, but the name exists.
     assert_eq!(
-        lines(&a.answer(&s, &name("loop1.webapp.dev."), RecordType::A, 0)),
+        lines(&a.answer(&s, &name("loop1.webapp.dev."), RecordType::A)),
         ["NODATA"]
     );
-    let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::CNAME, 0));
+    let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::CNAME));
     assert_eq!(got, ["db.webapp.dev. CNAME redis-1.redis.webapp.dev."]);
 }
 
 #[test]
 fn srv_weights_and_additional_addresses() {
-    let Answer::Records(r) = auth().answer(&demo(), &name("redis.webapp.dev."), RecordType::SRV, 0)
+    let Answer::Records(r) = auth().answer(&demo(), &name("redis.webapp.dev."), RecordType::SRV)
     else {
         panic!()
     };
@@ -197,7 +188,7 @@ fn targetstrip_shortens_the_target() {
         "dev/webapp/web/x1",
         r#"{"host":"10.0.0.1","port":80,"targetstrip":1}"#,
     )]);
-    let Answer::Records(r) = auth().answer(&s, &name("web.webapp.dev."), RecordType::SRV, 0) else {
+    let Answer::Records(r) = auth().answer(&s, &name("web.webapp.dev."), RecordType::SRV) else {
         panic!()
     };
     assert_eq!(r.answers[0].data.to_string(), "10 100 80 web.webapp.dev.");
@@ -206,7 +197,7 @@ fn targetstrip_shortens_the_target() {
 
 #[test]
 fn txt_with_its_own_ttl() {
-    let Answer::Records(r) = auth().answer(&demo(), &name("txt.webapp.dev."), RecordType::TXT, 0)
+    let Answer::Records(r) = auth().answer(&demo(), &name("txt.webapp.dev."), RecordType::TXT)
     else {
         panic!()
     };
@@ -228,7 +219,6 @@ fn groups_narrow_the_answer() {
         &s,
         &name("svc.webapp.dev."),
         RecordType::A,
-        0,
     )));
     assert_eq!(
         got,
@@ -240,7 +230,7 @@ fn groups_narrow_the_answer() {
 fn apex_ns_and_soa() {
     let s = demo();
     let a = auth();
-    let Answer::Records(r) = a.answer(&s, &name("webapp.dev."), RecordType::NS, 0) else {
+    let Answer::Records(r) = a.answer(&s, &name("webapp.dev."), RecordType::NS) else {
         panic!()
     };
     assert_eq!(
@@ -248,18 +238,18 @@ fn apex_ns_and_soa() {
         ["webapp.dev. NS ns1.ns.dns.webapp.dev."]
     );
     assert_eq!(r.additionals[0].data.to_string(), "10.9.9.9");
-    let got = lines(&a.answer(&s, &name("webapp.dev."), RecordType::SOA, 0));
+    let got = lines(&a.answer(&s, &name("webapp.dev."), RecordType::SOA));
     assert!(
         got[0].starts_with("webapp.dev. SOA ns.dns.webapp.dev. hostmaster.webapp.dev. 0 "),
         "{got:?}"
     );
     // The reserved subtree answers only names inside it.
-    let all = lines(&a.answer(&s, &name("webapp.dev."), RecordType::A, 0));
+    let all = lines(&a.answer(&s, &name("webapp.dev."), RecordType::A));
     assert!(!all.iter().any(|l| l.contains("10.9.9.9")), "{all:?}");
-    let ns = lines(&a.answer(&s, &name("ns1.ns.dns.webapp.dev."), RecordType::A, 0));
+    let ns = lines(&a.answer(&s, &name("ns1.ns.dns.webapp.dev."), RecordType::A));
     assert_eq!(ns, ["ns1.ns.dns.webapp.dev. A 10.9.9.9"]);
     assert_eq!(
-        lines(&a.answer(&s, &name("redis.webapp.dev."), RecordType::SOA, 0)),
+        lines(&a.answer(&s, &name("redis.webapp.dev."), RecordType::SOA)),
         ["NODATA"]
     );
 }
@@ -268,39 +258,137 @@ fn apex_ns_and_soa() {
 fn ptr_stored_and_synthesised() {
     let s = demo();
     let a = auth();
-    let got = lines(&a.answer(&s, &name("77.0.0.10.in-addr.arpa."), RecordType::PTR, 0));
+    let got = lines(&a.answer(&s, &name("77.0.0.10.in-addr.arpa."), RecordType::PTR));
     assert_eq!(got, ["77.0.0.10.in-addr.arpa. PTR stored.webapp.dev."]);
-    let got = lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::PTR, 0));
+    let got = lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::PTR));
     assert_eq!(
         got,
         ["2.0.0.10.in-addr.arpa. PTR redis-2.redis.webapp.dev."]
     );
     let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
     assert_eq!(
-        lines(&a.answer(&s, &name(v6), RecordType::PTR, 0)),
+        lines(&a.answer(&s, &name(v6), RecordType::PTR)),
         [format!("{v6} PTR v6.webapp.dev.")]
     );
     assert_eq!(
-        lines(&a.answer(&s, &name("1.1.1.1.in-addr.arpa."), RecordType::PTR, 0)),
+        lines(&a.answer(&s, &name("1.1.1.1.in-addr.arpa."), RecordType::PTR)),
         ["NOTOURS"]
     );
     assert_eq!(
-        lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::A, 0)),
+        lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::A)),
         ["NOTOURS"]
     );
 }
 
 #[test]
-fn order_rotates() {
+fn several_answers_may_rotate_but_a_chain_may_not() {
     let s = demo();
-    let first =
-        |n| lines(&auth().answer(&s, &name("redis.webapp.dev."), RecordType::A, n))[0].clone();
-    assert_ne!(first(0), first(1));
-    assert_eq!(first(0), first(2));
+    let rotates = |q: &str| match auth().answer(&s, &name(q), RecordType::A) {
+        Answer::Records(r) => r.rotate,
+        other => panic!("{other:?}"),
+    };
+    assert!(rotates("redis.webapp.dev."));
+    assert!(!rotates("db.webapp.dev."));
+}
+
+#[test]
+fn any_is_answered_as_rfc_8482_says() {
+    let s = demo();
+    let got = lines(&auth().answer(&s, &name("redis.webapp.dev."), RecordType::ANY));
+    assert_eq!(got, ["redis.webapp.dev. HINFO RFC8482 "]);
+    let got = lines(&auth().answer(&s, &name("nope.webapp.dev."), RecordType::ANY));
+    assert_eq!(got, ["NXDOMAIN"]);
+}
+
+#[test]
+fn dependencies() {
+    let s = demo();
+    let a = auth();
+    let dep = |q: &str, t| a.lookup(&s, &name(q), t).1;
+    let path = |p: &str| Dep::Path(p.to_string());
+    assert_eq!(
+        dep("Redis.webapp.dev.", RecordType::A),
+        path("dev/webapp/redis")
+    );
+    assert_eq!(dep("api.*.webapp.dev.", RecordType::A), path("dev/webapp"));
+    assert_eq!(
+        dep("nope.webapp.dev.", RecordType::A),
+        path("dev/webapp/nope")
+    );
+    assert_eq!(
+        dep("db.webapp.dev.", RecordType::A),
+        Dep::All,
+        "follows a CNAME"
+    );
+    assert_eq!(dep("webapp.dev.", RecordType::SOA), Dep::All, "the serial");
+    assert_eq!(
+        dep("2.0.0.10.in-addr.arpa.", RecordType::PTR),
+        path("arpa/in-addr/10/0/0/2")
+    );
+}
+
+#[test]
+fn large_names_are_bounded() {
+    let values: Vec<(String, String)> = (0..40_000)
+        .map(|i| {
+            (
+                format!("dev/webapp/big/i{i}"),
+                format!(
+                    r#"{{"host":"10.{}.{}.{}","port":80}}"#,
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ),
+            )
+        })
+        .collect();
+    let s = Snapshot::from_values(values.iter().map(|(p, v)| (p.as_str(), v.as_bytes(), 1)));
+    let Answer::Records(r) = auth().answer(&s, &name("big.webapp.dev."), RecordType::A) else {
+        panic!()
+    };
+    assert!(r.answers.len() <= MAX_RECORDS && r.answers.len() > MAX_RECORDS / 2);
+    // An even sample: records from the end of the name's list are in it, not only the first.
+    let tail: Vec<String> = s
+        .subtree("dev/webapp/big")
+        .skip(40_000 - 3)
+        .map(|(_, e)| e.service.host.clone())
+        .collect();
+    let last = r
+        .answers
+        .last()
+        .map(|r| r.data.to_string())
+        .unwrap_or_default();
+    assert!(tail.contains(&last), "{last} not in {tail:?}");
+    let Answer::Records(r) = auth().answer(&s, &name("big.webapp.dev."), RecordType::SRV) else {
+        panic!()
+    };
+    assert_eq!(r.answers.len(), r.additionals.len());
+    assert!(r.answers.len() <= MAX_RECORDS);
+}
+
+#[test]
+fn cname_fan_out_is_bounded() {
+    // Five records per level, each pointing at the next level: 5^7 paths, 36 records.
+    let mut values = Vec::new();
+    for level in 0..7 {
+        for i in 0..5 {
+            values.push((
+                format!("dev/webapp/l{level}/r{i}"),
+                format!(r#"{{"host":"l{}.webapp.dev"}}"#, level + 1),
+            ));
+        }
+    }
+    values.push(("dev/webapp/l7/end".into(), r#"{"host":"10.9.9.9"}"#.into()));
+    let s = Snapshot::from_values(values.iter().map(|(p, v)| (p.as_str(), v.as_bytes(), 1)));
+    let Answer::Records(r) = auth().answer(&s, &name("l0.webapp.dev."), RecordType::A) else {
+        panic!()
+    };
+    assert!(r.answers.len() < 100, "{}", r.answers.len());
+    assert!(r.answers.iter().any(|r| r.data.to_string() == "10.9.9.9"));
 }
 
 #[test]
 fn empty_apex_is_nodata_not_nxdomain() {
-    let got = lines(&auth().answer(&Snapshot::default(), &name("webapp.dev."), RecordType::A, 0));
+    let got = lines(&auth().answer(&Snapshot::default(), &name("webapp.dev."), RecordType::A));
     assert_eq!(got, ["NODATA"]);
 }

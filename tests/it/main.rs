@@ -2,6 +2,7 @@
 //! Every server listens on 127.0.0.1; every packet goes to 127.0.0.1.
 
 mod answers;
+mod big;
 mod forward;
 mod ops;
 mod registrator;

@@ -1,0 +1,153 @@
+//! Who answers a question: a pure function of the query, the snapshot, the static zones and
+//! whether the client may have names forwarded. No I/O, no encoding: [`decide`] returns a
+//! [`Decision`], and `respond` turns it into bytes.
+
+use hickory_proto::rr::{DNSClass, RecordType};
+use lodestar::Snapshot;
+
+use crate::answer::{Answer, Authority, Dep, Records};
+use crate::query::Query;
+use crate::zones::StaticZones;
+
+/// What to do with a question.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Our data (the view or a static zone), and what it depends on.
+    Local {
+        /// The answer.
+        answer: Answer,
+        /// What a cached copy depends on.
+        dep: Dep,
+    },
+    /// Our data, with CNAME targets outside our domains to resolve upstream before answering.
+    Resolve(Records),
+    /// Not our name: the upstreams answer it.
+    Forward,
+    /// Not our name, and this client may not have it forwarded (or forwarding is off); or a
+    /// class other than IN.
+    Refused,
+    /// Our name, but the view is not loaded yet: SERVFAIL, never a false NXDOMAIN.
+    NotReady,
+    /// An EDNS version other than 0 (RFC 6891 6.1.3): BADVERS.
+    BadVersion,
+    /// A zone transfer: not something this server does.
+    NotImplemented,
+}
+
+/// Decides what answers `q`.
+pub fn decide(
+    q: &Query,
+    snap: Option<&Snapshot>,
+    authority: &Authority,
+    zones: &StaticZones,
+    may_recurse: bool,
+) -> Decision {
+    if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return Decision::BadVersion;
+    }
+    if q.qclass != DNSClass::IN {
+        return Decision::Refused;
+    }
+    if matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
+        return Decision::NotImplemented;
+    }
+    let (answer, dep) = match (zones.answer(&q.name, q.qtype), snap) {
+        (Some(answer), _) => (answer, Dep::Static),
+        (None, Some(snap)) => authority.lookup(snap, &q.name, q.qtype),
+        (None, None) if authority.domain_of(&q.name.to_lowercase()).is_some() => {
+            return Decision::NotReady
+        }
+        (None, None) => (Answer::NotOurs, Dep::Static),
+    };
+    match answer {
+        Answer::NotOurs if may_recurse => Decision::Forward,
+        Answer::NotOurs => Decision::Refused,
+        Answer::Records(r) if !r.external.is_empty() && may_recurse => Decision::Resolve(r),
+        answer => Decision::Local { answer, dep },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::Domain;
+    use crate::forward::Transport;
+    use hickory_proto::op::Edns;
+    use hickory_proto::rr::Name;
+
+    fn q(name: &str, qtype: RecordType) -> Query {
+        Query {
+            id: 1,
+            recursion_desired: true,
+            checking_disabled: false,
+            name: Name::from_ascii(name).unwrap(),
+            qtype,
+            qclass: DNSClass::IN,
+            edns: None,
+            transport: Transport::Udp,
+        }
+    }
+
+    fn auth() -> Authority {
+        Authority {
+            domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
+            default_ttl: 30,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let snap = Snapshot::from_values([
+            ("dev/webapp/a", br#"{"host":"10.0.0.1"}"#.as_slice(), 1),
+            (
+                "dev/webapp/ext",
+                br#"{"host":"www.example.org"}"#.as_slice(),
+                1,
+            ),
+        ]);
+        let zones = StaticZones::default();
+        let a = auth();
+        let run = |query: &Query, loaded: bool, recurse: bool| {
+            decide(query, loaded.then_some(&snap), &a, &zones, recurse)
+        };
+        let kind = |d: &Decision| match d {
+            Decision::Local {
+                answer: Answer::Records(_),
+                ..
+            } => "records",
+            Decision::Local {
+                answer: Answer::NxDomain(_),
+                ..
+            } => "nxdomain",
+            Decision::Local { .. } => "other local",
+            Decision::Resolve(_) => "resolve",
+            Decision::Forward => "forward",
+            Decision::Refused => "refused",
+            Decision::NotReady => "not ready",
+            Decision::BadVersion => "badvers",
+            Decision::NotImplemented => "notimp",
+        };
+        let mut v1 = q("a.webapp.dev.", RecordType::A);
+        let mut e = Edns::new();
+        e.set_version(1);
+        v1.edns = Some(e);
+        let mut chaos = q("a.webapp.dev.", RecordType::A);
+        chaos.qclass = DNSClass::CH;
+        let cases: &[(Query, bool, bool, &str)] = &[
+            (q("a.webapp.dev.", RecordType::A), true, true, "records"),
+            (q("b.webapp.dev.", RecordType::A), true, true, "nxdomain"),
+            (q("a.webapp.dev.", RecordType::A), false, true, "not ready"),
+            (q("www.example.org.", RecordType::A), false, true, "forward"),
+            (q("www.example.org.", RecordType::A), true, false, "refused"),
+            (q("ext.webapp.dev.", RecordType::A), true, true, "resolve"),
+            (q("ext.webapp.dev.", RecordType::A), true, false, "records"),
+            (q("webapp.dev.", RecordType::AXFR), true, true, "notimp"),
+            (q("webapp.dev.", RecordType::IXFR), true, true, "notimp"),
+            (v1, true, true, "badvers"),
+            (chaos, true, true, "refused"),
+        ];
+        for (query, loaded, recurse, want) in cases {
+            assert_eq!(kind(&run(query, *loaded, *recurse)), *want, "{query:?}");
+        }
+    }
+}
