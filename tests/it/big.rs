@@ -74,7 +74,15 @@ async fn tcp(addr: SocketAddr, m: &Message) -> (usize, Message) {
 async fn thousands_of_instances_and_the_apex() {
     let etcd = Etcd::start().await;
     put_all(&etcd, &instances("big", 2000)).await;
-    put_all(&etcd, &instances("other", 3)).await;
+    let others: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            (
+                format!("/skydns/dev/webapp/other/o{i}"),
+                format!(r#"{{"host":"10.250.0.{i}"}}"#),
+            )
+        })
+        .collect();
+    put_all(&etcd, &others).await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
 
