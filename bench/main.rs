@@ -6,13 +6,22 @@
 //! cargo bench --bench lodestar -- propagation  [--writes W]
 //! cargo bench --bench lodestar -- scale        [--sizes 100000,1000000]
 //! cargo bench --bench lodestar -- churn        [--services N] [--qps Q] [--seconds S] [--rounds R]
+//! cargo bench --bench lodestar -- big          [--services N] [--seconds S] [--rounds R]
+//! cargo bench --bench lodestar -- cost2        [--services N] [--qps Q] [--seconds S] [--rounds R]
 //! cargo bench --bench lodestar -- all
 //! ```
 //!
 //! Cost: etcd holds N services (`/skydns/dev/webapp/svc<i>/svc<i>-1`) and Knot serves the same
 //! names from a zone file; each server is pinned to CPU 1 and dnsperf to CPU 0, the same fixed rate
 //! is offered to each in turn (rounds alternate), and the server's CPU time (utime+stime of the
-//! whole process, /proc/PID/stat) is divided by the queries it answered.
+//! whole process, /proc/PID/stat) is divided by the queries it answered. `cost2` is the same with
+//! both CPUs: `lodestar-dns --threads 2` against Knot with two UDP workers.
+//!
+//! Big: names with 100, 1,000 and 5,000 instances and the apex of every service, each timed right
+//! after a record under it changed (so Lodestar builds the answer anew), over UDP without EDNS,
+//! with EDNS 1232 and over TCP, beside Knot serving the same records from a zone file; then the
+//! latency of small names from a steady client while other clients ask the large names and they
+//! change 10 times a second.
 
 #[path = "../tests/it/support.rs"]
 mod support;
@@ -71,16 +80,20 @@ fn main() {
             "propagation" => propagation(&opts).await,
             "scale" => scale(&opts).await,
             "churn" => churn(&opts).await,
+            "big" => big(&opts).await,
+            "cost2" => cost2(&opts).await,
             "all" => {
                 cost(&opts).await;
                 reads(&opts).await;
                 propagation(&opts).await;
                 churn(&opts).await;
+                big(&opts).await;
+                cost2(&opts).await;
                 scale(&opts).await;
             }
             other => {
                 eprintln!(
-                    "unknown benchmark {other:?}: cost, reads, propagation, scale, churn or all"
+                    "unknown benchmark {other:?}: cost, cost2, reads, propagation, scale, churn, big or all"
                 );
                 std::process::exit(2);
             }
@@ -195,13 +208,20 @@ struct Server {
 
 impl Server {
     fn lodestar(etcd: &Etcd, upstream: SocketAddr, cpu: &str) -> Server {
+        Server::lodestar_threads(etcd, upstream, cpu, 1)
+    }
+
+    fn lodestar_threads(etcd: &Etcd, upstream: SocketAddr, cpu: &str, threads: usize) -> Server {
         let bin = env!("CARGO_BIN_EXE_lodestar-dns");
         let ep = etcd.endpoint();
         let up = upstream.to_string();
+        let threads = threads.to_string();
         let args: Vec<String> = [
             "-c",
             cpu,
             bin,
+            "--threads",
+            &threads,
             "--listen",
             "127.0.0.1:0",
             "--domain",
@@ -422,6 +442,12 @@ struct Bed {
 }
 
 async fn bed(services: usize) -> (Bed, Etcd) {
+    bed_on(services, "1", 1).await
+}
+
+/// The bed with both servers on `cpus`, Lodestar with `threads` receive loops and Knot with as
+/// many UDP workers.
+async fn bed_on(services: usize, cpus: &str, threads: usize) -> (Bed, Etcd) {
     let etcd = Etcd::start().await;
     load_services(&etcd, services).await;
     let ex = example_org();
@@ -430,10 +456,10 @@ async fn bed(services: usize) -> (Bed, Etcd) {
         pin(pid, "0");
     }
     let z = zone(services);
-    let knot = Knot::with_zones(&[("webapp.dev", &z), ("example.org", &ex)]).await;
+    let knot = Knot::with_zones_workers(&[("webapp.dev", &z), ("example.org", &ex)], threads).await;
     let knot_pid = pid_listening_udp(knot.addr.port()).expect("knot's pid");
-    pin(knot_pid, "1");
-    let lodestar = Server::lodestar(&etcd, upstream.addr, "1");
+    pin(knot_pid, cpus);
+    let lodestar = Server::lodestar_threads(&etcd, upstream.addr, cpus, threads);
     // Ready: the last service answers.
     let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
@@ -475,9 +501,22 @@ fn etcd_handle(e: &Etcd) -> Etcd {
 async fn cost(o: &Opts) {
     let (b, _e) = bed(o.services).await;
     println!(
-        "\n### CPU per answered query: {} services, {} qps offered for {} s, {} rounds\n",
+        "\n### CPU per answered query: {} services, {} qps offered for {} s, {} rounds (one CPU: --threads 1, Knot udp-workers 1)\n",
         o.services, o.qps, o.seconds, o.rounds
     );
+    cost_table(&b, o);
+}
+
+async fn cost2(o: &Opts) {
+    let (b, _e) = bed_on(o.services, "0,1", 2).await;
+    println!(
+        "\n### CPU per answered query on both CPUs: {} services, {} qps offered for {} s, {} rounds (--threads 2, Knot udp-workers 2; dnsperf on CPU 0 too)\n",
+        o.services, o.qps, o.seconds, o.rounds
+    );
+    cost_table(&b, o);
+}
+
+fn cost_table(b: &Bed, o: &Opts) {
     println!("| mix | server | answered | lost | avg latency | CPU per query (user part) | Lodestar / Knot |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for mix in ["names", "srv", "nxdomain", "forward10"] {
@@ -760,4 +799,314 @@ async fn churn(o: &Opts) {
         busy.iter().map(|l| l.lost).sum::<u64>(),
         c / q
     );
+}
+
+// ------------------------------------------------------------------ big names
+
+const BIG_SIZES: [usize; 3] = [100, 1000, 5000];
+
+fn big_addr(n: usize, k: usize) -> String {
+    format!("10.{}.{}.{}", n % 250, (k >> 8) & 255, k & 255)
+}
+
+/// `/skydns/dev/webapp/big<n>/i<k>` for every size.
+async fn load_big(etcd: &Etcd) {
+    let mut c = etcd.client().await;
+    for n in BIG_SIZES {
+        let keys: Vec<usize> = (0..n).collect();
+        for chunk in keys.chunks(128) {
+            let ops: Vec<etcd_client::TxnOp> = chunk
+                .iter()
+                .map(|k| {
+                    etcd_client::TxnOp::put(
+                        format!("/skydns/dev/webapp/big{n}/i{k}"),
+                        format!(r#"{{"host":"{}","port":{}}}"#, big_addr(n, *k), 1000 + k),
+                        None,
+                    )
+                })
+                .collect();
+            c.txn(etcd_client::Txn::new().and_then(ops))
+                .await
+                .expect("txn");
+        }
+    }
+}
+
+/// The same records for Knot: each instance, each name's A RRset, and the apex's.
+fn big_zone(services: usize) -> String {
+    let mut z = zone(services);
+    let mut apex = Vec::new();
+    for i in 0..services {
+        apex.push(format!("172.17.{}.{}", (i / 250) % 250, i % 250 + 1));
+    }
+    for n in BIG_SIZES {
+        for k in 0..n {
+            let ip = big_addr(n, k);
+            z.push_str(&format!(
+                "i{k}.big{n} A {ip}\nbig{n} A {ip}\nbig{n} SRV 10 1 {} i{k}.big{n}\n",
+                1000 + k
+            ));
+            apex.push(ip);
+        }
+    }
+    apex.sort();
+    apex.dedup();
+    for ip in apex {
+        z.push_str(&format!("@ A {ip}\n"));
+    }
+    z
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Wire {
+    Udp,
+    Edns,
+    Tcp,
+}
+
+impl Wire {
+    fn label(self) -> &'static str {
+        match self {
+            Wire::Udp => "UDP",
+            Wire::Edns => "UDP EDNS 1232",
+            Wire::Tcp => "TCP",
+        }
+    }
+}
+
+/// One query, timed from send (or connect) to the whole answer: (seconds, answers, TC).
+fn timed(
+    addr: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    wire: Wire,
+) -> Option<(f64, usize, bool)> {
+    use std::io::{Read, Write};
+    let m = match wire {
+        Wire::Edns => support::message_edns(name, qtype, 1232),
+        _ => support::message(name, qtype),
+    };
+    let bytes = m.to_vec().ok()?;
+    let t = Instant::now();
+    let raw = if wire == Wire::Tcp {
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(&bytes);
+        s.write_all(&out).ok()?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).ok()?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut buf).ok()?;
+        buf
+    } else {
+        let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        s.send_to(&bytes, addr).ok()?;
+        let mut buf = vec![0u8; 65535];
+        let n = s.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        buf
+    };
+    let elapsed = t.elapsed().as_secs_f64();
+    let reply = Message::from_vec(&raw).ok()?;
+    Some((elapsed, reply.answers.len(), reply.metadata.truncation))
+}
+
+async fn big(o: &Opts) {
+    let etcd = Etcd::start().await;
+    load_services(&etcd, o.services).await;
+    load_big(&etcd).await;
+    let knot = Knot::with_zones(&[("webapp.dev", &big_zone(o.services))]).await;
+    let knot_pid = pid_listening_udp(knot.addr.port()).expect("knot's pid");
+    pin(knot_pid, "1");
+    let lodestar = Server::lodestar(&etcd, knot.addr, "1");
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let t = Instant::now();
+    while !answered(
+        &sock,
+        lodestar.addr,
+        "i4999.big5000.webapp.dev.",
+        RecordType::A,
+        &big_addr(5000, 4999),
+    ) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "lodestar-dns did not load"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut client = etcd.client().await;
+    let rounds = o.rounds.max(1) * 5;
+    println!(
+        "\n### Large names right after they changed: {} services, {rounds} changes per row (median / max)\n",
+        o.services
+    );
+    println!("| name | records | transport | Lodestar | answers (TC) | Knot | answers (TC) |");
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    let mut version = 0usize;
+    let names: Vec<(String, usize, String)> = BIG_SIZES
+        .iter()
+        .map(|n| (format!("big{n}.webapp.dev."), *n, format!("big{n}")))
+        .chain(std::iter::once((
+            "webapp.dev.".to_string(),
+            o.services + BIG_SIZES.iter().sum::<usize>(),
+            "big100".to_string(),
+        )))
+        .collect();
+    for (name, records, changed) in &names {
+        for wire in [Wire::Udp, Wire::Edns, Wire::Tcp] {
+            let mut ours = Vec::new();
+            let mut theirs = Vec::new();
+            let (mut ours_n, mut theirs_n) = ((0, false), (0, false));
+            for _ in 0..rounds {
+                version += 1;
+                let ip = format!("10.251.{}.{}", (version / 250) % 250, version % 250 + 1);
+                client
+                    .put(
+                        format!("/skydns/dev/webapp/{changed}/changing"),
+                        format!(r#"{{"host":"{ip}"}}"#),
+                        None,
+                    )
+                    .await
+                    .expect("put");
+                let probe = format!("changing.{changed}.webapp.dev.");
+                let t = Instant::now();
+                while !answered(&sock, lodestar.addr, &probe, RecordType::A, &ip) {
+                    assert!(t.elapsed() < Duration::from_secs(10), "change not seen");
+                }
+                let (s, n, tc) =
+                    timed(lodestar.addr, name, RecordType::A, wire).expect("lodestar answers");
+                ours.push(s * 1000.0);
+                ours_n = (n, tc);
+                let (s, n, tc) = timed(knot.addr, name, RecordType::A, wire).expect("knot answers");
+                theirs.push(s * 1000.0);
+                theirs_n = (n, tc);
+            }
+            let show = |mut v: Vec<f64>| {
+                v.sort_by(|a, b| a.total_cmp(b));
+                format!(
+                    "{:.2} / {:.2} ms",
+                    percentile(&v, 0.5),
+                    v.last().copied().unwrap_or(f64::NAN)
+                )
+            };
+            let tc = |(n, tc): (usize, bool)| format!("{n}{}", if tc { " (TC)" } else { "" });
+            println!(
+                "| `{name}` | {records} | {} | {} | {} | {} | {} |",
+                wire.label(),
+                show(ours),
+                tc(ours_n),
+                show(theirs),
+                tc(theirs_n)
+            );
+        }
+    }
+    head_of_line(o, &etcd, &lodestar, &knot).await;
+}
+
+/// Small names from a steady client while two others ask the large names (UDP and TCP) and a
+/// writer changes them 10 times a second; each server in turn, the same load.
+async fn head_of_line(o: &Opts, etcd: &Etcd, lodestar: &Server, knot: &Knot) {
+    println!(
+        "\n### Small names while large ones are asked for and change 10 times a second ({} s each)\n",
+        o.seconds
+    );
+    println!("| server | small answered | lost | p50 | p99 | max | large answers meanwhile |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (label, addr) in [("Knot", knot.addr), ("Lodestar", lodestar.addr)] {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut client = etcd.client().await;
+        let writer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut v = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tick.tick().await;
+                    v += 1;
+                    for n in [1000, 5000] {
+                        let _ = client
+                            .put(
+                                format!("/skydns/dev/webapp/big{n}/changing"),
+                                format!(r#"{{"host":"10.252.{}.{}"}}"#, v / 250 % 250, v % 250 + 1),
+                                None,
+                            )
+                            .await;
+                    }
+                }
+            })
+        };
+        let loaders: Vec<_> = [Wire::Udp, Wire::Tcp]
+            .into_iter()
+            .map(|wire| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for name in ["big5000.webapp.dev.", "webapp.dev.", "big1000.webapp.dev."] {
+                            let qtype = if wire == Wire::Udp {
+                                RecordType::SRV
+                            } else {
+                                RecordType::A
+                            };
+                            if timed(addr, name, qtype, wire).is_some() {
+                                n += 1;
+                            }
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        let seconds = o.seconds;
+        let services = o.services;
+        let steady = tokio::task::spawn_blocking(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+            sock.set_read_timeout(Some(Duration::from_millis(1000)))
+                .ok();
+            let mut lat = Vec::new();
+            let mut lost = 0u64;
+            let end = Instant::now() + Duration::from_secs(u64::from(seconds));
+            let mut i = 0usize;
+            while Instant::now() < end {
+                i += 1;
+                let k = (i * 7919) % services;
+                let ip = format!("172.17.{}.{}", (k / 250) % 250, k % 250 + 1);
+                let t = Instant::now();
+                if answered(
+                    &sock,
+                    addr,
+                    &format!("svc{k}.webapp.dev."),
+                    RecordType::A,
+                    &ip,
+                ) {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    lost += 1;
+                }
+                // A steady client: 1,000 queries a second at most.
+                let spent = t.elapsed();
+                if spent < Duration::from_millis(1) {
+                    std::thread::sleep(Duration::from_millis(1) - spent);
+                }
+            }
+            lat.sort_by(|a, b| a.total_cmp(b));
+            (lat, lost)
+        })
+        .await
+        .expect("steady client");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = writer.await;
+        let large: u64 = loaders.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+        let (lat, lost) = steady;
+        println!(
+            "| {label} | {} | {lost} | {:.3} ms | {:.3} ms | {:.3} ms | {large} |",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
+    }
 }

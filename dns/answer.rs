@@ -35,6 +35,29 @@ const MAX_NAMES: usize = 32;
 /// still spreads clients over all of them.
 pub const MAX_RECORDS: usize = 16_384;
 
+/// How much one question may do: records looked at, records built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Records under the names looked at.
+    pub scan: usize,
+    /// Records built; past [`MAX_RECORDS`] a sample is built instead.
+    pub records: usize,
+}
+
+impl Budget {
+    /// What a receive loop may spend on a miss: a question that needs more is
+    /// [`Authority::lookup`]'s `None` and goes to a worker.
+    pub const INLINE: Budget = Budget {
+        scan: 512,
+        records: 256,
+    };
+    /// What a worker spends: everything, up to the sample.
+    pub const FULL: Budget = Budget {
+        scan: usize::MAX,
+        records: MAX_RECORDS,
+    };
+}
+
 /// A served domain: `webapp.dev.` with its path `dev/webapp`.
 #[derive(Debug, Clone)]
 pub struct Domain {
@@ -147,34 +170,43 @@ impl Authority {
     /// Answers `qname`/`qtype` from `snap` (see [`Authority::lookup`]).
     #[cfg(test)]
     pub fn answer(&self, snap: &Snapshot, qname: &Name, qtype: RecordType) -> Answer {
-        self.lookup(snap, qname, qtype).0
+        self.lookup(snap, qname, qtype, Budget::FULL)
+            .map_or(Answer::NotOurs, |(a, _)| a)
     }
 
-    /// Answers `qname`/`qtype` from `snap`, and says what the answer depends on. `qname` keeps
-    /// the question's letter case, which is echoed in owner names.
-    pub fn lookup(&self, snap: &Snapshot, qname: &Name, qtype: RecordType) -> (Answer, Dep) {
+    /// Answers `qname`/`qtype` from `snap`, and says what the answer depends on; `None` when it
+    /// needs more than `budget`. `qname` keeps the question's letter case, which is echoed in
+    /// owner names.
+    pub fn lookup(
+        &self,
+        snap: &Snapshot,
+        qname: &Name,
+        qtype: RecordType,
+        budget: Budget,
+    ) -> Option<(Answer, Dep)> {
         let lower = qname.to_lowercase();
         if is_reverse(&lower) {
             let path = lodestar::key::name_to_path(&lower.to_ascii());
-            return (
-                self.reverse(snap, qname, &lower, &path, qtype),
-                Dep::Path(path),
-            );
+            let answer = self.reverse(snap, qname, &lower, &path, qtype, budget)?;
+            return Some((answer, Dep::Path(path)));
         }
         let Some(domain) = self.domain_of(&lower) else {
-            return (Answer::NotOurs, Dep::Static);
+            return Some((Answer::NotOurs, Dep::Static));
         };
         let apex = lower.iter().count() == domain.name.iter().count();
-        let mut q = Lookup::new(self, snap);
+        let mut q = Lookup::new(self, snap, budget);
         let (entries, base) = q.collect(domain, &lower);
         let answer = q.build(domain, qname, &lower, qtype, apex, entries);
+        if q.exceeded {
+            return None;
+        }
         // The SOA serial is the revision: SOA answers (and only they) change with every write.
         let dep = if q.global || (apex && qtype == RecordType::SOA) {
             Dep::All
         } else {
             Dep::Path(base)
         };
-        (answer, dep)
+        Some((answer, dep))
     }
 
     /// PTR under `in-addr.arpa.`/`ip6.arpa.`: a stored record (`/skydns/arpa/in-addr/...`), else
@@ -186,9 +218,10 @@ impl Authority {
         lower: &Name,
         path: &str,
         qtype: RecordType,
-    ) -> Answer {
+        budget: Budget,
+    ) -> Option<Answer> {
         if qtype != RecordType::PTR {
-            return Answer::NotOurs;
+            return Some(Answer::NotOurs);
         }
         let mut out = Records {
             rotate: true,
@@ -211,11 +244,15 @@ impl Authority {
         }
         if out.answers.is_empty() {
             if let Some(addr) = reverse_addr(lower) {
-                let in_zone = snap
+                let in_zone: Vec<&str> = snap
                     .paths_for_addr(addr)
                     .filter(|p| self.domains.iter().any(|d| d.holds(p)))
-                    .take(MAX_RECORDS);
-                for p in in_zone {
+                    .take(budget.records.saturating_add(1))
+                    .collect();
+                if in_zone.len() > budget.records && budget.records < MAX_RECORDS {
+                    return None;
+                }
+                for p in in_zone.into_iter().take(MAX_RECORDS) {
                     let (Some(e), Ok(target)) = (snap.get(p), fqdn(&path_to_name(p))) else {
                         continue;
                     };
@@ -228,11 +265,11 @@ impl Authority {
             }
         }
         dedup(&mut out.answers);
-        if out.answers.is_empty() {
+        Some(if out.answers.is_empty() {
             Answer::NotOurs
         } else {
             Answer::Records(out)
-        }
+        })
     }
 
     /// A record's TTL: its own, else the default (the one place that decides it).
@@ -253,25 +290,43 @@ struct Lookup<'a> {
     expanded: HashMap<Name, bool>,
     /// Records that may still be built.
     room: usize,
+    /// Records that may still be looked at.
+    scan: usize,
+    /// Whether running out of room means "too large for this budget" rather than "sample".
+    strict: bool,
+    /// Whether the question needed more than the budget.
+    exceeded: bool,
     /// Whether the answer used records outside the question's own subtree.
     global: bool,
 }
 
 impl<'a> Lookup<'a> {
-    fn new(auth: &'a Authority, snap: &'a Snapshot) -> Self {
+    fn new(auth: &'a Authority, snap: &'a Snapshot, budget: Budget) -> Self {
         Lookup {
             auth,
             snap,
             expanded: HashMap::new(),
-            room: MAX_RECORDS,
+            room: budget.records.min(MAX_RECORDS),
+            scan: budget.scan,
+            strict: budget.records < MAX_RECORDS,
+            exceeded: false,
             global: false,
         }
+    }
+
+    /// At most the room left of `items`: a sample, or (on a strict budget) a note that the
+    /// question is too large for it.
+    fn fit<T>(&mut self, items: Vec<T>) -> Vec<T> {
+        if self.strict && items.len() > self.room {
+            self.exceeded = true;
+        }
+        sample(items, self.room)
     }
 
     /// Every record at or below `name` (lower case) in `domain`, wildcards matched, group
     /// applied, and the path everything was found under (the part before any wildcard). The
     /// reserved `dns` subtree only answers names inside it. Linear in the records under that path.
-    fn collect(&self, domain: &Domain, name: &Name) -> (Vec<(&'a str, &'a Entry)>, String) {
+    fn collect(&mut self, domain: &Domain, name: &Name) -> (Vec<(&'a str, &'a Entry)>, String) {
         // Not num_labels(): it leaves out a leading `*`, as DNSSEC counts labels.
         let rel = name
             .iter()
@@ -293,9 +348,15 @@ impl<'a> Lookup<'a> {
         }
         let inside_dns = below.first() == Some(&"dns");
         let pattern = &below[fixed..];
-        let mut found: Vec<(&'a str, &'a Entry)> = self
-            .snap
+        let snap: &'a Snapshot = self.snap;
+        let mut scanned = 0usize;
+        let limit = self.scan;
+        let mut found: Vec<(&'a str, &'a Entry)> = snap
             .subtree(&base)
+            .take_while(|_| {
+                scanned += 1;
+                scanned <= limit
+            })
             .filter(|(path, _)| inside_dns || !under(path, &domain.dns_path))
             .filter(|(path, _)| {
                 // The labels after the base must match the rest of the pattern, one for one.
@@ -305,6 +366,10 @@ impl<'a> Lookup<'a> {
                     .all(|p| segs.next().is_some_and(|s| wild(p) || *p == s))
             })
             .collect();
+        if scanned > limit {
+            self.exceeded = true;
+        }
+        self.scan = self.scan.saturating_sub(scanned);
         // The shortest key carrying a group picks it; only that group and group-less records answer.
         let group = found
             .iter()
@@ -335,7 +400,7 @@ impl<'a> Lookup<'a> {
         match qtype {
             RecordType::A | RecordType::AAAA => {
                 let mut chain = vec![lower.clone()];
-                let entries = sample(entries, self.room);
+                let entries = self.fit(entries);
                 self.addresses(qname, &entries, qtype, &mut chain, &mut out);
             }
             // RFC 8482: a name that exists answers ANY with one synthesised HINFO, not with
@@ -349,7 +414,7 @@ impl<'a> Lookup<'a> {
                 ));
             }
             RecordType::CNAME => {
-                for (_, e) in sample(entries, self.room) {
+                for (_, e) in self.fit(entries) {
                     if let Host::Name(h) = &e.host {
                         if let Ok(target) = fqdn(h) {
                             out.answers.push(Record::from_rdata(
@@ -374,7 +439,7 @@ impl<'a> Lookup<'a> {
                 let weights = lodestar::record::shared_weights(&pw);
                 let weighted: Vec<((&str, &Entry), u16)> =
                     serving.into_iter().zip(weights).collect();
-                for ((path, e), weight) in sample(weighted, self.room) {
+                for ((path, e), weight) in self.fit(weighted) {
                     let Some(target) = self.target(path, e, &mut out.additionals) else {
                         continue;
                     };
@@ -388,7 +453,7 @@ impl<'a> Lookup<'a> {
                     .into_iter()
                     .filter(|(_, e)| e.service.mail)
                     .collect();
-                for (path, e) in sample(mail, self.room) {
+                for (path, e) in self.fit(mail) {
                     let Some(target) = self.target(path, e, &mut out.additionals) else {
                         continue;
                     };
@@ -402,7 +467,7 @@ impl<'a> Lookup<'a> {
                     .into_iter()
                     .filter(|(_, e)| !e.service.text.is_empty())
                     .collect();
-                for (_, e) in sample(texts, self.room) {
+                for (_, e) in self.fit(texts) {
                     let txt = TXT::new(e.service.text_strings());
                     out.answers
                         .push(Record::from_rdata(qname.clone(), ttl(e), RData::TXT(txt)));
@@ -414,7 +479,7 @@ impl<'a> Lookup<'a> {
                     .into_iter()
                     .filter(|(p, _)| under(p, &format!("{}/ns", domain.dns_path)))
                     .collect();
-                for (path, e) in sample(servers, self.room) {
+                for (path, e) in self.fit(servers) {
                     let Some(target) = self.target(path, e, &mut out.additionals) else {
                         continue;
                     };
@@ -468,6 +533,7 @@ impl<'a> Lookup<'a> {
     ) {
         for (_, e) in entries {
             if self.room == 0 {
+                self.exceeded |= self.strict;
                 return;
             }
             let ttl = self.auth.ttl(e);
@@ -516,7 +582,7 @@ impl<'a> Lookup<'a> {
                         Some(false) => {}
                         None => {
                             let (sub, _) = self.collect(d, &lower);
-                            let sub = sample(sub, self.room);
+                            let sub = self.fit(sub);
                             let mut chained = Records::default();
                             chain.push(lower.clone());
                             self.addresses(&target, &sub, qtype, chain, &mut chained);
@@ -549,7 +615,7 @@ impl<'a> Lookup<'a> {
                 if let Some(d) = self.auth.domain_of(&lower) {
                     if self.expand(&lower).is_none() {
                         let (sub, _) = self.collect(d, &lower);
-                        let sub = sample(sub, self.room);
+                        let sub = self.fit(sub);
                         let mut extra = Records::default();
                         self.addresses(
                             &target,

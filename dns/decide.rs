@@ -5,7 +5,7 @@
 use hickory_proto::rr::{DNSClass, RecordType};
 use lodestar::Snapshot;
 
-use crate::answer::{Answer, Authority, Dep, Records};
+use crate::answer::{Answer, Authority, Budget, Dep, Records};
 use crate::query::Query;
 use crate::zones::StaticZones;
 
@@ -32,15 +32,18 @@ pub enum Decision {
     BadVersion,
     /// A zone transfer: not something this server does.
     NotImplemented,
+    /// Our name, but its answer needs more than the budget: decide again with more, elsewhere.
+    Large,
 }
 
-/// Decides what answers `q`.
+/// Decides what answers `q`, spending at most `budget` on the view.
 pub fn decide(
     q: &Query,
     snap: Option<&Snapshot>,
     authority: &Authority,
     zones: &StaticZones,
     may_recurse: bool,
+    budget: Budget,
 ) -> Decision {
     if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Decision::BadVersion;
@@ -53,7 +56,10 @@ pub fn decide(
     }
     let (answer, dep) = match (zones.answer(&q.name, q.qtype), snap) {
         (Some(answer), _) => (answer, Dep::Static),
-        (None, Some(snap)) => authority.lookup(snap, &q.name, q.qtype),
+        (None, Some(snap)) => match authority.lookup(snap, &q.name, q.qtype, budget) {
+            Some(found) => found,
+            None => return Decision::Large,
+        },
         (None, None) if authority.domain_of(&q.name.to_lowercase()).is_some() => {
             return Decision::NotReady
         }
@@ -108,7 +114,14 @@ mod tests {
         let zones = StaticZones::default();
         let a = auth();
         let run = |query: &Query, loaded: bool, recurse: bool| {
-            decide(query, loaded.then_some(&snap), &a, &zones, recurse)
+            decide(
+                query,
+                loaded.then_some(&snap),
+                &a,
+                &zones,
+                recurse,
+                Budget::FULL,
+            )
         };
         let kind = |d: &Decision| match d {
             Decision::Local {
@@ -126,6 +139,7 @@ mod tests {
             Decision::NotReady => "not ready",
             Decision::BadVersion => "badvers",
             Decision::NotImplemented => "notimp",
+            Decision::Large => "large",
         };
         let mut v1 = q("a.webapp.dev.", RecordType::A);
         let mut e = Edns::new();
@@ -149,5 +163,40 @@ mod tests {
         for (query, loaded, recurse, want) in cases {
             assert_eq!(kind(&run(query, *loaded, *recurse)), *want, "{query:?}");
         }
+    }
+
+    #[test]
+    fn a_large_name_is_too_much_for_the_inline_budget() {
+        let values: Vec<(String, String)> = (0..600)
+            .map(|i| {
+                (
+                    format!("dev/webapp/big/i{i}"),
+                    format!(r#"{{"host":"10.0.{}.{}"}}"#, i / 250, i % 250),
+                )
+            })
+            .collect();
+        let snap = Snapshot::from_values(values.iter().map(|(p, v)| (p.as_str(), v.as_bytes(), 1)));
+        let zones = StaticZones::default();
+        let a = auth();
+        let big = q("big.webapp.dev.", RecordType::A);
+        let small = q("i7.big.webapp.dev.", RecordType::A);
+        assert_eq!(
+            decide(&big, Some(&snap), &a, &zones, true, Budget::INLINE),
+            Decision::Large
+        );
+        assert!(matches!(
+            decide(&big, Some(&snap), &a, &zones, true, Budget::FULL),
+            Decision::Local {
+                answer: Answer::Records(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            decide(&small, Some(&snap), &a, &zones, true, Budget::INLINE),
+            Decision::Local {
+                answer: Answer::Records(_),
+                ..
+            }
+        ));
     }
 }

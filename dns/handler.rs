@@ -1,11 +1,13 @@
 //! One query, one pipeline: bytes -> cache -> [`Query`] -> [`decide`] -> [`respond`] -> bytes.
 //!
 //! [`Handler::handle`] runs on the receive loops and does only what is cheap: a cache hit is
-//! patched and sent at once. Everything else becomes a [`Job`] that leaves the receive loop:
-//! [`Handler::complete`] computes it on a bounded pool of blocking workers (parse, decide,
-//! respond, keep in the cache) and, when the name is not ours, waits for the upstreams there,
-//! so a large answer or a slow upstream never delays anybody else. Jobs admitted and not yet
-//! finished are bounded too; past that bound a query gets SERVFAIL at once (counted as shed).
+//! patched and sent at once, and a miss is answered at once when it fits a small budget
+//! ([`Budget::INLINE`]: a few hundred records). Everything else becomes a [`Job`] that leaves the
+//! receive loop: [`Handler::complete`] computes a large answer on a bounded pool of blocking
+//! workers (at a lower CPU priority than the receive loops) and waits for the upstreams when
+//! the name is not ours, so a large answer or a slow upstream never delays anybody else. Jobs
+//! admitted and not yet finished are bounded too; past that bound a query gets SERVFAIL at once
+//! (counted as shed).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +19,7 @@ use ipnet::IpNet;
 use lodestar::View;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::answer::{Answer, Authority, Records};
+use crate::answer::{Answer, Authority, Budget, Records};
 use crate::cache::{AnswerCache, Cached};
 use crate::decide::{decide, Decision};
 use crate::forward::{Forwarder, Transport};
@@ -69,13 +71,17 @@ pub struct Job {
     client: IpAddr,
     transport: Transport,
     started: Instant,
+    /// Already decided on the receive loop: a question for the upstreams.
+    decided: Option<Box<Pending>>,
     _admitted: OwnedSemaphorePermit,
 }
 
-/// A computed packet: an answer, a question for the upstreams, or nothing.
+/// A computed packet: an answer, a question for the upstreams, one too large for the budget
+/// it was given, or nothing.
 enum Outcome {
     Reply(Vec<u8>),
     Forward(Box<Pending>),
+    Large,
     Drop,
 }
 
@@ -136,12 +142,19 @@ impl Handler {
                 .observe(started.elapsed().as_secs_f64());
             return Step::Reply(bytes);
         }
+        let decided = match self.compute(raw, client, transport, started, Budget::INLINE) {
+            Outcome::Reply(bytes) => return Step::Reply(bytes),
+            Outcome::Drop => return Step::Drop,
+            Outcome::Forward(pending) => Some(pending),
+            Outcome::Large => None,
+        };
         match self.admitted.clone().try_acquire_owned() {
             Ok(permit) => Step::Later(Job {
                 raw: raw.to_vec(),
                 client,
                 transport,
                 started,
+                decided,
                 _admitted: permit,
             }),
             Err(_) => {
@@ -179,18 +192,25 @@ impl Handler {
             client,
             transport,
             started,
+            decided,
             _admitted,
         } = job;
-        let outcome = {
+        let outcome = if let Some(pending) = decided {
+            Outcome::Forward(pending)
+        } else {
             let _worker = self.workers.clone().acquire_owned().await.ok()?;
             let this = self.clone();
-            tokio::task::spawn_blocking(move || this.compute(raw, client, transport, started))
-                .await
-                .ok()?
+            tokio::task::spawn_blocking(move || {
+                lower_priority();
+                this.compute(&raw, client, transport, started, Budget::FULL)
+            })
+            .await
+            .ok()?
         };
         match outcome {
             Outcome::Reply(bytes) => Some(bytes),
-            Outcome::Drop => None,
+            // Not with the full budget; counted as a drop should it ever happen.
+            Outcome::Drop | Outcome::Large => None,
             Outcome::Forward(pending) => {
                 let qtype = pending.query.qtype.to_string();
                 let bytes = match self.forwards.clone().try_acquire_owned() {
@@ -214,16 +234,19 @@ impl Handler {
     /// Parse, decide, respond, and keep the answer: the work of a cache miss.
     fn compute(
         &self,
-        raw: Vec<u8>,
+        raw: &[u8],
         client: IpAddr,
         transport: Transport,
         started: Instant,
+        budget: Budget,
     ) -> Outcome {
         // Another job may have built this answer while this one waited for a worker.
-        if let Some(bytes) = self.hit(&raw, client, transport) {
-            return Outcome::Reply(bytes);
+        if budget == Budget::FULL {
+            if let Some(bytes) = self.hit(raw, client, transport) {
+                return Outcome::Reply(bytes);
+            }
         }
-        let (q, request) = match Query::parse(&raw, transport) {
+        let (q, request) = match Query::parse(raw, transport) {
             Ok(parsed) => parsed,
             Err(m) => {
                 self.metrics.malformed.inc();
@@ -232,13 +255,20 @@ impl Handler {
         };
         let recurse = self.may_recurse(client);
         let snap = self.view.load();
-        let decision = decide(&q, snap.as_deref(), &self.authority, &self.zones, recurse);
+        let decision = decide(
+            &q,
+            snap.as_deref(),
+            &self.authority,
+            &self.zones,
+            recurse,
+            budget,
+        );
         let qtype = q.qtype.to_string();
         let (bytes, rcode) = match decision {
             Decision::Local { answer, dep } => {
                 let rcode = respond::rcode_of(&answer);
                 let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
-                let quick = wire::quick_parse(&raw).filter(|_| cacheable);
+                let quick = wire::quick_parse(raw).filter(|_| cacheable);
                 match (quick, snap.as_deref()) {
                     (Some(quick), Some(snap)) => {
                         let mut key = Vec::with_capacity(8 + quick.qname.len());
@@ -248,7 +278,7 @@ impl Handler {
                             Cached::new(snap.generation(), dep, q.normalised(), answer, counter);
                         let entry = self.cache.insert(&key, built);
                         let mut bytes = entry.next_variant().to_vec();
-                        wire::patch(&mut bytes, &raw, quick.qname, recurse);
+                        wire::patch(&mut bytes, raw, quick.qname, recurse);
                         (bytes, rcode)
                     }
                     _ => {
@@ -258,11 +288,12 @@ impl Handler {
                     }
                 }
             }
+            Decision::Large => return Outcome::Large,
             Decision::Forward => {
                 return Outcome::Forward(Box::new(Pending {
                     query: q,
                     request,
-                    raw,
+                    raw: raw.to_vec(),
                     partial: None,
                 }))
             }
@@ -270,7 +301,7 @@ impl Handler {
                 return Outcome::Forward(Box::new(Pending {
                     query: q,
                     request,
-                    raw,
+                    raw: raw.to_vec(),
                     partial: Some(records),
                 }))
             }
@@ -334,6 +365,24 @@ impl Handler {
             }
         }
     }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10) once: the workers that build large
+/// answers yield to the receive loops whenever both want the CPU.
+fn lower_priority() {
+    thread_local! {
+        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    LOWERED.with(|done| {
+        if !done.replace(true) {
+            #[cfg(target_os = "linux")]
+            // SAFETY: setpriority on this thread's own id; failure only leaves the priority as is.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+            }
+        }
+    });
 }
 
 fn rcode_name(rcode: ResponseCode) -> &'static str {

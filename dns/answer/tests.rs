@@ -304,7 +304,7 @@ fn any_is_answered_as_rfc_8482_says() {
 fn dependencies() {
     let s = demo();
     let a = auth();
-    let dep = |q: &str, t| a.lookup(&s, &name(q), t).1;
+    let dep = |q: &str, t| a.lookup(&s, &name(q), t, Budget::FULL).unwrap().1;
     let path = |p: &str| Dep::Path(p.to_string());
     assert_eq!(
         dep("Redis.webapp.dev.", RecordType::A),

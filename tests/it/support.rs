@@ -182,11 +182,16 @@ impl Knot {
     }
 
     pub async fn with_zones(zones: &[(&str, &str)]) -> Knot {
+        Knot::with_zones_workers(zones, 1).await
+    }
+
+    /// The same with `workers` UDP workers.
+    pub async fn with_zones_workers(zones: &[(&str, &str)], workers: usize) -> Knot {
         let dir = TempDir::new().expect("tempdir");
         let port = free_port();
         let d = dir.path().display();
         let mut conf = format!(
-            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  udp-workers: 1\n  tcp-workers: 1\n  background-workers: 1\n\
+            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  udp-workers: {workers}\n  tcp-workers: 1\n  background-workers: 1\n\
              database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\n\
              template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\nzone:\n"
         );
