@@ -43,6 +43,8 @@ struct Opts {
     rounds: usize,
     writes: usize,
     sizes: Vec<usize>,
+    /// Another lodestar-dns binary to measure beside this one (`--baseline PATH`).
+    baseline: Option<String>,
 }
 
 fn main() {
@@ -68,6 +70,7 @@ fn main() {
         sizes: flag("--sizes")
             .map(|v| v.split(',').filter_map(|s| s.parse().ok()).collect())
             .unwrap_or_else(|| vec![100_000, 1_000_000]),
+        baseline: flag("--baseline"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -212,28 +215,36 @@ impl Server {
     }
 
     fn lodestar_threads(etcd: &Etcd, upstream: SocketAddr, cpu: &str, threads: usize) -> Server {
-        let bin = env!("CARGO_BIN_EXE_lodestar-dns");
+        let threads = threads.to_string();
+        Server::binary(
+            env!("CARGO_BIN_EXE_lodestar-dns"),
+            &["--threads", &threads],
+            etcd,
+            upstream,
+            cpu,
+        )
+    }
+
+    /// Any lodestar-dns binary (a baseline to compare with), with `extra` flags.
+    fn binary(bin: &str, extra: &[&str], etcd: &Etcd, upstream: SocketAddr, cpu: &str) -> Server {
         let ep = etcd.endpoint();
         let up = upstream.to_string();
-        let threads = threads.to_string();
-        let args: Vec<String> = [
-            "-c",
-            cpu,
-            bin,
-            "--threads",
-            &threads,
-            "--listen",
-            "127.0.0.1:0",
-            "--domain",
-            "webapp.dev",
-            "--etcd",
-            &ep,
-            "--upstream",
-            &up,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["-c", cpu, bin].iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--domain",
+                "webapp.dev",
+                "--etcd",
+                &ep,
+                "--upstream",
+                &up,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
         let (child, _logs, rx) =
             support::spawn_logged("taskset", &args, &[("RUST_LOG", "warn,lodestar_dns=info")]);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -438,6 +449,8 @@ struct Bed {
     knot: Knot,
     knot_pid: u32,
     lodestar: Server,
+    /// `--baseline`: another lodestar-dns measured beside this one.
+    baseline: Option<Server>,
     dir: tempfile::TempDir,
 }
 
@@ -485,6 +498,7 @@ async fn bed_on(services: usize, cpus: &str, threads: usize) -> (Bed, Etcd) {
             knot,
             knot_pid,
             lodestar,
+            baseline: None,
             dir: tempfile::TempDir::new().expect("tempdir"),
         },
         etcd2,
@@ -499,7 +513,25 @@ fn etcd_handle(e: &Etcd) -> Etcd {
 // ------------------------------------------------------------------ benchmarks
 
 async fn cost(o: &Opts) {
-    let (b, _e) = bed(o.services).await;
+    let (mut b, e) = bed(o.services).await;
+    if let Some(bin) = &o.baseline {
+        let server = Server::binary(bin, &[], &e, b._upstream.addr, "1");
+        // Loaded: its answer for the last service matches the new one's.
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+        sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+        let n = o.services - 1;
+        let ip = format!("172.17.{}.{}", (n / 250) % 250, n % 250 + 1);
+        while !answered(
+            &sock,
+            server.addr,
+            &format!("svc{n}.webapp.dev."),
+            RecordType::A,
+            &ip,
+        ) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        b.baseline = Some(server);
+    }
     println!(
         "\n### CPU per answered query: {} services, {} qps offered for {} s, {} rounds (one CPU: --threads 1, Knot udp-workers 1)\n",
         o.services, o.qps, o.seconds, o.rounds
@@ -517,42 +549,42 @@ async fn cost2(o: &Opts) {
 }
 
 fn cost_table(b: &Bed, o: &Opts) {
-    println!("| mix | server | answered | lost | avg latency | CPU per query (user part) | Lodestar / Knot |");
+    println!(
+        "| mix | server | answered | lost | avg latency | CPU per query (user part) | / Knot |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut servers: Vec<(&str, SocketAddr, u32)> = vec![
+        ("Knot", b.knot.addr, b.knot_pid),
+        ("Lodestar", b.lodestar.addr, b.lodestar.pid()),
+    ];
+    if let Some(base) = &b.baseline {
+        servers.push(("baseline", base.addr, base.pid()));
+    }
     for mix in ["names", "srv", "nxdomain", "forward10"] {
         let file = queries(b.dir.path(), mix, o.services);
         // Warm-up: caches filled, so that every round measures the same thing.
-        offer(b.lodestar.addr, b.lodestar.pid(), &file, o.qps, 2);
-        offer(b.knot.addr, b.knot_pid, &file, o.qps, 2);
+        for (_, addr, pid) in &servers {
+            offer(*addr, *pid, &file, o.qps, 2);
+        }
         let mut runs: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
         for _ in 0..o.rounds {
-            runs.entry("Knot").or_default().push(offer(
-                b.knot.addr,
-                b.knot_pid,
-                &file,
-                o.qps,
-                o.seconds,
-            ));
-            runs.entry("Lodestar").or_default().push(offer(
-                b.lodestar.addr,
-                b.lodestar.pid(),
-                &file,
-                o.qps,
-                o.seconds,
-            ));
+            for (label, addr, pid) in &servers {
+                runs.entry(label)
+                    .or_default()
+                    .push(offer(*addr, *pid, &file, o.qps, o.seconds));
+            }
         }
         let med = |s: &str| median(runs[s].iter().map(|l| l.cpu_us).collect());
-        let ratio = med("Lodestar") / med("Knot");
-        for server in ["Knot", "Lodestar"] {
+        for (server, _, _) in &servers {
             let r = &runs[server];
             let answered: u64 = r.iter().map(|l| l.answered).sum();
             let lost: u64 = r.iter().map(|l| l.lost).sum();
             let sent: u64 = r.iter().map(|l| l.sent).sum();
             let lat = median(r.iter().map(|l| l.latency_ms).collect());
-            let shown = if server == "Lodestar" {
-                format!("{ratio:.2}x")
-            } else {
+            let shown = if *server == "Knot" {
                 String::new()
+            } else {
+                format!("{:.2}x", med(server) / med("Knot"))
             };
             let user = median(r.iter().map(|l| l.user_us).collect());
             println!("| {mix} | {server} | {answered} of {sent} | {lost} | {lat:.3} ms | {:.2} µs ({user:.2} µs) | {shown} |", med(server));
@@ -1004,6 +1036,249 @@ async fn big(o: &Opts) {
         }
     }
     head_of_line(o, &etcd, &lodestar, &knot).await;
+    shapes(o, &etcd, &lodestar).await;
+    hostile_tcp(&lodestar, &knot).await;
+}
+
+/// Puts `records` into etcd, 128 a transaction.
+async fn put_all(etcd: &Etcd, records: &[(String, String)]) {
+    let mut c = etcd.client().await;
+    for chunk in records.chunks(128) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .expect("txn");
+    }
+}
+
+/// The shapes that stalled earlier versions, each timed right after a change under it.
+async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
+    let mut records: Vec<(String, String)> = (0..100_000)
+        .map(|k| {
+            (
+                format!("/skydns/dev/webapp/huge/i{k}"),
+                format!(
+                    r#"{{"host":"10.{}.{}.{}"}}"#,
+                    100 + (k >> 16),
+                    (k >> 8) & 255,
+                    k & 255
+                ),
+            )
+        })
+        .collect();
+    // Every container behind one host address (one --ip): 600 records, one PTR.
+    records.extend((0..600).map(|k| {
+        (
+            format!("/skydns/dev/webapp/shared/s{k}"),
+            format!(r#"{{"host":"10.77.0.1","port":{}}}"#, 2000 + k),
+        )
+    }));
+    // CNAME fan-outs: `width` records a level, each naming the next level, 9 levels.
+    for width in [4, 5] {
+        for level in 0..9 {
+            for i in 0..width {
+                records.push((
+                    format!("/skydns/dev/webapp/f{width}l{level}/r{i}"),
+                    format!(r#"{{"host":"f{width}l{}.webapp.dev"}}"#, level + 1),
+                ));
+            }
+        }
+        records.push((
+            format!("/skydns/dev/webapp/f{width}l9/end"),
+            r#"{"host":"10.9.9.9"}"#.into(),
+        ));
+    }
+    records.push((
+        "/skydns/dev/webapp/megatxt/t".into(),
+        format!(r#"{{"text":"{}"}}"#, "x".repeat(1 << 20)),
+    ));
+    put_all(etcd, &records).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let t = Instant::now();
+    while !answered(
+        &sock,
+        lodestar.addr,
+        "i99999.huge.webapp.dev.",
+        RecordType::A,
+        "10.101.134.159",
+    ) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the shapes did not load"
+        );
+    }
+    let rounds = o.rounds.max(1) * 3;
+    println!("\n### Hostile shapes, each right after a change under it ({rounds} changes per row; median / max)\n");
+    println!("| shape | query | transport | Lodestar | answers (TC) |");
+    println!("|---|---|---|---:|---:|");
+    let rows: [(&str, &str, RecordType, &str); 8] = [
+        (
+            "SRV of a name with 5,000 instances",
+            "big5000.webapp.dev.",
+            RecordType::SRV,
+            "big5000",
+        ),
+        (
+            "100,000 records under one name",
+            "huge.webapp.dev.",
+            RecordType::A,
+            "huge",
+        ),
+        (
+            "PTR of an address shared by 600 records",
+            "1.0.77.10.in-addr.arpa.",
+            RecordType::PTR,
+            "shared",
+        ),
+        (
+            "CNAME fan-out, 4 wide, 9 deep (36 records)",
+            "f4l0.webapp.dev.",
+            RecordType::A,
+            "f4l0",
+        ),
+        (
+            "CNAME fan-out, 5 wide, 9 deep (45 records)",
+            "f5l0.webapp.dev.",
+            RecordType::A,
+            "f5l0",
+        ),
+        (
+            "a 1 MB TXT value",
+            "megatxt.webapp.dev.",
+            RecordType::TXT,
+            "megatxt",
+        ),
+        ("the apex, SRV", "webapp.dev.", RecordType::SRV, "big100"),
+        ("the apex, A", "webapp.dev.", RecordType::A, "huge"),
+    ];
+    let mut version = 0usize;
+    let mut client = etcd.client().await;
+    for (label, name, qtype, changed) in rows {
+        for wire in [Wire::Udp, Wire::Tcp] {
+            let mut times = Vec::new();
+            let mut shown = (0, false);
+            for _ in 0..rounds {
+                version += 1;
+                // The PTR row changes a record carrying the shared address.
+                let ip = if changed == "shared" {
+                    "10.77.0.1".to_string()
+                } else {
+                    format!("10.253.{}.{}", version / 250 % 250, version % 250 + 1)
+                };
+                let key = format!("/skydns/dev/webapp/{changed}/changing");
+                client
+                    .put(
+                        key.as_str(),
+                        format!(r#"{{"host":"{ip}","port":{version}}}"#),
+                        None,
+                    )
+                    .await
+                    .expect("put");
+                let probe = format!("changing.{changed}.webapp.dev.");
+                let t = Instant::now();
+                while !answered_srv_port(&sock, lodestar.addr, &probe, version) {
+                    assert!(t.elapsed() < Duration::from_secs(10), "change not seen");
+                }
+                let (s, n, tc) = timed(lodestar.addr, name, qtype, wire).expect("an answer");
+                times.push(s * 1000.0);
+                shown = (n, tc);
+            }
+            times.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "| {label} | `{name} {qtype}` | {} | {:.2} / {:.2} ms | {}{} |",
+                wire.label(),
+                percentile(&times, 0.5),
+                times.last().copied().unwrap_or(f64::NAN),
+                shown.0,
+                if shown.1 { " (TC)" } else { "" }
+            );
+        }
+    }
+}
+
+/// Whether `name` answers an SRV with `port` (the mark of one particular change).
+fn answered_srv_port(sock: &UdpSocket, addr: SocketAddr, name: &str, port: usize) -> bool {
+    let q = support::message(name, RecordType::SRV);
+    let Ok(bytes) = q.to_vec() else { return false };
+    if sock.send_to(&bytes, addr).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(n) => match Message::from_vec(&buf[..n]) {
+                Ok(m) if m.metadata.id == q.metadata.id => {
+                    return m.answers.iter().any(|r| {
+                        matches!(&r.data, hickory_proto::rr::RData::SRV(s) if usize::from(s.port) == port)
+                    })
+                }
+                Ok(_) => continue,
+                Err(_) => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+}
+
+/// TCP queries from one client while 512 connections from another address send queries for
+/// large answers and never read them; each server in turn.
+async fn hostile_tcp(lodestar: &Server, knot: &Knot) {
+    use tokio::io::AsyncWriteExt;
+    println!("\n### TCP while 512 connections from another client never read their answers\n");
+    println!("| server | TCP queries answered | p50 | max |");
+    println!("|---|---:|---:|---:|");
+    for (label, addr) in [("Knot", knot.addr), ("Lodestar", lodestar.addr)] {
+        let q = support::message("big5000.webapp.dev.", RecordType::A)
+            .to_vec()
+            .expect("query");
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        let many = framed.repeat(40);
+        let mut hostile = Vec::new();
+        for _ in 0..512 {
+            let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+                break;
+            };
+            if socket.bind("127.0.0.2:0".parse().expect("addr")).is_err() {
+                break;
+            }
+            let Ok(Ok(mut s)) =
+                tokio::time::timeout(Duration::from_secs(2), socket.connect(addr)).await
+            else {
+                continue;
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(20), s.write_all(&many)).await;
+            hostile.push(s);
+        }
+        let mut times = Vec::new();
+        let tries = 20;
+        for i in 0..tries {
+            let name = format!("svc{i}.webapp.dev.");
+            if let Some((s, n, _)) =
+                tokio::task::spawn_blocking(move || timed(addr, &name, RecordType::A, Wire::Tcp))
+                    .await
+                    .ok()
+                    .flatten()
+            {
+                if n > 0 {
+                    times.push(s * 1000.0);
+                }
+            }
+        }
+        drop(hostile);
+        times.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "| {label} | {} of {tries} | {:.2} ms | {:.2} ms |",
+            times.len(),
+            percentile(&times, 0.5),
+            times.last().copied().unwrap_or(f64::NAN)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Small names from a steady client while two others ask the large names (UDP and TCP) and a
