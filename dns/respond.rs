@@ -142,7 +142,8 @@ fn write(
     let n = body.answers.len();
     let start = if n == 0 { 0 } else { body.rotation % n };
     let rotated = body.answers[start..].iter().chain(&body.answers[..start]);
-    let (answers, mut truncated) = emitted(enc.emit_all(rotated))?;
+    let owner = question.map(Question::name);
+    let (answers, mut truncated) = emit_records(&mut enc, rotated, owner)?;
     let mut authorities = 0;
     let mut additionals = 0;
     if !truncated {
@@ -178,6 +179,48 @@ fn write(
     };
     place.replace(&mut enc, header)?;
     Ok(buf)
+}
+
+/// Writes records until one does not fit: (records written, whether some did not fit). A record
+/// owned by the question's name gets a pointer to the question (offset 12) as its owner: hickory
+/// compresses only the first 120 names of a message, and a name with thousands of records would
+/// otherwise fill a TCP message with full copies of its own name.
+fn emit_records<'r>(
+    enc: &mut BinEncoder<'_>,
+    records: impl Iterator<Item = &'r Record>,
+    question: Option<&Name>,
+) -> Result<(u16, bool), ProtoError> {
+    let mut count: u16 = 0;
+    for r in records {
+        let start = enc.offset();
+        let written = match question {
+            Some(q) if r.name == *q => emit_at_question(enc, r),
+            _ => r.emit(enc),
+        };
+        match written {
+            Ok(()) if count < u16::MAX => count += 1,
+            Ok(()) | Err(ProtoError::MaxBufferSizeExceeded(_)) => {
+                enc.set_offset(start);
+                enc.trim();
+                return Ok((count, true));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((count, false))
+}
+
+/// A record whose owner is the question's name (RFC 1035 4.1.4: a pointer to offset 12).
+fn emit_at_question(enc: &mut BinEncoder<'_>, r: &Record) -> Result<(), ProtoError> {
+    enc.emit_u16(0xC000 | 12)?;
+    r.record_type().emit(enc)?;
+    r.dns_class.emit(enc)?;
+    enc.emit_u32(r.ttl)?;
+    let place = enc.place::<u16>()?;
+    r.data.emit(enc)?;
+    let len = u16::try_from(enc.len_since_place(&place))
+        .map_err(|_| ProtoError::MaxBufferSizeExceeded(usize::from(u16::MAX)))?;
+    place.replace(enc, len)
 }
 
 /// (records written, whether some did not fit) from an `emit_all`.
@@ -284,6 +327,27 @@ mod tests {
             ["10.0.0.1", "10.0.0.2", "10.0.0.0"],
             "rotated by 4 % 3"
         );
+    }
+
+    #[test]
+    fn a_tcp_message_holds_four_thousand_addresses() {
+        let records = addresses(5000);
+        let body = Body {
+            answers: &records,
+            ..Body::default()
+        };
+        let bytes = encode(
+            &q(Transport::Tcp, None),
+            ResponseCode::NoError,
+            true,
+            false,
+            body,
+        );
+        let m = parse(&bytes);
+        // 12 + 20 (question) + 16 a record: 4,093 fit in 65,535 bytes.
+        assert_eq!(m.answers.len(), 4093);
+        assert_eq!(m.answers[4092].name.to_string(), "Big.webapp.dev.");
+        assert!(m.metadata.truncation);
     }
 
     #[test]

@@ -99,11 +99,17 @@ async fn thousands_of_instances_and_the_apex() {
     assert!(len <= 1232, "{len} bytes with EDNS 1232");
     assert!(m.metadata.truncation && m.edns.is_some());
 
-    // TCP: every one of the 2,000 addresses fits in 65,535 bytes.
-    let (len, m) = tcp(dns.addr, &message("big.webapp.dev.", RecordType::A)).await;
+    // TCP: every one of the 2,000 addresses fits in 65,535 bytes, each owner in the letter case
+    // of this question, though another client's question built the answer.
+    let (_, m) = tcp(dns.addr, &message("BIG.webapp.dev.", RecordType::A)).await;
+    assert_eq!(m.answers.len(), 2000);
+    let (len, m) = tcp(dns.addr, &message("big.WebApp.dev.", RecordType::A)).await;
     assert!(len <= 65535);
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 2000);
+    let owners: std::collections::BTreeSet<String> =
+        m.answers.iter().map(|r| r.name.to_string()).collect();
+    assert_eq!(owners.into_iter().collect::<Vec<_>>(), ["big.WebApp.dev."]);
 
     // SRV records with their targets do not all fit: as many as fit, TC, never malformed.
     let (len, m) = tcp(dns.addr, &message("big.webapp.dev.", RecordType::SRV)).await;
