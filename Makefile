@@ -15,7 +15,7 @@ DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
 DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl
 
-.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-reads bench-propagation bench-scale bench-churn
+.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -88,8 +88,9 @@ run: build stop
 	@echo
 	@echo "Stop it with: make stop"
 
-## bench: every benchmark of bench/ (about 10 minutes; uses both CPUs: run it on a quiet machine).
-## bench-cost, bench-reads, bench-propagation, bench-scale, bench-churn: one each.
+## bench: every benchmark of bench/ (about 30 minutes; uses both CPUs: run it on a quiet machine).
+## bench-cost, bench-cost2, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,
+## bench-tcp: one each (README, Performance).
 ## Options go in ARGS, e.g. make bench-cost ARGS="--services 10000 --qps 20000 --seconds 10 --rounds 3".
 bench: deps docker-up
 	cargo bench --bench lodestar -- all $(ARGS)

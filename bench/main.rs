@@ -428,6 +428,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A UDP query, blocking; whether it has an answer record.
 fn answered(sock: &UdpSocket, addr: SocketAddr, name: &str, qtype: RecordType, want: &str) -> bool {
+    ask(sock, addr, name, qtype, |m| {
+        m.answers.iter().any(|r| r.data.to_string() == want)
+    })
+}
+
+/// Whether `name` answers an SRV with `port` (the mark of one particular change).
+fn answered_srv_port(sock: &UdpSocket, addr: SocketAddr, name: &str, port: usize) -> bool {
+    ask(sock, addr, name, RecordType::SRV, |m| {
+        m.answers.iter().any(
+            |r| matches!(&r.data, hickory_proto::rr::RData::SRV(s) if usize::from(s.port) == port),
+        )
+    })
+}
+
+/// A UDP query, blocking: whether its answer satisfies `good` (false on no answer).
+fn ask(
+    sock: &UdpSocket,
+    addr: SocketAddr,
+    name: &str,
+    qtype: RecordType,
+    good: impl Fn(&Message) -> bool,
+) -> bool {
     let q = support::message(name, qtype);
     let Ok(bytes) = q.to_vec() else { return false };
     if sock.send_to(&bytes, addr).is_err() {
@@ -437,9 +459,7 @@ fn answered(sock: &UdpSocket, addr: SocketAddr, name: &str, qtype: RecordType, w
     loop {
         match sock.recv(&mut buf) {
             Ok(n) => match Message::from_vec(&buf[..n]) {
-                Ok(m) if m.metadata.id == q.metadata.id => {
-                    return m.answers.iter().any(|r| r.data.to_string() == want)
-                }
+                Ok(m) if m.metadata.id == q.metadata.id => return good(&m),
                 Ok(_) => continue,
                 Err(_) => return false,
             },
@@ -1049,20 +1069,6 @@ async fn big(o: &Opts) {
     hostile_tcp(&lodestar, &knot).await;
 }
 
-/// Puts `records` into etcd, 128 a transaction.
-async fn put_all(etcd: &Etcd, records: &[(String, String)]) {
-    let mut c = etcd.client().await;
-    for chunk in records.chunks(128) {
-        let ops: Vec<etcd_client::TxnOp> = chunk
-            .iter()
-            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
-            .collect();
-        c.txn(etcd_client::Txn::new().and_then(ops))
-            .await
-            .expect("txn");
-    }
-}
-
 /// The shapes that stalled earlier versions, each timed right after a change under it.
 async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
     let mut records: Vec<(String, String)> = (0..100_000)
@@ -1104,7 +1110,7 @@ async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
         "/skydns/dev/webapp/megatxt/t".into(),
         format!(r#"{{"text":"{}"}}"#, "x".repeat(1 << 20)),
     ));
-    put_all(etcd, &records).await;
+    support::put_all(etcd, &records).await;
     let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
     let t = Instant::now();
@@ -1205,30 +1211,6 @@ async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
                 shown.0,
                 if shown.1 { " (TC)" } else { "" }
             );
-        }
-    }
-}
-
-/// Whether `name` answers an SRV with `port` (the mark of one particular change).
-fn answered_srv_port(sock: &UdpSocket, addr: SocketAddr, name: &str, port: usize) -> bool {
-    let q = support::message(name, RecordType::SRV);
-    let Ok(bytes) = q.to_vec() else { return false };
-    if sock.send_to(&bytes, addr).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.recv(&mut buf) {
-            Ok(n) => match Message::from_vec(&buf[..n]) {
-                Ok(m) if m.metadata.id == q.metadata.id => {
-                    return m.answers.iter().any(|r| {
-                        matches!(&r.data, hickory_proto::rr::RData::SRV(s) if usize::from(s.port) == port)
-                    })
-                }
-                Ok(_) => continue,
-                Err(_) => return false,
-            },
-            Err(_) => return false,
         }
     }
 }

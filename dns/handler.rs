@@ -305,22 +305,18 @@ impl Handler {
                     partial: Some(records),
                 }))
             }
-            Decision::Refused => (
-                self.error(&q, ResponseCode::Refused, client),
-                ResponseCode::Refused,
-            ),
-            Decision::NotReady => (
-                self.error(&q, ResponseCode::ServFail, client),
-                ResponseCode::ServFail,
-            ),
-            Decision::NotImplemented => (
-                self.error(&q, ResponseCode::NotImp, client),
-                ResponseCode::NotImp,
-            ),
-            Decision::BadVersion => (
-                self.error(&q, ResponseCode::BADVERS, client),
-                ResponseCode::BADVERS,
-            ),
+            refusal @ (Decision::Refused
+            | Decision::NotReady
+            | Decision::NotImplemented
+            | Decision::BadVersion) => {
+                let rcode = match refusal {
+                    Decision::Refused => ResponseCode::Refused,
+                    Decision::NotImplemented => ResponseCode::NotImp,
+                    Decision::BadVersion => ResponseCode::BADVERS,
+                    _ => ResponseCode::ServFail,
+                };
+                (self.error(&q, rcode, client), rcode)
+            }
         };
         self.metrics
             .observe(&qtype, rcode_name(rcode), started.elapsed());

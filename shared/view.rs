@@ -54,6 +54,9 @@ pub struct Snapshot {
     skipped_total: u64,
     /// Paths changed since the last publication: stamped by [`View::publish`].
     dirty: Vec<Arc<str>>,
+    /// Whether changes are recorded in `dirty`: not while a snapshot is loaded from scratch
+    /// (its publication retires everything anyway), from its first publication on.
+    tracking: bool,
     /// The view's stamps: for each path (by hash), the generation of the last change at or below it.
     stamps: Arc<Stamps>,
 }
@@ -234,10 +237,10 @@ impl Snapshot {
 
     fn remove_entry(&mut self, path: &str) {
         let path: Arc<str> = Arc::from(path);
-        self.dirty.push(path.clone());
+        self.changed(&path, None);
         if let Some(old) = self.entries.remove(&path) {
             if let Some(addr) = addr_of(&old.host) {
-                self.dirty.push(Arc::from(reverse_path(addr)));
+                self.changed(&path, Some(addr));
                 self.by_addr.remove(&(addr, path));
             }
         }
@@ -246,10 +249,20 @@ impl Snapshot {
     fn insert(&mut self, path: Arc<str>, entry: Entry) {
         self.remove_entry(&path);
         if let Some(addr) = addr_of(&entry.host) {
-            self.dirty.push(Arc::from(reverse_path(addr)));
+            self.changed(&path, Some(addr));
             self.by_addr.insert((addr, path.clone()));
         }
         self.entries.insert(path, Arc::new(entry));
+    }
+
+    /// Records a change at `path`, or (with `addr`) at the reverse path of that address.
+    fn changed(&mut self, path: &Arc<str>, addr: Option<IpAddr>) {
+        if self.tracking {
+            self.dirty.push(match addr {
+                Some(addr) => Arc::from(reverse_path(addr)),
+                None => path.clone(),
+            });
+        }
     }
 
     /// Stamps the paths changed since the last publication, and every path above them, with
@@ -257,6 +270,7 @@ impl Snapshot {
     /// raises the floor: everything built before it is stale.
     fn stamp(&mut self, stamps: &Arc<Stamps>, generation: u64, reset: bool) {
         self.stamps = stamps.clone();
+        self.tracking = true;
         let dirty = std::mem::take(&mut self.dirty);
         if reset {
             stamps.floor.fetch_max(generation, Ordering::Release);

@@ -11,20 +11,6 @@ use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
-/// Writes `records` (key, value) into etcd, 128 a transaction.
-async fn put_all(etcd: &Etcd, records: &[(String, String)]) {
-    let mut c = etcd.client().await;
-    for chunk in records.chunks(128) {
-        let ops: Vec<etcd_client::TxnOp> = chunk
-            .iter()
-            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
-            .collect();
-        c.txn(etcd_client::Txn::new().and_then(ops))
-            .await
-            .expect("txn");
-    }
-}
-
 /// `n` instances of `name` (`/skydns/dev/webapp/<name>/i<k>`), each with its own address and port.
 fn instances(name: &str, n: usize) -> Vec<(String, String)> {
     (0..n)

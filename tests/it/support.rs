@@ -155,6 +155,20 @@ impl Etcd {
     }
 }
 
+/// Writes `records` (key, value) into etcd, 128 a transaction.
+pub async fn put_all(etcd: &Etcd, records: &[(String, String)]) {
+    let mut c = etcd.client().await;
+    for chunk in records.chunks(128) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
+            .collect();
+        c.txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .expect("txn");
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
