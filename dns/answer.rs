@@ -67,6 +67,8 @@ pub struct Domain {
     pub path: String,
     /// The path of its reserved subtree (`dev/webapp/dns`).
     dns_path: String,
+    /// The SOA's MNAME and RNAME (`ns.dns.webapp.dev.`, `hostmaster.webapp.dev.`), made once.
+    soa_names: (Name, Name),
 }
 
 impl Domain {
@@ -76,10 +78,17 @@ impl Domain {
         name.set_fqdn(true);
         let path = lodestar::key::name_to_path(&name.to_ascii());
         let dns_path = format!("{path}/dns");
+        let under = |label: &str| {
+            Name::from_ascii(label)
+                .and_then(|n| n.append_domain(&name))
+                .unwrap_or_else(|_| name.clone())
+        };
+        let soa_names = (under("ns.dns"), under("hostmaster"));
         Domain {
             name,
             path,
             dns_path,
+            soa_names,
         }
     }
 
@@ -155,12 +164,7 @@ impl Authority {
 
     /// The SOA of a served domain; its serial is the snapshot's revision.
     pub fn soa(&self, domain: &Domain, snap: &Snapshot) -> Record {
-        let ns = Name::from_ascii("ns.dns")
-            .and_then(|n| n.append_domain(&domain.name))
-            .unwrap_or_else(|_| domain.name.clone());
-        let mbox = Name::from_ascii("hostmaster")
-            .and_then(|n| n.append_domain(&domain.name))
-            .unwrap_or_else(|_| domain.name.clone());
+        let (ns, mbox) = domain.soa_names.clone();
         // The serial follows etcd's revision; RFC 1982 arithmetic makes the wrap harmless.
         let serial = snap.revision() as u32;
         let soa = SOA::new(ns, mbox, serial, 28800, 7200, 604800, self.default_ttl);
@@ -665,9 +669,13 @@ fn fqdn(name: &str) -> Result<Name, hickory_proto::ProtoError> {
 }
 
 fn is_reverse(lower: &Name) -> bool {
-    let v4 = Name::from_ascii("in-addr.arpa.").ok();
-    let v6 = Name::from_ascii("ip6.arpa.").ok();
-    [v4, v6].into_iter().flatten().any(|z| z.zone_of(lower))
+    static ZONES: std::sync::LazyLock<Vec<Name>> = std::sync::LazyLock::new(|| {
+        ["in-addr.arpa.", "ip6.arpa."]
+            .into_iter()
+            .filter_map(|z| Name::from_ascii(z).ok())
+            .collect()
+    });
+    ZONES.iter().any(|z| z.zone_of(lower))
 }
 
 fn reverse_addr(lower: &Name) -> Option<IpAddr> {
