@@ -498,23 +498,7 @@ async fn bed_on(services: usize, cpus: &str, threads: usize) -> (Bed, Etcd) {
     let knot_pid = pid_listening_udp(knot.addr.port()).expect("knot's pid");
     pin(knot_pid, cpus);
     let lodestar = Server::lodestar_threads(&etcd, upstream.addr, cpus, threads);
-    // Ready: the last service answers.
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
-    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
-    let last = format!("svc{}.webapp.dev.", services - 1);
-    let ip = format!(
-        "172.17.{}.{}",
-        ((services - 1) / 250) % 250,
-        (services - 1) % 250 + 1
-    );
-    let t = Instant::now();
-    while !answered(&sock, lodestar.addr, &last, RecordType::A, &ip) {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "lodestar-dns did not load"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_loaded(lodestar.addr, services);
     let etcd2 = etcd_handle(&etcd);
     (
         Bed {
@@ -530,6 +514,28 @@ async fn bed_on(services: usize, cpus: &str, threads: usize) -> (Bed, Etcd) {
     )
 }
 
+/// Waits (at most 120 s) until the server at `addr` answers the last of `services` services.
+fn wait_loaded(addr: SocketAddr, services: usize) {
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let n = services - 1;
+    let ip = format!("172.17.{}.{}", (n / 250) % 250, n % 250 + 1);
+    let t = Instant::now();
+    while !answered(
+        &sock,
+        addr,
+        &format!("svc{n}.webapp.dev."),
+        RecordType::A,
+        &ip,
+    ) {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "lodestar-dns did not load"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A second handle on the same etcd (does not own the process).
 fn etcd_handle(e: &Etcd) -> Etcd {
     Etcd::attach(e.port)
@@ -541,20 +547,7 @@ async fn cost(o: &Opts) {
     let (mut b, e) = bed(o.services).await;
     if let Some(bin) = &o.baseline {
         let server = Server::binary(bin, &[], &e, b._upstream.addr, "1");
-        // Loaded: its answer for the last service matches the new one's.
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
-        sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
-        let n = o.services - 1;
-        let ip = format!("172.17.{}.{}", (n / 250) % 250, n % 250 + 1);
-        while !answered(
-            &sock,
-            server.addr,
-            &format!("svc{n}.webapp.dev."),
-            RecordType::A,
-            &ip,
-        ) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_loaded(server.addr, o.services);
         b.baseline = Some(server);
     }
     println!(
