@@ -58,14 +58,20 @@ pub struct Etcd {
 
 impl Etcd {
     pub async fn start() -> Etcd {
-        let mut e = Etcd {
-            child: None,
-            dir: TempDir::new().expect("tempdir"),
-            port: free_port(),
-            peer_port: free_port(),
-        };
-        e.spawn().await;
-        e
+        // A port free when picked may be taken before etcd binds it (other tests run beside
+        // this one): etcd then exits at once, and another pair of ports is tried.
+        for _ in 0..5 {
+            let mut e = Etcd {
+                child: None,
+                dir: TempDir::new().expect("tempdir"),
+                port: free_port(),
+                peer_port: free_port(),
+            };
+            if e.spawn().await {
+                return e;
+            }
+        }
+        panic!("etcd did not start on five pairs of free ports");
     }
 
     /// A handle on an etcd someone else started on `port` (not stopped when dropped).
@@ -82,7 +88,8 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    async fn spawn(&mut self) {
+    /// Starts etcd on this handle's ports: true once it answers, false if it exited first.
+    async fn spawn(&mut self) -> bool {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("log");
@@ -113,14 +120,29 @@ impl Etcd {
             .expect("etcd runs (apt-get install etcd-server)");
         self.child = Some(child);
         let ep = self.endpoint();
-        eventually(Duration::from_secs(30), "etcd answers", || {
-            let ep = ep.clone();
-            async move {
-                let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
-                c.status().await.ok().map(|_| ())
+        let started = Instant::now();
+        loop {
+            let status = async {
+                let mut c = etcd_client::Client::connect([ep.clone()], None)
+                    .await
+                    .ok()?;
+                c.status().await.ok()
+            };
+            if status.await.is_some() {
+                return true;
             }
-        })
-        .await;
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                // Exited before answering: its ports were taken.
+                self.child = None;
+                return false;
+            }
+            let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "etcd did not answer within 30 s:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: etcd is gone, its data stays.
@@ -131,7 +153,7 @@ impl Etcd {
     /// Starts again on the same ports and data.
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
+        assert!(self.spawn().await, "etcd did not restart on its ports");
     }
 
     pub async fn client(&self) -> etcd_client::Client {
