@@ -520,19 +520,19 @@ fn wait_loaded(addr: SocketAddr, services: usize) {
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
     let n = services - 1;
     let ip = format!("172.17.{}.{}", (n / 250) % 250, n % 250 + 1);
+    let name = format!("svc{n}.webapp.dev.");
+    wait_answer(&sock, addr, &name, &ip, Duration::from_secs(120));
+}
+
+/// Polls `name` A at `addr` on `sock` until one answer is `want`; panics after `deadline`.
+fn wait_answer(sock: &UdpSocket, addr: SocketAddr, name: &str, want: &str, deadline: Duration) {
     let t = Instant::now();
-    while !answered(
-        &sock,
-        addr,
-        &format!("svc{n}.webapp.dev."),
-        RecordType::A,
-        &ip,
-    ) {
+    while !answered(sock, addr, name, RecordType::A, want) {
         assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "lodestar-dns did not load"
+            t.elapsed() < deadline,
+            "{name} did not answer {want} within {deadline:?}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -749,10 +749,7 @@ async fn scale(o: &Opts) {
         sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
         let last = format!("svc{}.webapp.dev.", n - 1);
         let ip = format!("172.17.{}.{}", ((n - 1) / 250) % 250, (n - 1) % 250 + 1);
-        while !answered(&sock, dns.addr, &last, RecordType::A, &ip) {
-            assert!(t.elapsed() < Duration::from_secs(600), "not loaded");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_answer(&sock, dns.addr, &last, &ip, Duration::from_secs(600));
         let loaded = t.elapsed().as_secs_f64();
         // Every name: the view is published whole, so the last and a sample of the rest answer.
         for i in (0..n).step_by((n / 1000).max(1)) {
@@ -973,20 +970,13 @@ async fn big(o: &Opts) {
     let lodestar = Server::lodestar(&etcd, knot.addr, "1");
     let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
-    let t = Instant::now();
-    while !answered(
+    wait_answer(
         &sock,
         lodestar.addr,
         "i4999.big5000.webapp.dev.",
-        RecordType::A,
         &big_addr(5000, 4999),
-    ) {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "lodestar-dns did not load"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Duration::from_secs(120),
+    );
     if o.only_tcp {
         hostile_tcp(&lodestar, &knot).await;
         return;
@@ -1106,19 +1096,13 @@ async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
     support::put_all(etcd, &records).await;
     let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
-    let t = Instant::now();
-    while !answered(
+    wait_answer(
         &sock,
         lodestar.addr,
         "i99999.huge.webapp.dev.",
-        RecordType::A,
         "10.101.134.159",
-    ) {
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "the shapes did not load"
-        );
-    }
+        Duration::from_secs(60),
+    );
     let rounds = o.rounds.max(1) * 3;
     println!("\n### Hostile shapes, each right after a change under it ({rounds} changes per row; median / max)\n");
     println!("| shape | query | transport | Lodestar | answers (TC) |");

@@ -136,7 +136,7 @@ impl Handler {
     /// The receive loop's part: a cached answer now, else a job for [`Handler::complete`].
     pub fn handle(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
-        if let Some(bytes) = self.hit(raw, client, transport) {
+        if let Some(bytes) = self.hit(raw, client, transport, true) {
             self.metrics
                 .latency
                 .observe(started.elapsed().as_secs_f64());
@@ -167,15 +167,24 @@ impl Handler {
         }
     }
 
-    /// A cached answer for a plain query, patched for it.
-    fn hit(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+    /// A cached answer for a plain query, patched for it. A miss is counted only on the first
+    /// look (`first`): a worker's second look for the same query is not another miss.
+    fn hit(
+        &self,
+        raw: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        first: bool,
+    ) -> Option<Vec<u8>> {
         let q = wire::quick_parse(raw)?;
         let snap = self.view.peek();
         let snap = snap.as_ref()?;
         let mut key = Vec::with_capacity(8 + q.qname.len());
         wire::cache_key(&q, query::limit(transport, q.edns), &mut key);
         let Some(entry) = self.cache.get(&key, snap) else {
-            self.metrics.cache_misses.inc();
+            if first {
+                self.metrics.cache_misses.inc();
+            }
             return None;
         };
         self.metrics.cache_hits.inc();
@@ -242,7 +251,7 @@ impl Handler {
     ) -> Outcome {
         // Another job may have built this answer while this one waited for a worker.
         if budget == Budget::FULL {
-            if let Some(bytes) = self.hit(raw, client, transport) {
+            if let Some(bytes) = self.hit(raw, client, transport, false) {
                 return Outcome::Reply(bytes);
             }
         }
