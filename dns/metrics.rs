@@ -198,22 +198,22 @@ impl Collector for ViewCollector {
         });
         let gauges = [
             (
-                "lodestar_dns_view_revision",
+                "view_revision",
                 "etcd revision of the snapshot answering queries",
                 revision,
             ),
             (
-                "lodestar_dns_view_records",
+                "view_records",
                 "Records in the snapshot answering queries",
                 records,
             ),
             (
-                "lodestar_dns_view_invalid_keys",
+                "view_invalid_keys",
                 "Keys whose current value does not parse",
                 invalid,
             ),
             (
-                "lodestar_dns_view_loaded",
+                "view_loaded",
                 "1 once the first snapshot is loaded",
                 i64::from(snap.is_some()),
             ),
@@ -222,9 +222,25 @@ impl Collector for ViewCollector {
             let g = ConstGauge::new(value);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        let fresh = self.view.freshness();
+        let g = ConstGauge::new(i64::from(fresh.is_stale()));
+        g.encode(encoder.encode_descriptor(
+            "view_stale",
+            "1 while no watch is open on an etcd member with a leader (answers come from the last snapshot)",
+            None,
+            g.metric_type(),
+        )?)?;
+        let age = fresh.since_heard().map_or(f64::NAN, |d| d.as_secs_f64());
+        let g = ConstGauge::new(age);
+        g.encode(encoder.encode_descriptor(
+            "view_progress_age_seconds",
+            "Seconds since the last watch event or progress notification from etcd (NaN before the first)",
+            None,
+            g.metric_type(),
+        )?)?;
         let c = ConstCounter::new(skipped);
         c.encode(encoder.encode_descriptor(
-            "lodestar_dns_view_skipped_values",
+            "view_skipped_values",
             "Values skipped because they did not parse",
             None,
             c.metric_type(),
@@ -268,14 +284,27 @@ async fn render(State(h): State<Http>) -> impl IntoResponse {
 
 async fn ready(State(h): State<Http>) -> impl IntoResponse {
     match h.view.load() {
-        Some(s) => (
-            StatusCode::OK,
-            format!(
-                "ready: revision {} with {} records\n",
-                s.revision(),
-                s.len()
-            ),
-        ),
+        // A stale view still answers (the last snapshot is better than nothing), so it stays
+        // ready; the body and `view_stale` say so.
+        Some(s) => {
+            let fresh = h.view.freshness();
+            let stale = match (fresh.is_stale(), fresh.since_heard()) {
+                (false, _) => String::new(),
+                (true, Some(d)) => format!(
+                    " (stale: no watch on an etcd member with a leader; last heard {:.1} s ago)",
+                    d.as_secs_f64()
+                ),
+                (true, None) => " (stale: no watch on an etcd member with a leader)".into(),
+            };
+            (
+                StatusCode::OK,
+                format!(
+                    "ready: revision {} with {} records{stale}\n",
+                    s.revision(),
+                    s.len()
+                ),
+            )
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the first snapshot is not loaded yet\n".to_string(),

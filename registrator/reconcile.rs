@@ -6,7 +6,9 @@
 //! applies [`plan`]: missing records are written, stale ones deleted, records deleted behind its
 //! back come back. Nothing is reconciled before the first listing from Docker, so a registrator
 //! that starts while Docker is away deletes nothing. While etcd is away it keeps the desired state
-//! and retries with backoff capped at 2 s.
+//! and retries with backoff capped at 2 s. Every request is timed out and requires a leader: a
+//! member that stops answering or loses its leader is left at once for the next endpoint, where
+//! the lease is adopted and refreshed (well inside its TTL), so the records never expire.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,6 +170,10 @@ impl Reconciler {
                     if failures == 1 || failures.is_power_of_two() {
                         warn!(%error, failures, endpoints = ?self.etcd.endpoints, "etcd unavailable, retrying; keeping the desired state");
                     }
+                    // Leave the member that failed: the next connection tries the others first.
+                    if matches!(error, RegistryError::Etcd(_)) {
+                        self.etcd.avoid_current();
+                    }
                     registry = None;
                     retry_at =
                         Some(Instant::now() + backoff.next().unwrap_or(Duration::from_secs(2)));
@@ -194,6 +200,8 @@ impl Reconciler {
         registry: &mut Option<EtcdRegistry>,
         keep_alive: bool,
     ) -> Result<(), RegistryError> {
+        // A new connection (a restart, or a move to another member) refreshes the lease at once.
+        let keep_alive = keep_alive || registry.is_none();
         let reg = match registry {
             Some(r) => r,
             None => {

@@ -1,7 +1,21 @@
-//! How to reach etcd: endpoints, user/password, TLS. Shared by the view and the registry, so that
-//! both binaries take the same options and connect the same way.
+//! How to reach etcd: endpoints, user/password, TLS, and which member to talk to. Shared by the
+//! view and the registry, so that both binaries take the same options and connect the same way.
+//!
+//! A client talks to **one member at a time**, the first of the endpoints (its own host's member,
+//! by convention) until that member fails. [`EtcdConfig::connect`] tries the members in order from
+//! the one in use and keeps the first that answers a status request within
+//! [`MEMBER_TIMEOUT`] **and has a leader**; every request carries etcd's "require leader" flag, so
+//! a member that loses its leader refuses requests and cancels watches instead of hanging.
+//! Callers that see a member fail (a cancelled watch, a request that timed out) call
+//! [`EtcdConfig::avoid_current`] and connect again: the next member is tried first.
+//!
+//! Why not one balanced channel over every endpoint (what `etcd-client` does with a list)? Its
+//! picks are random and it keeps choosing a member that is up but useless: a member without a
+//! leader answers HTTP/2 pings, so a watch on it stalls without an error.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
@@ -17,7 +31,13 @@ pub struct EtcdConfig {
     pub ca_file: Option<PathBuf>,
     /// Client certificate and key (PEM) for mutual TLS.
     pub cert_key_files: Option<(PathBuf, PathBuf)>,
+    /// The member in use, shared by the clones of this configuration.
+    pub current: CurrentMember,
 }
+
+/// The index of the endpoint in use (initially the first). Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct CurrentMember(Arc<AtomicUsize>);
 
 /// Why etcd could not be reached or used.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +60,20 @@ pub enum EtcdError {
     /// The settings do not fit together.
     #[error("{0}")]
     Config(&'static str),
+    /// The member is up but has no leader (it is cut off from the majority of the cluster).
+    #[error("{0} has no leader")]
+    NoLeader(String),
+    /// No endpoint gave a usable member: why, for each.
+    #[error("no etcd member is usable: {0}")]
+    NoMember(String),
 }
 
-/// How long a connection attempt or a single request may take.
+/// How long a single request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a member may take to connect and answer a status request before the next is tried,
+/// and how long a health check of the member in use may take.
+pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl EtcdConfig {
     /// Settings from separate options, as command lines give them: user and password go together,
@@ -82,15 +112,56 @@ impl EtcdConfig {
             user,
             ca_file,
             cert_key_files,
+            current: CurrentMember::default(),
         })
     }
 
-    /// Connects to etcd. Fails within [`REQUEST_TIMEOUT`] when no endpoint answers.
+    /// Connects to a usable member: the one in use, else the next ones in order. A member is
+    /// usable when it answers a status request within [`MEMBER_TIMEOUT`] and has a leader. Fails
+    /// within `MEMBER_TIMEOUT` per endpoint when none is.
     pub async fn connect(&self) -> Result<Client, EtcdError> {
+        let opts = self.options()?;
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Err(EtcdError::Config("at least one etcd endpoint is needed"));
+        }
+        let first = self.current.0.load(Ordering::Relaxed) % n;
+        let mut why = Vec::new();
+        for i in (0..n).map(|k| (first + k) % n) {
+            let endpoint = &self.endpoints[i];
+            match connect_member(endpoint, opts.clone()).await {
+                Ok(client) => {
+                    self.current.0.store(i, Ordering::Relaxed);
+                    return Ok(client);
+                }
+                Err(e) if n == 1 => return Err(e),
+                Err(e) => why.push(format!("{endpoint}: {e}")),
+            }
+        }
+        Err(EtcdError::NoMember(why.join("; ")))
+    }
+
+    /// The endpoint in use (the last one [`EtcdConfig::connect`] chose).
+    pub fn current_endpoint(&self) -> &str {
+        let n = self.endpoints.len().max(1);
+        self.endpoints
+            .get(self.current.0.load(Ordering::Relaxed) % n)
+            .map_or("", String::as_str)
+    }
+
+    /// The member in use failed: the next [`EtcdConfig::connect`] tries the others first.
+    pub fn avoid_current(&self) {
+        let n = self.endpoints.len().max(1);
+        let i = self.current.0.load(Ordering::Relaxed);
+        self.current.0.store((i + 1) % n, Ordering::Relaxed);
+    }
+
+    fn options(&self) -> Result<ConnectOptions, EtcdError> {
         let mut opts = ConnectOptions::new()
-            .with_connect_timeout(REQUEST_TIMEOUT)
+            .with_connect_timeout(MEMBER_TIMEOUT)
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
         if let Some((user, password)) = &self.user {
             opts = opts.with_user(user.clone(), password.clone());
         }
@@ -104,15 +175,34 @@ impl EtcdConfig {
             }
             opts = opts.with_tls(tls);
         }
-        let connect = Client::connect(self.endpoints.clone(), Some(opts));
-        let mut client = tokio::time::timeout(REQUEST_TIMEOUT, connect)
-            .await
-            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT))??;
+        Ok(opts)
+    }
+}
+
+/// One member: connected, answering, with a leader.
+async fn connect_member(endpoint: &str, opts: ConnectOptions) -> Result<Client, EtcdError> {
+    let work = async {
+        let mut client = Client::connect([endpoint], Some(opts)).await?;
         // A lazily connecting channel only fails on first use: ask for status to know now.
-        tokio::time::timeout(REQUEST_TIMEOUT, client.status())
-            .await
-            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT))??;
-        Ok(client)
+        let status = client.status().await?;
+        Ok::<_, EtcdError>((client, status.leader()))
+    };
+    match tokio::time::timeout(MEMBER_TIMEOUT, work).await {
+        Err(_) => Err(EtcdError::Timeout(MEMBER_TIMEOUT)),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok((_, 0))) => Err(EtcdError::NoLeader(endpoint.to_string())),
+        Ok(Ok((client, _))) => Ok(client),
+    }
+}
+
+/// Checks that the member `client` talks to still answers within [`MEMBER_TIMEOUT`] and has a
+/// leader. Its revision on success.
+pub async fn check_member(client: &mut Client, endpoint: &str) -> Result<i64, EtcdError> {
+    match tokio::time::timeout(MEMBER_TIMEOUT, client.status()).await {
+        Err(_) => Err(EtcdError::Timeout(MEMBER_TIMEOUT)),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(s)) if s.leader() == 0 => Err(EtcdError::NoLeader(endpoint.to_string())),
+        Ok(Ok(s)) => Ok(s.header().map_or(0, |h| h.revision())),
     }
 }
 

@@ -280,7 +280,10 @@ impl Registry for EtcdRegistry {
             keeper.keep_alive().await?;
             stream.message().await
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, result).await {
+        // Well inside the TTL, so that a member that stopped answering is left in time to
+        // refresh the lease through another.
+        let limit = (self.ttl / 5).clamp(Duration::from_millis(500), REQUEST_TIMEOUT);
+        match tokio::time::timeout(limit, result).await {
             Ok(Ok(Some(resp))) if resp.ttl() > 0 => Ok(()),
             Ok(Ok(_)) => {
                 self.keeper = None;
@@ -292,7 +295,7 @@ impl Registry for EtcdRegistry {
             }
             Err(_) => {
                 self.keeper = None;
-                Err(RegistryError::Etcd(EtcdError::Timeout(REQUEST_TIMEOUT)))
+                Err(RegistryError::Etcd(EtcdError::Timeout(limit)))
             }
         }
     }

@@ -7,6 +7,13 @@
 //! the watcher reconnects from the last revision; when that revision was compacted it reloads.
 //! While etcd is away the last snapshot keeps answering.
 //!
+//! The watch follows the healthy majority of the cluster. It is opened with etcd's "require
+//! leader" flag (a member that loses its leader cancels it), and once a second the watcher asks
+//! its member for status (answer within a second, with a leader) and for a progress notification.
+//! A member that fails either is left at once for the next endpoint, where the watch resumes from
+//! the last revision. [`Freshness`] says whether the view is following a member right now and
+//! when it last heard from one, for the metrics and logs.
+//!
 //! Each publication also stamps the paths it changed (and every path above them, and the reverse
 //! path of every address that came or went) with its generation, so that a cache of answers can
 //! ask [`Snapshot::changed_since`] whether anything under one name changed, instead of retiring
@@ -16,9 +23,9 @@
 //! answer look changed when it did not (it is rebuilt), never the other way round.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use etcd_client::{EventType, GetOptions, WatchOptions};
@@ -26,7 +33,7 @@ use imbl::{OrdMap, OrdSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::etcd::{EtcdConfig, EtcdError, REQUEST_TIMEOUT};
+use crate::etcd::{check_member, EtcdConfig, EtcdError, REQUEST_TIMEOUT};
 use crate::key::{self, Prefix};
 use crate::record::{Host, Service};
 
@@ -344,6 +351,7 @@ pub struct View {
     current: ArcSwapOption<Snapshot>,
     generation: std::sync::atomic::AtomicU64,
     stamps: Arc<Stamps>,
+    freshness: Freshness,
 }
 
 impl Default for View {
@@ -352,7 +360,55 @@ impl Default for View {
             current: ArcSwapOption::default(),
             generation: AtomicU64::new(0),
             stamps: Arc::new(Stamps::new(STAMP_SLOTS)),
+            freshness: Freshness::default(),
         }
+    }
+}
+
+/// Whether the view follows etcd right now. The view keeps answering from its last snapshot
+/// either way; this is what says that the snapshot may be old.
+#[derive(Debug)]
+pub struct Freshness {
+    /// A watch is open on a member that has a leader.
+    watching: AtomicBool,
+    /// Milliseconds after `epoch` of the last watch event or progress notification, plus one
+    /// (0: never).
+    last_heard_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            watching: AtomicBool::new(false),
+            last_heard_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Freshness {
+    /// True while no watch is open on a member with a leader (also before the first load).
+    pub fn is_stale(&self) -> bool {
+        !self.watching.load(Ordering::Relaxed)
+    }
+
+    /// Time since the last event or progress notification from etcd; `None` before the first.
+    pub fn since_heard(&self) -> Option<Duration> {
+        match self.last_heard_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.epoch.elapsed().saturating_sub(Duration::from_millis(ms - 1))),
+        }
+    }
+
+    fn heard(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_heard_ms.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// Sets whether a watch is open; the previous value.
+    fn set_watching(&self, watching: bool) -> bool {
+        self.watching.swap(watching, Ordering::Relaxed)
     }
 }
 
@@ -360,6 +416,11 @@ impl View {
     /// An empty view: nothing loaded yet.
     pub fn new() -> Self {
         View::default()
+    }
+
+    /// Whether the view follows etcd right now.
+    pub fn freshness(&self) -> &Freshness {
+        &self.freshness
     }
 
     /// The current snapshot, or `None` before the first load. Never blocks.
@@ -411,7 +472,7 @@ pub enum ViewError {
         /// etcd's compaction revision.
         compacted: i64,
     },
-    /// etcd cancelled the watch.
+    /// etcd cancelled the watch ("etcdserver: no leader" when the member lost its leader).
     #[error("etcd cancelled the watch: {0}")]
     Canceled(String),
     /// The watch stream ended.
@@ -440,14 +501,22 @@ pub async fn follow(
         snapshot: view.load().map(|s| (*s).clone()),
         revision: 0,
         page: page.max(1),
+        stale_for: None,
     };
     let mut backoff = crate::runtime::reconnect_backoff();
     let mut failures = 0u32;
     loop {
+        let mut watched = false;
         let result = tokio::select! {
             () = token.cancelled() => return,
-            r = session(&view, &etcd, &prefix, &mut state, &token, &mut failures) => r,
+            r = session(&view, &etcd, &prefix, &mut state, &token, &mut watched) => r,
         };
+        let was_watching = view.freshness.set_watching(false);
+        if watched {
+            // This session had a usable member: leave it and try the others at once.
+            failures = 0;
+            backoff = crate::runtime::reconnect_backoff();
+        }
         match result {
             Ok(()) => return,
             Err(ViewError::Compacted { wanted, compacted }) => {
@@ -459,6 +528,14 @@ pub async fn follow(
                 continue;
             }
             Err(error) => {
+                let member = etcd.current_endpoint().to_string();
+                etcd.avoid_current();
+                if was_watching {
+                    state.stale_for = Some(Instant::now());
+                    warn!(%error, member, revision = state.revision,
+                        "the view may be stale: lost the watch; answering from the last snapshot, trying the other members");
+                    continue;
+                }
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
                     warn!(%error, failures, endpoints = ?etcd.endpoints, "etcd unavailable, retrying; answering from the last snapshot");
@@ -470,9 +547,6 @@ pub async fn follow(
             () = token.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
-        if failures == 0 {
-            backoff = crate::runtime::reconnect_backoff();
-        }
     }
 }
 
@@ -482,7 +556,12 @@ struct WatchState {
     revision: i64,
     /// Records per request when loading.
     page: i64,
+    /// When the view last lost its watch, until the next one is open.
+    stale_for: Option<Instant>,
 }
+
+/// How often the member in use is checked (status with a leader) and asked for progress.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 async fn session(
     view: &View,
@@ -490,9 +569,10 @@ async fn session(
     prefix: &Prefix,
     state: &mut WatchState,
     token: &CancellationToken,
-    failures: &mut u32,
+    watched: &mut bool,
 ) -> Result<(), ViewError> {
     let mut client = etcd.connect().await?;
+    let member = etcd.current_endpoint().to_string();
     let range = prefix.range_start();
     if state.revision == 0 || state.snapshot.is_none() {
         // Keep what was learnt about invalid values so that they are not reported twice.
@@ -508,7 +588,7 @@ async fn session(
         let revision = load(&mut client, prefix, state.page, &mut snap).await?;
         snap.revision = revision;
         let published = view.publish(&mut snap, true);
-        info!(revision, records = published.len(), "view loaded");
+        info!(revision, records = published.len(), member, "view loaded");
         state.snapshot = Some(snap);
         state.revision = revision;
     }
@@ -516,15 +596,28 @@ async fn session(
         .with_prefix()
         .with_start_revision(state.revision + 1)
         .with_progress_notify();
-    let mut stream = client.watch(range.as_str(), Some(opts)).await?;
-    if *failures > 0 {
-        info!(revision = state.revision, "etcd reachable again, watching");
+    let watch = client.watch(range.as_str(), Some(opts));
+    let mut stream = tokio::time::timeout(REQUEST_TIMEOUT, watch)
+        .await
+        .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT))??;
+    *watched = true;
+    view.freshness.set_watching(true);
+    view.freshness.heard();
+    match state.stale_for.take() {
+        Some(since) => info!(revision = state.revision, member, stale_ms = since.elapsed().as_millis() as u64, "watching again"),
+        None => debug!(revision = state.revision, member, "watching"),
     }
-    *failures = 0;
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let msg = tokio::select! {
             () = token.cancelled() => return Ok(()),
             m = stream.message() => m?,
+            _ = check.tick() => {
+                check_member(&mut client, &member).await?;
+                stream.request_progress().await?;
+                continue;
+            }
         };
         let Some(resp) = msg else {
             return Err(ViewError::StreamEnded);
@@ -538,6 +631,7 @@ async fn session(
             }
             return Err(ViewError::Canceled(resp.cancel_reason().to_string()));
         }
+        view.freshness.heard();
         let revision = resp.header().map_or(state.revision, |h| h.revision());
         let Some(snap) = state.snapshot.as_mut() else {
             return Err(ViewError::StreamEnded);

@@ -3,7 +3,9 @@
 
 mod answers;
 mod big;
+mod cluster;
 mod forward;
+mod netns;
 mod ops;
 mod registrator;
 mod support;

@@ -503,7 +503,13 @@ pub async fn udp_raw(
     bytes: &[u8],
     timeout: Duration,
 ) -> std::io::Result<Vec<u8>> {
-    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    // Loopback for loopback servers; the test's own namespaces' bridge otherwise.
+    let local = if addr.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let s = tokio::net::UdpSocket::bind(local).await?;
     s.send_to(bytes, addr).await?;
     let mut buf = vec![0u8; 65535];
     let n = tokio::time::timeout(timeout, s.recv(&mut buf))
@@ -597,7 +603,7 @@ pub fn docker(args: &[&str]) -> String {
 /// Runs a shell command under an exclusive lock, so that parallel tests do it once.
 fn locked(lock: &str, script: &str) {
     let ok = Command::new("flock")
-        .args([lock, "sh", "-c", script])
+        .args(["-o", lock, "sh", "-c", script])
         .status()
         .map(|s| s.success());
     assert_eq!(ok.ok(), Some(true), "{script}");
