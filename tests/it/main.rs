@@ -8,6 +8,7 @@ mod forward;
 mod netns;
 mod ops;
 mod registrator;
+mod secure;
 mod support;
 mod view;
 mod wire;

@@ -692,10 +692,15 @@ impl std::ops::DerefMut for Registrator {
 impl Registrator {
     /// Starts it on `etcd` for `webapp.dev` as host `host_id`, with `extra` flags.
     pub fn start(etcd: &Etcd, host_id: &str, extra: &[&str]) -> Registrator {
+        Registrator::start_endpoint(&etcd.endpoint(), host_id, extra)
+    }
+
+    /// Starts it on the etcd at `endpoint` for `webapp.dev` as host `host_id`, with `extra` flags.
+    pub fn start_endpoint(endpoint: &str, host_id: &str, extra: &[&str]) -> Registrator {
         docker_ready();
         let mut args: Vec<String> = [
             "--etcd",
-            &etcd.endpoint(),
+            endpoint,
             "--domain",
             "webapp.dev",
             "--host-id",
