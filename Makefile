@@ -13,9 +13,9 @@ export CARGO_TARGET_$(TRIPLE_ENV)_RUSTFLAGS := -C target-feature=+crt-static
 BIN := $(CURDIR)/target/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
-DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl
+DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl iproute2 iptables openssl
 
-.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp
+.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-failover cluster cluster-stop
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -97,6 +97,15 @@ bench: deps docker-up
 
 bench-%: deps docker-up
 	cargo bench --bench lodestar -- $* $(ARGS)
+
+## cluster: the tutorial's three hosts on this machine (network namespaces core-01..03 on a bridge,
+## 10.88.8.101..103), each with an etcd member, its own Docker engine, lodestar-dns on port 53 and
+## lodestar-registrator; prints the tutorial's lines to try. cluster-stop removes all of it.
+cluster: build
+	@BIN=$(BIN) scripts/cluster.sh up
+
+cluster-stop:
+	@scripts/cluster.sh down
 
 ## stop: stop what `make run` started.
 stop:

@@ -429,3 +429,86 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         .await;
     }
 }
+
+/// `make cluster`'s script, as the README tells a user to try it: three hosts each with an etcd
+/// member, its own Docker engine, lodestar-dns and the registrator; `docker run` redis on core-03's
+/// engine; the printed `dig` at core-01 answers core-03's address; `down` leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn make_cluster_runs_the_tutorial_and_cluster_stop_removes_it() {
+    let lock = std::fs::File::create("/tmp/lodestar-test-net-19.lock").expect("lock file");
+    lock.lock().expect("lock");
+    let bin = PathBuf::from(DNS)
+        .parent()
+        .expect("binary directory")
+        .to_path_buf();
+    let env = [
+        ("CLUSTER_PREFIX", "lt19-"),
+        ("CLUSTER_NET", "10.88.19"),
+        ("CLUSTER_BRIDGE", "lsct19"),
+        ("CLUSTER_DIR", "/run/lodestar-test-cluster-19"),
+    ];
+    let script = crate::support::repo_file("scripts/cluster.sh");
+    let run = |what: &str| {
+        let mut c = std::process::Command::new(&script);
+        c.arg(what).env("BIN", &bin);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("scripts/cluster.sh")
+    };
+    struct Down<F: Fn()>(F);
+    impl<F: Fn()> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _down = Down(|| {
+        run("down");
+    });
+    let up = run("up");
+    let printed = String::from_utf8_lossy(&up.stdout).to_string();
+    assert!(
+        up.status.success(),
+        "cluster up: {printed}{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let docker_run = printed
+        .lines()
+        .find(|l| l.contains("docker -H") && l.contains("SERVICE_NAME=redis"))
+        .expect("the printed docker run line")
+        .trim()
+        .to_string();
+    let dig = printed
+        .lines()
+        .find(|l| l.trim().starts_with("dig @10.88.19.101 redis.webapp.dev"))
+        .expect("the printed dig line")
+        .trim()
+        .to_string();
+    let out = std::process::Command::new("sh")
+        .args(["-c", &docker_run])
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "{docker_run}: {out:?}");
+    let answer = eventually(Duration::from_secs(20), &dig, || async {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("{dig} +short")])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!text.is_empty()).then_some(text)
+    })
+    .await;
+    assert_eq!(answer, "10.88.19.103", "{dig}");
+
+    let down = run("down");
+    assert!(down.status.success(), "{down:?}");
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns");
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains("lt19-core"),
+        "namespaces removed"
+    );
+    assert!(!std::path::Path::new("/run/lodestar-test-cluster-19").exists());
+}
