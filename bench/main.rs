@@ -1,4 +1,5 @@
-//! Lodestar benchmarks, side by side with Knot DNS. Every server listens on 127.0.0.1.
+//! Lodestar benchmarks, side by side with Knot DNS. Every server listens on 127.0.0.1, except in
+//! `failover`, whose hosts are network namespaces it creates (10.88.<k>.101..103) and removes.
 //!
 //! ```text
 //! cargo bench --bench lodestar -- cost         [--services N] [--qps Q] [--seconds S] [--rounds R]
@@ -9,6 +10,7 @@
 //! cargo bench --bench lodestar -- big          [--services N] [--seconds S] [--rounds R]
 //! cargo bench --bench lodestar -- cost2        [--services N] [--qps Q] [--seconds S] [--rounds R]
 //! cargo bench --bench lodestar -- tcp          (bench-big's last table alone)
+//! cargo bench --bench lodestar -- failover     [--rounds R]   (three hosts in network namespaces)
 //! cargo bench --bench lodestar -- all
 //! ```
 //!
@@ -26,6 +28,11 @@
 
 #[path = "../tests/it/support.rs"]
 mod support;
+
+#[path = "../tests/it/netns.rs"]
+mod netns;
+
+mod failover;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -90,6 +97,7 @@ fn main() {
             "big" => big(&opts).await,
             "tcp" => big(&Opts { only_tcp: true, ..opts }).await,
             "cost2" => cost2(&opts).await,
+            "failover" => failover::failover(&opts).await,
             "all" => {
                 cost(&opts).await;
                 reads(&opts).await;
@@ -98,10 +106,11 @@ fn main() {
                 big(&opts).await;
                 cost2(&opts).await;
                 scale(&opts).await;
+                failover::failover(&opts).await;
             }
             other => {
                 eprintln!(
-                    "unknown benchmark {other:?}: cost, cost2, reads, propagation, scale, churn, big or all"
+                    "unknown benchmark {other:?}: cost, cost2, reads, propagation, scale, churn, big, tcp, failover or all"
                 );
                 std::process::exit(2);
             }

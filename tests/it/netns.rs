@@ -392,3 +392,28 @@ pub fn start_registrator(
         .args(["--log-format", "json"]);
     HostProc::spawn(cmd, dir.join(format!("registrator-{i}.log")))
 }
+
+impl EtcdCluster {
+    /// The index of the member that leads now, as its peers see it.
+    pub async fn leader_index(&self) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut leader = 0;
+        for url in &self.urls {
+            let status = async {
+                let mut c = etcd_client::Client::connect([url.as_str()], None).await.ok()?;
+                c.status().await.ok()
+            };
+            let s = tokio::time::timeout(Duration::from_secs(1), status)
+                .await
+                .ok()
+                .flatten();
+            ids.push(s.as_ref().and_then(|s| s.header()).map(|h| h.member_id()));
+            if let Some(s) = s {
+                if s.leader() != 0 {
+                    leader = s.leader();
+                }
+            }
+        }
+        ids.iter().position(|id| *id == Some(leader))
+    }
+}
