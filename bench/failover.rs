@@ -52,7 +52,10 @@ async fn until(a: SocketAddr, name: &str, want: &str, since: Instant) -> Duratio
                 return since.elapsed();
             }
         }
-        assert!(since.elapsed() < Duration::from_secs(60), "{name} never answered at {a}");
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "{name} never answered at {a}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -132,14 +135,28 @@ pub async fn failover(o: &Opts) {
         let (h, leader) = follower(&etcd).await;
         servers[h] = None;
         servers[h] = Some(fresh_dns(&net, &etcd, h, dir.path()).await);
-        let probe = prober(vec![addr(&net, h)], "steady.webapp.dev.".into(), "10.9.0.1".into());
+        let probe = prober(
+            vec![addr(&net, h)],
+            "steady.webapp.dev.".into(),
+            "10.9.0.1".into(),
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ip = format!("10.10.0.{}", r + 1);
         let t = Instant::now();
         etcd.kill(h);
-        etcd.put(leader, &format!("/skydns/dev/webapp/k{r}/x"), &format!(r#"{{"host":"{ip}"}}"#))
-            .await;
-        kill_gap.push(ms(until(addr(&net, h), &format!("k{r}.webapp.dev."), &ip, t).await));
+        etcd.put(
+            leader,
+            &format!("/skydns/dev/webapp/k{r}/x"),
+            &format!(r#"{{"host":"{ip}"}}"#),
+        )
+        .await;
+        kill_gap.push(ms(until(
+            addr(&net, h),
+            &format!("k{r}.webapp.dev."),
+            &ip,
+            t,
+        )
+        .await));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (times, bad) = finish(probe).await;
         kill_times.extend(times);
@@ -153,14 +170,28 @@ pub async fn failover(o: &Opts) {
         let (h, leader) = follower(&etcd).await;
         servers[h] = None;
         servers[h] = Some(fresh_dns(&net, &etcd, h, dir.path()).await);
-        let probe = prober(vec![addr(&net, h)], "steady.webapp.dev.".into(), "10.9.0.1".into());
+        let probe = prober(
+            vec![addr(&net, h)],
+            "steady.webapp.dev.".into(),
+            "10.9.0.1".into(),
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ip = format!("10.11.0.{}", r + 1);
         let t = Instant::now();
         net.partition_peers(h);
-        etcd.put(leader, &format!("/skydns/dev/webapp/p{r}/x"), &format!(r#"{{"host":"{ip}"}}"#))
-            .await;
-        part_gap.push(ms(until(addr(&net, h), &format!("p{r}.webapp.dev."), &ip, t).await));
+        etcd.put(
+            leader,
+            &format!("/skydns/dev/webapp/p{r}/x"),
+            &format!(r#"{{"host":"{ip}"}}"#),
+        )
+        .await;
+        part_gap.push(ms(until(
+            addr(&net, h),
+            &format!("p{r}.webapp.dev."),
+            &ip,
+            t,
+        )
+        .await));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (times, bad) = finish(probe).await;
         part_times.extend(times);
@@ -174,7 +205,10 @@ pub async fn failover(o: &Opts) {
     let (h, _) = follower(&etcd).await;
     let _reg = start_registrator(&net, &etcd, h, 6, &PathBuf::from(REGISTRATOR), dir.path());
     let svc = format!("bench{}", std::process::id());
-    let _ctr = Ctr::run("failover", &["-p", "6379", "-e", &format!("SERVICE_NAME={svc}")]);
+    let _ctr = Ctr::run(
+        "failover",
+        &["-p", "6379", "-e", &format!("SERVICE_NAME={svc}")],
+    );
     let name = format!("{svc}.webapp.dev.");
     let host_ip = net.hosts[h].ip.to_string();
     for i in 0..3 {
@@ -214,10 +248,25 @@ pub async fn failover(o: &Opts) {
     println!("\n| during | server asked | answers | wrong or lost | p50 | p99 | max |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for (what, who, times, bad) in [
-        ("member kills", "the host whose member died", &kill_times, kill_bad),
+        (
+            "member kills",
+            "the host whose member died",
+            &kill_times,
+            kill_bad,
+        ),
         ("partitions", "the cut-off host", &part_times, part_bad),
-        ("15 s partition of the registrator's host (lease TTL 6 s)", "the two healthy hosts", &healthy_times, healthy_bad),
-        ("15 s partition of the registrator's host (lease TTL 6 s)", "the cut-off host", &cut_times, cut_bad),
+        (
+            "15 s partition of the registrator's host (lease TTL 6 s)",
+            "the two healthy hosts",
+            &healthy_times,
+            healthy_bad,
+        ),
+        (
+            "15 s partition of the registrator's host (lease TTL 6 s)",
+            "the cut-off host",
+            &cut_times,
+            cut_bad,
+        ),
     ] {
         println!(
             "| {what} | {who} | {} | {bad} | {:.2} ms | {:.2} ms | {:.2} ms |",

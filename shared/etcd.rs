@@ -212,3 +212,63 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, EtcdError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_member_is_left_for_the_next_and_clones_share_the_choice() {
+        let cfg = EtcdConfig::from_parts(
+            vec![
+                "http://a:2379".into(),
+                "http://b:2379".into(),
+                "http://c:2379".into(),
+            ],
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        .expect("config");
+        let clone = cfg.clone();
+        assert_eq!(cfg.current_endpoint(), "http://a:2379");
+        cfg.avoid_current();
+        assert_eq!(clone.current_endpoint(), "http://b:2379");
+        clone.avoid_current();
+        clone.avoid_current();
+        assert_eq!(cfg.current_endpoint(), "http://a:2379", "wraps around");
+    }
+
+    #[test]
+    fn settings_that_do_not_fit_together_are_refused() {
+        let e = || vec!["http://a:2379".to_string()];
+        assert!(EtcdConfig::from_parts(vec![], None, None, None, None, None).is_err());
+        assert!(EtcdConfig::from_parts(e(), Some("u".into()), None, None, None, None).is_err());
+        assert!(EtcdConfig::from_parts(e(), None, None, None, Some("c.pem".into()), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn no_usable_member_names_each_endpoint_and_why() {
+        // Two closed loopback ports: refused at once, each named in the error.
+        let ports: Vec<u16> = (0..2)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .expect("port")
+            })
+            .collect();
+        let eps: Vec<String> = ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let cfg = EtcdConfig::from_parts(eps.clone(), None, None, None, None, None).expect("cfg");
+        let err = match cfg.connect().await {
+            Ok(_) => panic!("nothing listens"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(&eps[0]) && err.contains(&eps[1]), "{err}");
+    }
+}

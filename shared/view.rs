@@ -397,7 +397,11 @@ impl Freshness {
     pub fn since_heard(&self) -> Option<Duration> {
         match self.last_heard_ms.load(Ordering::Relaxed) {
             0 => None,
-            ms => Some(self.epoch.elapsed().saturating_sub(Duration::from_millis(ms - 1))),
+            ms => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms - 1)),
+            ),
         }
     }
 
@@ -604,7 +608,12 @@ async fn session(
     view.freshness.set_watching(true);
     view.freshness.heard();
     match state.stale_for.take() {
-        Some(since) => info!(revision = state.revision, member, stale_ms = since.elapsed().as_millis() as u64, "watching again"),
+        Some(since) => info!(
+            revision = state.revision,
+            member,
+            stale_ms = since.elapsed().as_millis() as u64,
+            "watching again"
+        ),
         None => debug!(revision = state.revision, member, "watching"),
     }
     let mut check = tokio::time::interval(CHECK_EVERY);

@@ -303,7 +303,10 @@ async fn tutorial_cluster_answers_everywhere_and_rides_out_a_member_kill_and_a_h
         bed.until_a(i, &name, &[&core03], Duration::from_secs(20))
             .await;
     }
-    eprintln!("core-03 back: answered at all three {:?} after the registrator started", back.elapsed());
+    eprintln!(
+        "core-03 back: answered at all three {:?} after the registrator started",
+        back.elapsed()
+    );
     drop(ctr);
 }
 
@@ -368,7 +371,11 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         &bad[..bad.len().min(10)],
         bed.logs()
     );
-    let reg = bed.registrator.as_ref().map(HostProc::logs).unwrap_or_default();
+    let reg = bed
+        .registrator
+        .as_ref()
+        .map(HostProc::logs)
+        .unwrap_or_default();
     assert_eq!(
         reg.matches("granted a new lease").count(),
         1,
@@ -381,6 +388,12 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         tail(&reg)
     );
     assert_eq!(bed.metric(2, "lodestar_dns_view_stale").await, Some(0.0));
+    // Progress notifications, asked for every second, keep the age fresh on a quiet cluster.
+    let age = bed
+        .metric(2, "lodestar_dns_view_progress_age_seconds")
+        .await
+        .expect("progress age");
+    assert!(age < 3.0, "heard from etcd {age} s ago on a healthy member");
     bed.net.heal_peers(2);
     bed.etcd.wait_leader(2, Duration::from_secs(20)).await;
 
@@ -393,7 +406,9 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         eventually(
             Duration::from_secs(15),
             &format!("server {i} says its view is stale"),
-            || async { (bed.metric(i, "lodestar_dns_view_stale").await == Some(1.0)).then_some(()) },
+            || async {
+                (bed.metric(i, "lodestar_dns_view_stale").await == Some(1.0)).then_some(())
+            },
         )
         .await;
         assert_eq!(a(bed.dns_addr(i), &name).await, Ok(vec![core03.clone()]));
@@ -412,7 +427,9 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         eventually(
             Duration::from_secs(30),
             &format!("server {i} follows etcd again"),
-            || async { (bed.metric(i, "lodestar_dns_view_stale").await == Some(0.0)).then_some(()) },
+            || async {
+                (bed.metric(i, "lodestar_dns_view_stale").await == Some(0.0)).then_some(())
+            },
         )
         .await;
     }

@@ -400,7 +400,9 @@ impl EtcdCluster {
         let mut leader = 0;
         for url in &self.urls {
             let status = async {
-                let mut c = etcd_client::Client::connect([url.as_str()], None).await.ok()?;
+                let mut c = etcd_client::Client::connect([url.as_str()], None)
+                    .await
+                    .ok()?;
                 c.status().await.ok()
             };
             let s = tokio::time::timeout(Duration::from_secs(1), status)

@@ -115,7 +115,8 @@ impl SecureEtcd {
     }
 
     fn ctl(&self, args: &[&str]) -> String {
-        self.etcdctl(args).unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"))
+        self.etcdctl(args)
+            .unwrap_or_else(|e| panic!("etcdctl {args:?}: {e}"))
     }
 
     async fn ready(&self) {
@@ -192,7 +193,13 @@ async fn etcd_with_mutual_tls() {
         "--etcd-key",
         key.as_str(),
     ];
-    let mut args = vec!["--domain", "webapp.dev", "--no-forward", "--etcd", &etcd.endpoint];
+    let mut args = vec![
+        "--domain",
+        "webapp.dev",
+        "--no-forward",
+        "--etcd",
+        &etcd.endpoint,
+    ];
     args.extend(tls);
     let dns = Dns::start(&args);
     until_a(&dns, "db.webapp.dev.", "10.2.0.1").await;
@@ -241,7 +248,12 @@ async fn etcd_with_authentication_and_least_privileges() {
     let dir = TempDir::new().expect("tempdir");
     let etcd = SecureEtcd::start(
         "http",
-        &["--auth-token".into(), "simple".into(), "--auth-token-ttl".into(), "2".into()],
+        &[
+            "--auth-token".into(),
+            "simple".into(),
+            "--auth-token-ttl".into(),
+            "2".into(),
+        ],
         vec![],
         dir,
     );
@@ -275,14 +287,27 @@ async fn etcd_with_authentication_and_least_privileges() {
         .is_err());
 
     let auth = ["--etcd-user", "dns", "--etcd-password", "dnspw"];
-    let mut args = vec!["--domain", "webapp.dev", "--no-forward", "--etcd", &etcd.endpoint];
+    let mut args = vec![
+        "--domain",
+        "webapp.dev",
+        "--no-forward",
+        "--etcd",
+        &etcd.endpoint,
+    ];
     args.extend(auth);
     let dns = Dns::start(&args);
     until_a(&dns, "db.webapp.dev.", "10.3.0.1").await;
 
     let svc = format!("auth{}", std::process::id());
     let _c = Ctr::run("auth", &["-e", &format!("SERVICE_NAME={svc}"), "-p", "80"]);
-    let reg_auth = ["--etcd-user", "registrator", "--etcd-password", "regpw", "--ttl", "3"];
+    let reg_auth = [
+        "--etcd-user",
+        "registrator",
+        "--etcd-password",
+        "regpw",
+        "--ttl",
+        "3",
+    ];
     let reg = Registrator::start_endpoint(&etcd.endpoint, "auth-host", &reg_auth);
     until_a(&dns, &format!("{svc}.webapp.dev."), "10.99.0.1").await;
 
@@ -292,7 +317,10 @@ async fn etcd_with_authentication_and_least_privileges() {
     put("/skydns/dev/webapp/db/db-2", r#"{"host":"10.3.0.2"}"#);
     until_a(&dns, "db.webapp.dev.", "10.3.0.2").await;
     let svc2 = format!("auth2x{}", std::process::id());
-    let _c2 = Ctr::run("auth2", &["-e", &format!("SERVICE_NAME={svc2}"), "-p", "80"]);
+    let _c2 = Ctr::run(
+        "auth2",
+        &["-e", &format!("SERVICE_NAME={svc2}"), "-p", "80"],
+    );
     until_a(&dns, &format!("{svc2}.webapp.dev."), "10.99.0.1").await;
     assert!(
         !reg.logs().contains("lease lost"),
@@ -303,7 +331,14 @@ async fn etcd_with_authentication_and_least_privileges() {
     // A password change: a server started with the old password says why it gets nothing; one
     // with the new password answers.
     etcd.ctl_stdin(
-        &["--user", "root:rootpw", "user", "passwd", "dns", "--interactive=false"],
+        &[
+            "--user",
+            "root:rootpw",
+            "user",
+            "passwd",
+            "dns",
+            "--interactive=false",
+        ],
         "dnspw2\n",
     );
     drop(dns);
@@ -314,7 +349,13 @@ async fn etcd_with_authentication_and_least_privileges() {
         || async { old.logs().contains("authentication failed").then_some(()) },
     )
     .await;
-    let mut args = vec!["--domain", "webapp.dev", "--no-forward", "--etcd", &etcd.endpoint];
+    let mut args = vec![
+        "--domain",
+        "webapp.dev",
+        "--no-forward",
+        "--etcd",
+        &etcd.endpoint,
+    ];
     args.extend(["--etcd-user", "dns", "--etcd-password", "dnspw2"]);
     let dns = Dns::start(&args);
     until_a(&dns, "db.webapp.dev.", "10.3.0.2").await;
