@@ -111,6 +111,9 @@ pub struct Authority {
     pub domains: Vec<Domain>,
     /// TTL for records without one, and the SOA's TTL and minimum (`--ttl`).
     pub default_ttl: u32,
+    /// This host's own name (`--local`, SkyDNS's `-local`): `local.dns.<domain>` answers its
+    /// records, owned by the question.
+    pub local: Option<Name>,
 }
 
 /// The outcome of a question.
@@ -136,8 +139,14 @@ pub struct Records {
     /// Additional section: addresses of the answers' targets (the encoder sends those of the
     /// answers it sends).
     pub additionals: Vec<Record>,
-    /// CNAME targets outside every served domain, to be resolved upstream and appended.
+    /// CNAME targets outside every served domain, to be resolved upstream and appended. A CNAME
+    /// whose target resolves to nothing is then left out (as the peers do).
     pub external: Vec<(Name, RecordType)>,
+    /// When set, the upstream's addresses for `external` are answered as this name's own (a
+    /// name whose records point at several other names: see [`Lookup::addresses`]).
+    pub flatten: Option<Name>,
+    /// The SOA to answer NODATA with when nothing is left once `external` was resolved.
+    pub soa: Option<Record>,
     /// Whether the answers may be sent in any rotation (not a CNAME chain, whose order matters).
     pub rotate: bool,
 }
@@ -160,6 +169,20 @@ impl Authority {
             .iter()
             .filter(|d| d.name.zone_of(name))
             .max_by_key(|d| d.name.num_labels())
+    }
+
+    /// `--local`'s name when `lower` is `local.dns.<domain>` (and not that very name).
+    fn local_target(&self, domain: &Domain, lower: &Name) -> Option<Name> {
+        let local = self.local.as_ref()?;
+        let rel = lower
+            .iter()
+            .count()
+            .checked_sub(domain.name.iter().count())?;
+        let mut labels = lower.iter().take(rel);
+        let is_local = rel == 2
+            && labels.next() == Some(b"local".as_slice())
+            && labels.next() == Some(b"dns".as_slice());
+        (is_local && local != lower).then(|| local.clone())
     }
 
     /// The SOA of a served domain; its serial is the snapshot's revision.
@@ -197,6 +220,20 @@ impl Authority {
         let Some(domain) = self.domain_of(&lower) else {
             return Some((Answer::NotOurs, Dep::Static));
         };
+        if let Some(local) = self.local_target(domain, &lower) {
+            // The local name's answer, owned by the question (as SkyDNS does).
+            let (answer, dep) = self.lookup(snap, &local, qtype, budget)?;
+            let answer = match answer {
+                Answer::Records(mut r) => {
+                    for rec in r.answers.iter_mut().filter(|rec| rec.name == local) {
+                        rec.name = qname.clone();
+                    }
+                    Answer::Records(r)
+                }
+                other => other,
+            };
+            return Some((answer, dep));
+        }
         let apex = lower.iter().count() == domain.name.iter().count();
         let mut q = Lookup::new(self, snap, budget);
         let (entries, base) = q.collect(domain, &lower);
@@ -405,7 +442,7 @@ impl<'a> Lookup<'a> {
             RecordType::A | RecordType::AAAA => {
                 let mut chain = vec![lower.clone()];
                 let entries = self.fit(entries);
-                self.addresses(qname, &entries, qtype, &mut chain, &mut out);
+                self.addresses(qname, &entries, qtype, &mut chain, false, &mut out);
             }
             // RFC 8482: a name that exists answers ANY with one synthesised HINFO, not with
             // everything it has.
@@ -432,9 +469,16 @@ impl<'a> Lookup<'a> {
             }
             RecordType::SRV => {
                 // Records without a host make no SRV, so they take no share of the weights.
+                // Records that would make the same SRV (priority, port, target) make one, and
+                // share one weight (SkyDNS's dedup).
+                let mut seen = HashSet::new();
                 let serving: Vec<(&str, &Entry)> = entries
                     .into_iter()
                     .filter(|(_, e)| e.host != Host::None)
+                    .filter(|(p, e)| {
+                        let target = target_name(p, e).map(|t| t.to_lowercase());
+                        seen.insert((e.service.priority(), e.service.port, target))
+                    })
                     .collect();
                 let pw: Vec<(u16, u16)> = serving
                     .iter()
@@ -503,8 +547,11 @@ impl<'a> Lookup<'a> {
         }
         dedup(&mut out.answers);
         dedup(&mut out.additionals);
-        if out.answers.is_empty() {
+        if out.answers.is_empty() && out.external.is_empty() {
             return Answer::NoData(self.auth.soa(domain, self.snap));
+        }
+        if !out.external.is_empty() {
+            out.soa = Some(self.auth.soa(domain, self.snap));
         }
         out.rotate = out.answers.iter().all(|r| r.record_type() == qtype);
         Answer::Records(out)
@@ -524,17 +571,27 @@ impl<'a> Lookup<'a> {
         None
     }
 
-    /// A/AAAA for `owner` from `entries`; hosts that are names become CNAMEs whose chains are
-    /// followed in-zone (loops cut, at most [`MAX_CHAIN`] deep, each name once) or left for the
-    /// upstream.
+    /// A/AAAA for `owner` from `entries`. A CNAME may only stand alone (RFC 1034 3.6.2, RFC 2181
+    /// 10.1), so:
+    /// - when any record has an address, the records that name a host are left out of A/AAAA;
+    /// - when the records name exactly one host, that is a CNAME, followed in-zone (loops cut, at
+    ///   most [`MAX_CHAIN`] deep, each name once) or left for the upstream, and answered only if
+    ///   it leads to an address (as SkyDNS and CoreDNS do);
+    /// - when they name several hosts, their addresses are answered as `owner`'s own, without a
+    ///   CNAME (`flatten`; so are the names below a flattened one).
     fn addresses(
         &mut self,
         owner: &Name,
         entries: &[(&'a str, &'a Entry)],
         qtype: RecordType,
         chain: &mut Vec<Name>,
+        flatten: bool,
         out: &mut Records,
     ) {
+        let has_addr = entries
+            .iter()
+            .any(|(_, e)| matches!(e.host, Host::V4(_) | Host::V6(_)));
+        let flatten = flatten || (!has_addr && distinct_names(entries) > 1);
         for (_, e) in entries {
             if self.room == 0 {
                 self.exceeded |= self.strict;
@@ -555,49 +612,62 @@ impl<'a> Lookup<'a> {
                         RData::AAAA(AAAA(*ip)),
                     ));
                 }
+                Host::Name(_) if has_addr => {}
                 Host::Name(h) => {
                     let Ok(target) = fqdn(h) else { continue };
                     let lower = target.to_lowercase();
                     if chain.contains(&lower) || chain.len() > MAX_CHAIN {
                         continue;
                     }
-                    let cname =
-                        Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target.clone())));
+                    let t = if qtype == RecordType::ANY {
+                        RecordType::A
+                    } else {
+                        qtype
+                    };
                     let Some(d) = self.auth.domain_of(&lower) else {
-                        self.room = self.room.saturating_sub(1);
-                        out.answers.push(cname);
-                        let t = if qtype == RecordType::ANY {
-                            RecordType::A
-                        } else {
-                            qtype
-                        };
                         if !out.external.iter().any(|(n, _)| *n == target) {
-                            out.external.push((target, t));
+                            out.external.push((target.clone(), t));
+                        }
+                        if flatten {
+                            out.flatten = Some(owner.clone());
+                        } else {
+                            self.room = self.room.saturating_sub(1);
+                            out.answers.push(Record::from_rdata(
+                                owner.clone(),
+                                ttl,
+                                RData::CNAME(CNAME(target)),
+                            ));
                         }
                         continue;
                     };
-                    // As SkyDNS: an in-zone CNAME that leads nowhere is left out. A name
-                    // expanded before in this question already put its records in.
+                    let cname =
+                        Record::from_rdata(owner.clone(), ttl, RData::CNAME(CNAME(target.clone())));
+                    // An in-zone CNAME that leads nowhere is left out. A name expanded before in
+                    // this question already put its records in.
                     match self.expand(&lower) {
-                        Some(true) => {
+                        Some(true) if !flatten => {
                             self.room = self.room.saturating_sub(1);
                             out.answers.push(cname);
                         }
-                        Some(false) => {}
+                        Some(_) => {}
                         None => {
                             let (sub, _) = self.collect(d, &lower);
                             let sub = self.fit(sub);
                             let mut chained = Records::default();
                             chain.push(lower.clone());
-                            self.addresses(&target, &sub, qtype, chain, &mut chained);
+                            let under = if flatten { owner } else { &target };
+                            self.addresses(under, &sub, qtype, chain, flatten, &mut chained);
                             chain.pop();
                             let led = !chained.answers.is_empty() || !chained.external.is_empty();
                             self.expanded.insert(lower, led);
                             if led {
-                                self.room = self.room.saturating_sub(1);
-                                out.answers.push(cname);
+                                if !flatten {
+                                    self.room = self.room.saturating_sub(1);
+                                    out.answers.push(cname);
+                                }
                                 out.answers.extend(chained.answers);
                                 out.external.extend(chained.external);
+                                out.flatten = out.flatten.take().or(chained.flatten);
                             }
                         }
                     }
@@ -626,6 +696,7 @@ impl<'a> Lookup<'a> {
                             &sub,
                             RecordType::ANY,
                             &mut vec![lower.clone()],
+                            false,
                             &mut extra,
                         );
                         self.expanded.insert(lower, !extra.answers.is_empty());
@@ -635,11 +706,7 @@ impl<'a> Lookup<'a> {
                 Some(target)
             }
             Host::V4(_) | Host::V6(_) => {
-                let name = path_to_name(path);
-                let strip =
-                    (e.service.targetstrip as usize).min(name.split('.').count().saturating_sub(1));
-                let stripped = name.splitn(strip + 1, '.').last().unwrap_or(&name);
-                let target = fqdn(stripped).ok()?;
+                let target = target_name(path, e)?;
                 let rdata = match e.host {
                     Host::V4(ip) => RData::A(A(ip)),
                     Host::V6(ip) => RData::AAAA(AAAA(ip)),
@@ -651,6 +718,65 @@ impl<'a> Lookup<'a> {
             Host::None => None,
         }
     }
+}
+
+/// The SRV/MX/NS target a record makes: its host when that is a name, else the name of its key
+/// minus `targetstrip` labels. Pure.
+fn target_name(path: &str, e: &Entry) -> Option<Name> {
+    match &e.host {
+        Host::Name(h) => fqdn(h).ok(),
+        Host::V4(_) | Host::V6(_) => {
+            let name = path_to_name(path);
+            let strip =
+                (e.service.targetstrip as usize).min(name.split('.').count().saturating_sub(1));
+            let stripped = name.splitn(strip + 1, '.').last().unwrap_or(&name);
+            fqdn(stripped).ok()
+        }
+        Host::None => None,
+    }
+}
+
+/// How many different host names `entries` point at (case-insensitive), counting up to two.
+fn distinct_names(entries: &[(&str, &Entry)]) -> usize {
+    let mut first: Option<&str> = None;
+    for (_, e) in entries {
+        if let Host::Name(h) = &e.host {
+            let h = h.trim_end_matches('.');
+            match first {
+                None => first = Some(h),
+                Some(f) if !f.eq_ignore_ascii_case(h) => return 2,
+                Some(_) => {}
+            }
+        }
+    }
+    usize::from(first.is_some())
+}
+
+/// Leaves out the CNAMEs that lead to no data in `records` (their target owns nothing that is
+/// kept), chains included. Linear per link of the longest chain.
+pub fn prune_dangling_cnames(records: &mut Vec<Record>) {
+    let mut live: HashSet<Name> = records
+        .iter()
+        .filter(|r| r.record_type() != RecordType::CNAME)
+        .map(|r| r.name.clone())
+        .collect();
+    loop {
+        let before = live.len();
+        for r in records.iter() {
+            if let RData::CNAME(c) = &r.data {
+                if live.contains(&c.0) {
+                    live.insert(r.name.clone());
+                }
+            }
+        }
+        if live.len() == before {
+            break;
+        }
+    }
+    records.retain(|r| match &r.data {
+        RData::CNAME(c) => live.contains(&c.0),
+        _ => true,
+    });
 }
 
 /// At most `max` of `items`, evenly spread over all of them (every k-th), in their order.

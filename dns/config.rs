@@ -50,6 +50,9 @@ pub struct Cli {
     /// TTL of records that have none, seconds.
     #[arg(long, env = "LODESTAR_TTL", default_value_t = 30)]
     pub ttl: u32,
+    /// This host's own name in etcd (SkyDNS's -local): `local.dns.<domain>` answers its records.
+    #[arg(long, env = "LODESTAR_LOCAL")]
+    pub local: Option<String>,
     /// Directory of RFC 1035 zone files (`*.zone`) to serve beside etcd.
     #[arg(long, env = "LODESTAR_ZONES")]
     pub zones: Option<PathBuf>,
@@ -164,11 +167,21 @@ impl Config {
         if cli.ttl == 0 {
             bail!("--ttl must be at least 1 second");
         }
+        let local = match &cli.local {
+            Some(l) => {
+                lodestar::key::validate_name(l).with_context(|| format!("--local {l:?}"))?;
+                let mut n = Name::from_ascii(l).with_context(|| format!("--local {l:?}"))?;
+                n.set_fqdn(true);
+                Some(n.to_lowercase())
+            }
+            None => None,
+        };
         Ok(Config {
             listen: cli.listen,
             authority: Authority {
                 domains,
                 default_ttl: cli.ttl,
+                local,
             },
             etcd,
             prefix,

@@ -98,6 +98,7 @@ mod tests {
         Authority {
             domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
             default_ttl: 30,
+            local: None,
         }
     }
 

@@ -358,11 +358,33 @@ impl Handler {
                 }
             },
             Some(mut records) => {
+                let flatten = records.flatten.take();
                 for (name, t) in std::mem::take(&mut records.external) {
                     match forwarder.resolve(name, t).await {
-                        Ok(m) => records.answers.extend(m.answers),
+                        // Several targets: their addresses are the name's own, no CNAME.
+                        Ok(m) => match &flatten {
+                            Some(owner) => records.answers.extend(
+                                m.answers.into_iter().filter(|r| r.record_type() == t).map(
+                                    |mut r| {
+                                        r.name = owner.clone();
+                                        r
+                                    },
+                                ),
+                            ),
+                            None => records.answers.extend(m.answers),
+                        },
                         Err(error) => tracing::debug!(%error, "resolving a CNAME target failed"),
                     }
+                }
+                // A CNAME only where its target resolved; nothing left: NODATA.
+                crate::answer::prune_dangling_cnames(&mut records.answers);
+                if records.answers.is_empty() {
+                    let nodata = Records {
+                        authorities: records.soa.take().into_iter().collect(),
+                        ..Records::default()
+                    };
+                    let body = Body::records(&nodata, 0);
+                    return respond::encode(&query, ResponseCode::NoError, true, true, body);
                 }
                 records.rotate = false;
                 let body = Body::records(&records, 0);

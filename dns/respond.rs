@@ -154,7 +154,23 @@ fn write(
             .iter()
             .chain(&body.answers[..start])
             .take(usize::from(answers));
-        let targets: HashSet<&Name> = sent.filter_map(|r| target_of(&r.data)).collect();
+        let mut targets: HashSet<&Name> = sent.filter_map(|r| target_of(&r.data)).collect();
+        // A target that is a CNAME in the additional section brings its chain's addresses.
+        for _ in 0..8 {
+            let more: Vec<&Name> = body
+                .additionals
+                .iter()
+                .filter(|r| targets.contains(&r.name))
+                .filter_map(|r| match &r.data {
+                    RData::CNAME(c) if !targets.contains(&c.0) => Some(&c.0),
+                    _ => None,
+                })
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            targets.extend(more);
+        }
         let wanted = body
             .additionals
             .iter()

@@ -10,6 +10,7 @@ fn auth() -> Authority {
     Authority {
         domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
         default_ttl: 30,
+        local: None,
     }
 }
 

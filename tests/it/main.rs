@@ -7,6 +7,7 @@ mod cluster;
 mod forward;
 mod netns;
 mod ops;
+mod peers;
 mod registrator;
 mod secure;
 mod support;

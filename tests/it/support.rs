@@ -379,12 +379,17 @@ impl Dns {
 
     /// Waits until the view is loaded (an answer that is not SERVFAIL for the apex).
     pub async fn ready(&self) {
+        self.ready_for("webapp.dev.").await
+    }
+
+    /// Waits until the view is loaded, asking the SOA of `apex`.
+    pub async fn ready_for(&self, apex: &str) {
         let addr = self.addr;
         eventually(
             Duration::from_secs(20),
             "first snapshot loaded",
             || async move {
-                let m = query(addr, "webapp.dev.", RecordType::SOA).await.ok()?;
+                let m = query(addr, apex, RecordType::SOA).await.ok()?;
                 (m.metadata.response_code == hickory_proto::op::ResponseCode::NoError).then_some(())
             },
         )
