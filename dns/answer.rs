@@ -411,13 +411,10 @@ impl<'a> Lookup<'a> {
             self.exceeded = true;
         }
         self.scan = self.scan.saturating_sub(scanned);
-        // The shortest key carrying a group picks it; only that group and group-less records answer.
-        let group = found
-            .iter()
-            .filter(|(_, e)| !e.service.group.is_empty())
-            .min_by_key(|(p, _)| (p.split('/').count(), *p))
-            .map(|(_, e)| e.service.group.clone());
-        if let Some(g) = group {
+        // Groups, as the peers: the group of the shortest keys carrying one picks the set (that
+        // group and group-less records answer); when the shortest keys disagree, nothing is
+        // filtered.
+        if let Some(g) = pick_group(&found) {
             found.retain(|(_, e)| e.service.group.is_empty() || e.service.group == g);
         }
         (found, base)
@@ -733,6 +730,32 @@ fn target_name(path: &str, e: &Entry) -> Option<Name> {
             fqdn(stripped).ok()
         }
         Host::None => None,
+    }
+}
+
+/// The group that narrows `found`: the one carried by every shortest key that carries a group;
+/// `None` when no key carries one or when those keys disagree. Pure, linear.
+fn pick_group(found: &[(&str, &Entry)]) -> Option<String> {
+    let mut best: Option<(usize, &str)> = None;
+    let mut disagree = false;
+    for (p, e) in found {
+        let g = e.service.group.as_str();
+        if g.is_empty() {
+            continue;
+        }
+        let depth = p.split('/').count();
+        match best {
+            Some((d, _)) if depth > d => {}
+            Some((d, bg)) if depth == d => disagree |= bg != g,
+            _ => {
+                best = Some((depth, g));
+                disagree = false;
+            }
+        }
+    }
+    match best {
+        Some((_, g)) if !disagree => Some(g.to_string()),
+        _ => None,
     }
 }
 

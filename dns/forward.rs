@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use moka::sync::Cache;
 use moka::Expiry;
@@ -114,7 +114,7 @@ impl Forwarder {
     ) -> Result<Vec<u8>, ForwardError> {
         let key = cache_key(request);
         if let Some(key) = &key {
-            if let Some(hit) = self.cache_hit(key, request) {
+            if let Some(hit) = self.cache_hit(key, request, transport) {
                 return Ok(hit);
             }
         }
@@ -150,12 +150,35 @@ impl Forwarder {
         Ok(answer)
     }
 
-    fn cache_hit(&self, key: &CacheKey, request: &Message) -> Option<Vec<u8>> {
+    /// A cached answer made fit for this client: its id and question, an OPT only when it sent
+    /// one (with our size), and within its size limit (512 over UDP without EDNS); an answer
+    /// stored from a larger exchange that does not fit goes out empty with TC, so that the client
+    /// asks again over TCP.
+    fn cache_hit(
+        &self,
+        key: &CacheKey,
+        request: &Message,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let cached = self.cache.get(key)?;
         let mut m = counted_down(&cached);
         m.metadata.id = request.metadata.id;
         m.queries = request.queries.clone();
-        let bytes = m.to_vec().ok()?;
+        m.edns = request.edns.as_ref().map(|client| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(crate::query::OUR_UDP_PAYLOAD);
+            ours.set_dnssec_ok(client.flags().dnssec_ok);
+            ours
+        });
+        let limit = crate::query::limit(transport, request.edns.as_ref().map(Edns::max_payload));
+        let mut bytes = m.to_vec().ok()?;
+        if bytes.len() > usize::from(limit) {
+            m.answers.clear();
+            m.authorities.clear();
+            m.additionals.clear();
+            m.metadata.truncation = true;
+            bytes = m.to_vec().ok()?;
+        }
         self.hits.inc();
         Some(bytes)
     }

@@ -9,6 +9,7 @@ mod netns;
 mod ops;
 mod peers;
 mod registrator;
+mod rules;
 mod secure;
 mod support;
 mod view;

@@ -515,7 +515,9 @@ pub async fn udp_raw(
         "0.0.0.0:0"
     };
     let s = tokio::net::UdpSocket::bind(local).await?;
-    s.send_to(bytes, addr).await?;
+    // Connected: a closed port is "connection refused" at once (ICMP), not a 5 s wait.
+    s.connect(addr).await?;
+    s.send(bytes).await?;
     let mut buf = vec![0u8; 65535];
     let n = tokio::time::timeout(timeout, s.recv(&mut buf))
         .await
