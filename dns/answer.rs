@@ -313,12 +313,17 @@ impl Authority {
         })
     }
 
-    /// A record's TTL: its own, else the default (the one place that decides it).
+    /// A record's TTL: its own, else the default, and never more than its lease's TTL (the one
+    /// place that decides it).
     fn ttl(&self, e: &Entry) -> u32 {
-        if e.service.ttl > 0 {
+        let ttl = if e.service.ttl > 0 {
             e.service.ttl
         } else {
             self.default_ttl
+        };
+        match e.lease_ttl {
+            0 => ttl,
+            lease => ttl.min(lease),
         }
     }
 }

@@ -44,6 +44,9 @@ pub struct Entry {
     pub service: Service,
     /// `service.host`, classified once at load time.
     pub host: Host,
+    /// The TTL of the etcd lease the record hangs on, as granted (0: no lease, or not known):
+    /// answers never claim the record for longer (as SkyDNS caps a record's TTL at its key's).
+    pub lease_ttl: u32,
 }
 
 /// An immutable view of every record under the prefix at one etcd revision.
@@ -211,6 +214,17 @@ impl Snapshot {
     /// Stores the value of one key under the prefix (path form). A value that does not parse takes
     /// the key out of the view and is reported as skipped.
     pub fn put(&mut self, path: &str, value: &[u8], mod_revision: i64) -> Applied {
+        self.put_leased(path, value, mod_revision, 0)
+    }
+
+    /// [`Snapshot::put`] for a record on a lease whose granted TTL is `lease_ttl` seconds.
+    pub fn put_leased(
+        &mut self,
+        path: &str,
+        value: &[u8],
+        mod_revision: i64,
+        lease_ttl: u32,
+    ) -> Applied {
         let path = normalise_path(path);
         let parsed = validate_path(&path)
             .map_err(|e| e.to_string())
@@ -219,7 +233,12 @@ impl Snapshot {
             Ok(service) => {
                 let host = service.host();
                 self.invalid.remove(path.as_str());
-                self.insert(Arc::from(path), Entry { service, host });
+                let entry = Entry {
+                    service,
+                    host,
+                    lease_ttl,
+                };
+                self.insert(Arc::from(path), entry);
                 Applied::Stored
             }
             Err(reason) => {
@@ -506,6 +525,7 @@ pub async fn follow(
         revision: 0,
         page: page.max(1),
         stale_for: None,
+        leases: Leases::default(),
     };
     let mut backoff = crate::runtime::reconnect_backoff();
     let mut failures = 0u32;
@@ -562,6 +582,8 @@ struct WatchState {
     page: i64,
     /// When the view last lost its watch, until the next one is open.
     stale_for: Option<Instant>,
+    /// Granted TTLs of the leases seen.
+    leases: Leases,
 }
 
 /// How often the member in use is checked (status with a leader) and asked for progress.
@@ -589,7 +611,14 @@ async fn session(
             skipped_total: state.snapshot.as_ref().map_or(0, |s| s.skipped_total),
             ..Snapshot::default()
         };
-        let revision = load(&mut client, prefix, state.page, &mut snap).await?;
+        let revision = load(
+            &mut client,
+            prefix,
+            state.page,
+            &mut snap,
+            &mut state.leases,
+        )
+        .await?;
         snap.revision = revision;
         let published = view.publish(&mut snap, true);
         info!(revision, records = published.len(), member, "view loaded");
@@ -649,13 +678,22 @@ async fn session(
             state.revision = state.revision.max(revision);
             continue;
         }
+        let leases: Vec<i64> = resp
+            .events()
+            .iter()
+            .filter_map(|ev| ev.kv().map(|kv| kv.lease()))
+            .collect();
+        state.leases.learn(&mut client, &leases).await;
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             let Some(path) = path_of(prefix, kv.key()) else {
                 continue;
             };
             match ev.event_type() {
-                EventType::Put => apply_put(snap, &path, kv.value(), kv.mod_revision()),
+                EventType::Put => {
+                    let ttl = state.leases.ttl(kv.lease());
+                    apply_put(snap, &path, kv.value(), kv.mod_revision(), ttl)
+                }
                 EventType::Delete => snap.delete(&path),
             }
         }
@@ -667,6 +705,52 @@ async fn session(
             records = published.len(),
             "view updated"
         );
+    }
+}
+
+/// The granted TTLs of the leases records hang on, asked of etcd once per lease (a registrator
+/// holds one lease for all its records, so there are few). Bounded: at most [`Leases::PER_BATCH`]
+/// new leases are asked about per batch of records, and the table is forgotten past
+/// [`Leases::MAX`] entries; a lease not asked about caps nothing.
+#[derive(Debug, Default)]
+pub struct Leases {
+    ttls: std::collections::HashMap<i64, u32>,
+}
+
+impl Leases {
+    /// New leases asked about per batch (a load page, a watch response).
+    pub const PER_BATCH: usize = 256;
+    /// Leases remembered.
+    pub const MAX: usize = 100_000;
+
+    /// The granted TTL of `lease` if known (0: no lease, or not known).
+    pub fn ttl(&self, lease: i64) -> u32 {
+        self.ttls.get(&lease).copied().unwrap_or(0)
+    }
+
+    async fn learn(&mut self, client: &mut etcd_client::Client, leases: &[i64]) {
+        if self.ttls.len() > Self::MAX {
+            self.ttls.clear();
+        }
+        let mut new: Vec<i64> = leases
+            .iter()
+            .copied()
+            .filter(|l| *l != 0 && !self.ttls.contains_key(l))
+            .collect();
+        new.sort_unstable();
+        new.dedup();
+        for lease in new.into_iter().take(Self::PER_BATCH) {
+            let ask = client.lease_time_to_live(lease, None);
+            let ttl = match tokio::time::timeout(REQUEST_TIMEOUT, ask).await {
+                Ok(Ok(r)) => u32::try_from(r.granted_ttl().max(0)).unwrap_or(u32::MAX),
+                Ok(Err(error)) => {
+                    debug!(lease, %error, "could not read a lease's TTL");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            self.ttls.insert(lease, ttl);
+        }
     }
 }
 
@@ -684,6 +768,7 @@ async fn load(
     prefix: &Prefix,
     page: i64,
     snap: &mut Snapshot,
+    leases: &mut Leases,
 ) -> Result<i64, ViewError> {
     let mut kv = client.kv_client().max_decoding_message_size(MAX_PAGE_BYTES);
     let start = prefix.range_start();
@@ -706,10 +791,13 @@ async fn load(
         if revision == 0 {
             revision = resp.header().map_or(0, |h| h.revision());
         }
+        let ids: Vec<i64> = resp.kvs().iter().map(|kv| kv.lease()).collect();
+        leases.learn(client, &ids).await;
         for kv in resp.kvs() {
             if let Some(path) = path_of(prefix, kv.key()) {
                 present.insert(Arc::<str>::from(normalise_path(&path)));
-                apply_put(snap, &path, kv.value(), kv.mod_revision());
+                let ttl = leases.ttl(kv.lease());
+                apply_put(snap, &path, kv.value(), kv.mod_revision(), ttl);
             }
         }
         match resp.kvs().last() {
@@ -734,11 +822,11 @@ fn path_of(prefix: &Prefix, key: &[u8]) -> Option<String> {
     prefix.path_of_key(key).map(str::to_string)
 }
 
-fn apply_put(snap: &mut Snapshot, path: &str, value: &[u8], mod_revision: i64) {
+fn apply_put(snap: &mut Snapshot, path: &str, value: &[u8], mod_revision: i64, lease_ttl: u32) {
     if let Applied::Skipped {
         first: true,
         reason,
-    } = snap.put(path, value, mod_revision)
+    } = snap.put_leased(path, value, mod_revision, lease_ttl)
     {
         warn!(key = path, error = %reason, revision = mod_revision, "skipping malformed record");
     }

@@ -246,3 +246,59 @@ async fn cached_forwarded_answers_fit_the_client() {
     let m = hickory_proto::op::Message::from_vec(&raw).expect("parse");
     assert!(m.edns.is_some());
 }
+
+/// A record on an etcd lease is never answered with a TTL that outlives the lease (SkyDNS takes
+/// the lower of the record's TTL and its key's): `--ttl 3600`, a lease of 100 s -> TTL 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_on_a_lease_is_answered_within_the_lease() {
+    let etcd = Etcd::start().await;
+    let mut c = etcd.client().await;
+    let lease = c.lease_grant(100, None).await.expect("lease").id();
+    let opts = etcd_client::PutOptions::new().with_lease(lease);
+    c.put(
+        "/skydns/dev/webapp/leased",
+        r#"{"host":"10.0.0.9"}"#,
+        Some(opts),
+    )
+    .await
+    .expect("put");
+    etcd.put("/skydns/dev/webapp/plain", r#"{"host":"10.0.0.10"}"#)
+        .await;
+    let dns = Dns::for_etcd(&etcd, None, &["--ttl", "3600"]);
+    dns.ready().await;
+    let m = query(dns.addr, "leased.webapp.dev.", RecordType::A)
+        .await
+        .expect("answer");
+    assert_eq!(
+        m.answers.first().map(|r| r.ttl),
+        Some(100),
+        "{:?}",
+        answers(&m)
+    );
+    let m = query(dns.addr, "plain.webapp.dev.", RecordType::A)
+        .await
+        .expect("answer");
+    assert_eq!(m.answers.first().map(|r| r.ttl), Some(3600));
+    // A record written later on a 20 s lease, through the watch.
+    let lease = c.lease_grant(20, None).await.expect("lease").id();
+    let opts = etcd_client::PutOptions::new().with_lease(lease);
+    c.put(
+        "/skydns/dev/webapp/later",
+        r#"{"host":"10.0.0.11","ttl":60}"#,
+        Some(opts),
+    )
+    .await
+    .expect("put");
+    let ttl = crate::support::eventually(
+        std::time::Duration::from_secs(10),
+        "the later record answered",
+        || async {
+            let m = query(dns.addr, "later.webapp.dev.", RecordType::A)
+                .await
+                .ok()?;
+            m.answers.first().map(|r| r.ttl)
+        },
+    )
+    .await;
+    assert_eq!(ttl, 20);
+}

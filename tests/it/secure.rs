@@ -310,6 +310,14 @@ async fn etcd_with_authentication_and_least_privileges() {
     ];
     let reg = Registrator::start_endpoint(&etcd.endpoint, "auth-host", &reg_auth);
     until_a(&dns, &format!("{svc}.webapp.dev."), "10.99.0.1").await;
+    // The read-only user may read the lease's TTL: the answer does not outlive it (--ttl 3).
+    let m = query(dns.addr, &format!("{svc}.webapp.dev."), RecordType::A)
+        .await
+        .expect("answer");
+    assert!(
+        m.answers.iter().all(|r| r.ttl <= 3),
+        "TTL within the registrator's lease: {m:?}"
+    );
 
     // Tokens live 2 s: after they expired the watch still delivers, and the registrator (which
     // refreshes its lease every second) still writes.
