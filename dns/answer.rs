@@ -114,6 +114,53 @@ pub struct Authority {
     /// This host's own name (`--local`, SkyDNS's `-local`): `local.dns.<domain>` answers its
     /// records, owned by the question.
     pub local: Option<Name>,
+    /// TTL of negative answers and the SOA minimum (`--min-ttl`, default `--ttl`).
+    pub negative_ttl: u32,
+    /// The SOA's mailbox (`--hostmaster`); default `hostmaster.<domain>`.
+    pub hostmaster: Option<Name>,
+    /// What CHAOS-class TXT questions answer.
+    pub chaos: Chaos,
+}
+
+/// The CHAOS-class names a server answers (TXT, TTL 0): `version.bind`/`version.server` (unless
+/// hidden), `hostname.bind`/`id.server`.
+#[derive(Debug, Clone, Default)]
+pub struct Chaos {
+    names: Vec<(Name, String)>,
+}
+
+impl Chaos {
+    /// The answers for `version` (None: hidden) and `id`.
+    pub fn new(version: Option<String>, id: String) -> Chaos {
+        let mut names = Vec::new();
+        let mut add = |n: &str, v: &str| {
+            if let Ok(name) = Name::from_ascii(n) {
+                names.push((name, v.to_string()));
+            }
+        };
+        if let Some(v) = &version {
+            add("version.bind.", v);
+            add("version.server.", v);
+        }
+        add("hostname.bind.", &id);
+        add("id.server.", &id);
+        Chaos { names }
+    }
+
+    /// The CH TXT answer for `qname`/`qtype`, owned by the question; `None`: not a CHAOS name
+    /// of ours (REFUSED).
+    pub fn answer(&self, qname: &Name, qtype: RecordType) -> Option<Answer> {
+        let (_, text) = self.names.iter().find(|(n, _)| n == qname)?;
+        if !matches!(qtype, RecordType::TXT | RecordType::ANY) {
+            return Some(Answer::Records(Records::default()));
+        }
+        let mut r = Record::from_rdata(qname.clone(), 0, RData::TXT(TXT::new(vec![text.clone()])));
+        r.dns_class = hickory_proto::rr::DNSClass::CH;
+        Some(Answer::Records(Records {
+            answers: vec![r],
+            ..Records::default()
+        }))
+    }
 }
 
 /// The outcome of a question.
@@ -188,10 +235,19 @@ impl Authority {
     /// The SOA of a served domain; its serial is the snapshot's revision.
     pub fn soa(&self, domain: &Domain, snap: &Snapshot) -> Record {
         let (ns, mbox) = domain.soa_names.clone();
+        let mbox = self.hostmaster.clone().unwrap_or(mbox);
         // The serial follows etcd's revision; RFC 1982 arithmetic makes the wrap harmless.
         let serial = snap.revision() as u32;
-        let soa = SOA::new(ns, mbox, serial, 28800, 7200, 604800, self.default_ttl);
+        let soa = SOA::new(ns, mbox, serial, 28800, 7200, 604800, self.negative_ttl);
         Record::from_rdata(domain.name.clone(), self.default_ttl, RData::SOA(soa))
+    }
+
+    /// The SOA that goes with a negative answer: its TTL is the lower of its own and its
+    /// minimum (RFC 2308 3).
+    pub fn negative_soa(&self, domain: &Domain, snap: &Snapshot) -> Record {
+        let mut soa = self.soa(domain, snap);
+        soa.ttl = self.default_ttl.min(self.negative_ttl);
+        soa
     }
 
     /// Answers `qname`/`qtype` from `snap` (see [`Authority::lookup`]).
@@ -436,7 +492,7 @@ impl<'a> Lookup<'a> {
         entries: Vec<(&'a str, &'a Entry)>,
     ) -> Answer {
         if entries.is_empty() && !apex {
-            return Answer::NxDomain(self.auth.soa(domain, self.snap));
+            return Answer::NxDomain(self.auth.negative_soa(domain, self.snap));
         }
         let ttl = |e: &Entry| self.auth.ttl(e);
         let mut out = Records::default();
@@ -550,10 +606,10 @@ impl<'a> Lookup<'a> {
         dedup(&mut out.answers);
         dedup(&mut out.additionals);
         if out.answers.is_empty() && out.external.is_empty() {
-            return Answer::NoData(self.auth.soa(domain, self.snap));
+            return Answer::NoData(self.auth.negative_soa(domain, self.snap));
         }
         if !out.external.is_empty() {
-            out.soa = Some(self.auth.soa(domain, self.snap));
+            out.soa = Some(self.auth.negative_soa(domain, self.snap));
         }
         out.rotate = out.answers.iter().all(|r| r.record_type() == qtype);
         Answer::Records(out)

@@ -53,6 +53,22 @@ pub struct Cli {
     /// This host's own name in etcd (SkyDNS's -local): `local.dns.<domain>` answers its records.
     #[arg(long, env = "LODESTAR_LOCAL")]
     pub local: Option<String>,
+    /// TTL of negative answers (NXDOMAIN, NODATA) and the SOA minimum; default: --ttl.
+    #[arg(long, env = "LODESTAR_MIN_TTL")]
+    pub min_ttl: Option<u32>,
+    /// The SOA's mailbox, as an address (hostmaster@example.com) or a name; default:
+    /// hostmaster.<domain>.
+    #[arg(long, env = "LODESTAR_HOSTMASTER")]
+    pub hostmaster: Option<String>,
+    /// Answer `version.bind`/`version.server` (CHAOS TXT) with nothing instead of the version.
+    #[arg(long, env = "LODESTAR_HIDE_VERSION")]
+    pub hide_version: bool,
+    /// What `hostname.bind` and `id.server` (CHAOS TXT) answer; default: the hostname.
+    #[arg(long, env = "LODESTAR_SERVER_ID")]
+    pub server_id: Option<String>,
+    /// Log every answered query at INFO (client, name, type, rcode, time), as SkyDNS's -verbose.
+    #[arg(long, env = "LODESTAR_LOG_QUERIES")]
+    pub log_queries: bool,
     /// Directory of RFC 1035 zone files (`*.zone`) to serve beside etcd.
     #[arg(long, env = "LODESTAR_ZONES")]
     pub zones: Option<PathBuf>,
@@ -91,6 +107,7 @@ pub struct Cli {
 /// The checked configuration.
 #[derive(Debug)]
 pub struct Config {
+    pub log_queries: bool,
     pub listen: Vec<SocketAddr>,
     pub authority: Authority,
     pub etcd: EtcdConfig,
@@ -176,12 +193,34 @@ impl Config {
             }
             None => None,
         };
+        let hostmaster = match &cli.hostmaster {
+            Some(h) => Some(
+                mailbox(h)
+                    .with_context(|| format!("--hostmaster {h:?}: not an address or a name"))?,
+            ),
+            None => None,
+        };
+        let id = cli
+            .server_id
+            .clone()
+            .or_else(hostname)
+            .unwrap_or_else(|| "lodestar".to_string());
+        let version = if cli.hide_version {
+            None
+        } else {
+            Some(format!("lodestar {}", env!("CARGO_PKG_VERSION")))
+        };
+        let chaos = crate::answer::Chaos::new(version, id);
         Ok(Config {
+            log_queries: cli.log_queries,
             listen: cli.listen,
             authority: Authority {
                 domains,
                 default_ttl: cli.ttl,
+                negative_ttl: cli.min_ttl.unwrap_or(cli.ttl),
                 local,
+                hostmaster,
+                chaos,
             },
             etcd,
             prefix,
@@ -268,4 +307,25 @@ mod tests {
         let err = format!("{:#}", Config::from_cli(cli).unwrap_err());
         assert!(err.contains("--allow-recursion"), "{err}");
     }
+}
+
+/// `admin@example.com` -> `admin.example.com.` (dots in the local part escaped, RFC 1035 8);
+/// a name stays a name.
+fn mailbox(s: &str) -> Option<Name> {
+    let text = match s.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            format!("{}.{domain}", local.replace('.', "\\."))
+        }
+        Some(_) => return None,
+        None => s.to_string(),
+    };
+    let mut n = Name::from_ascii(&text).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+fn hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    (!h.is_empty()).then(|| h.to_string())
 }

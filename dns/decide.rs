@@ -48,6 +48,15 @@ pub fn decide(
     if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Decision::BadVersion;
     }
+    if q.qclass == DNSClass::CH {
+        return match authority.chaos.answer(&q.name.to_lowercase(), q.qtype) {
+            Some(answer) => Decision::Local {
+                answer,
+                dep: Dep::Static,
+            },
+            None => Decision::Refused,
+        };
+    }
     if q.qclass != DNSClass::IN {
         return Decision::Refused;
     }
@@ -98,7 +107,10 @@ mod tests {
         Authority {
             domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
             default_ttl: 30,
+            negative_ttl: 30,
             local: None,
+            hostmaster: None,
+            chaos: Default::default(),
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Limits {
     pub admitted: usize,
     /// Forwarded queries in flight.
     pub forwards: usize,
+    /// `--log-queries`: one INFO line per answered query (SkyDNS's `-verbose`).
+    pub log_queries: bool,
 }
 
 /// Everything needed to answer.
@@ -53,6 +55,7 @@ pub struct Handler {
     admitted: Arc<Semaphore>,
     forwards: Arc<Semaphore>,
     rotation: AtomicUsize,
+    log_queries: bool,
 }
 
 /// What the receive loop does with a packet.
@@ -117,7 +120,32 @@ impl Handler {
             admitted: Arc::new(Semaphore::new(limits.admitted.max(1))),
             forwards: Arc::new(Semaphore::new(limits.forwards.max(1))),
             rotation: AtomicUsize::new(0),
+            log_queries: limits.log_queries,
         }
+    }
+
+    /// With `--log-queries`: one line for an answer about to be sent (parsed from its bytes, so
+    /// that every path logs the same; off, this is one branch).
+    fn log(&self, client: IpAddr, transport: Transport, started: Instant, bytes: &[u8]) {
+        if !self.log_queries {
+            return;
+        }
+        let Ok(m) = Message::from_vec(bytes) else {
+            return;
+        };
+        let Some(q) = m.queries.first() else { return };
+        tracing::info!(
+            target: "lodestar_dns::queries",
+            %client,
+            proto = ?transport,
+            name = %q.name(),
+            qtype = %q.query_type(),
+            rcode = %m.metadata.response_code,
+            answers = m.answers.len(),
+            tc = m.metadata.truncation,
+            us = started.elapsed().as_micros() as u64,
+            "query"
+        );
     }
 
     /// Entries in the answer cache.
@@ -136,6 +164,20 @@ impl Handler {
     /// The receive loop's part: a cached answer now, else a job for [`Handler::complete`].
     pub fn handle(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
+        let step = self.handle_inner(raw, client, transport, started);
+        if let Step::Reply(bytes) = &step {
+            self.log(client, transport, started, bytes);
+        }
+        step
+    }
+
+    fn handle_inner(
+        &self,
+        raw: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        started: Instant,
+    ) -> Step {
         if let Some(bytes) = self.hit(raw, client, transport, true) {
             self.metrics
                 .latency
@@ -196,6 +238,13 @@ impl Handler {
 
     /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
     pub async fn complete(self: &Arc<Self>, job: Job) -> Option<Vec<u8>> {
+        let (client, transport, started) = (job.client, job.transport, job.started);
+        let bytes = self.complete_inner(job).await?;
+        self.log(client, transport, started, &bytes);
+        Some(bytes)
+    }
+
+    async fn complete_inner(self: &Arc<Self>, job: Job) -> Option<Vec<u8>> {
         let Job {
             raw,
             client,

@@ -75,6 +75,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         workers: cfg.threads,
         admitted: 4096,
         forwards: 1024,
+        log_queries: cfg.log_queries,
     };
     let handler = Arc::new(Handler::new(
         view.clone(),

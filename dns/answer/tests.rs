@@ -10,7 +10,10 @@ fn auth() -> Authority {
     Authority {
         domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
         default_ttl: 30,
+        negative_ttl: 30,
         local: None,
+        hostmaster: None,
+        chaos: Default::default(),
     }
 }
 

@@ -302,3 +302,116 @@ async fn a_record_on_a_lease_is_answered_within_the_lease() {
     .await;
     assert_eq!(ttl, 20);
 }
+
+/// CHAOS TXT (`version.bind`, `version.server`, `hostname.bind`, `id.server`), `--hide-version`,
+/// `--server-id`; `--hostmaster` and `--min-ttl` in the SOA of negative answers; `--log-queries`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_soa_settings_and_the_query_log() {
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/dev/webapp/a", r#"{"host":"10.0.0.1"}"#)
+        .await;
+    let chaos = |name: &str| {
+        let mut q = message(name, RecordType::TXT);
+        if let Some(query) = q.queries.first_mut() {
+            query.set_query_class(hickory_proto::rr::DNSClass::CH);
+        }
+        q
+    };
+    let txt = |m: &hickory_proto::op::Message| -> Vec<String> {
+        m.answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()
+    };
+    let dns = Dns::for_etcd(
+        &etcd,
+        None,
+        &[
+            "--server-id",
+            "core-01",
+            "--hostmaster",
+            "dns.admin@example.com",
+            "--ttl",
+            "300",
+            "--min-ttl",
+            "5",
+            "--log-queries",
+        ],
+    );
+    dns.ready().await;
+    let m = exchange(dns.addr, &chaos("version.bind."), false)
+        .await
+        .expect("answer");
+    assert_eq!(txt(&m), [format!("lodestar {}", env!("CARGO_PKG_VERSION"))]);
+    assert_eq!(m.answers[0].dns_class, hickory_proto::rr::DNSClass::CH);
+    for name in ["hostname.bind.", "ID.SERVER."] {
+        let m = exchange(dns.addr, &chaos(name), false)
+            .await
+            .expect("answer");
+        assert_eq!(txt(&m), ["core-01"], "{name}");
+    }
+    let m = exchange(dns.addr, &chaos("authors.bind."), false)
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+
+    let m = query(dns.addr, "nope.webapp.dev.", RecordType::A)
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let soa = m.authorities.first().expect("SOA");
+    assert_eq!(soa.ttl, 5, "negative answers live --min-ttl");
+    match &soa.data {
+        RData::SOA(s) => {
+            assert_eq!(s.rname.to_string(), "dns\\.admin.example.com.");
+            assert_eq!(s.minimum, 5);
+        }
+        other => panic!("{other:?}"),
+    }
+    let m = query(dns.addr, "webapp.dev.", RecordType::SOA)
+        .await
+        .expect("answer");
+    assert_eq!(m.answers.first().map(|r| r.ttl), Some(300));
+
+    // The query log: one INFO line per answered query, cached or not.
+    query(dns.addr, "a.webapp.dev.", RecordType::A)
+        .await
+        .expect("answer");
+    query(dns.addr, "a.webapp.dev.", RecordType::A)
+        .await
+        .expect("answer");
+    let logged = crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        "two query lines for a.webapp.dev",
+        || async {
+            let n = dns
+                .logs()
+                .lines()
+                .filter(|l| l.contains("\"query\"") && l.contains("a.webapp.dev"))
+                .count();
+            (n >= 2).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(logged, 2);
+
+    // Hidden version; and no query log without the flag.
+    let quiet = Dns::for_etcd(&etcd, None, &["--hide-version"]);
+    quiet.ready().await;
+    let m = exchange(quiet.addr, &chaos("version.bind."), false)
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    query(quiet.addr, "a.webapp.dev.", RecordType::A)
+        .await
+        .expect("answer");
+    assert!(!quiet.logs().contains("\"query\""), "{}", quiet.logs());
+}
