@@ -44,6 +44,10 @@ pub struct Cli {
     /// Upstream servers for other names, `IP` or `IP:PORT` (default: /etc/resolv.conf's nameservers).
     #[arg(long, env = "LODESTAR_UPSTREAM", value_delimiter = ',')]
     pub upstream: Vec<String>,
+    /// How long a forwarded query may take in all, over every upstream tried, in milliseconds;
+    /// past it the client gets SERVFAIL.
+    #[arg(long, env = "LODESTAR_UPSTREAM_TIMEOUT", default_value_t = 2000)]
+    pub upstream_timeout: u64,
     /// Answer only the served domains; refuse every other name.
     #[arg(long, env = "LODESTAR_NO_FORWARD")]
     pub no_forward: bool,
@@ -108,6 +112,7 @@ pub struct Cli {
 #[derive(Debug)]
 pub struct Config {
     pub log_queries: bool,
+    pub upstream_timeout: std::time::Duration,
     pub listen: Vec<SocketAddr>,
     pub authority: Authority,
     pub etcd: EtcdConfig,
@@ -211,8 +216,12 @@ impl Config {
             Some(format!("lodestar {}", env!("CARGO_PKG_VERSION")))
         };
         let chaos = crate::answer::Chaos::new(version, id);
+        if cli.upstream_timeout == 0 {
+            anyhow::bail!("--upstream-timeout must be at least 1 ms");
+        }
         Ok(Config {
             log_queries: cli.log_queries,
+            upstream_timeout: std::time::Duration::from_millis(cli.upstream_timeout),
             listen: cli.listen,
             authority: Authority {
                 domains,

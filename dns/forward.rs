@@ -1,13 +1,21 @@
 //! Forwarding to the upstreams, with a bounded cache of their answers.
 //!
-//! A query for a name outside the served domains is sent as it came (with a fresh id) to each
-//! upstream in turn, UDP for UDP clients and TCP for TCP clients, until one answers in time; the
-//! answer goes back unchanged but for the id. Answers are cached (moka, bounded) for their
+//! A query for a name outside the served domains is sent as it came (with a fresh id) to the
+//! upstreams, UDP for UDP clients and TCP for TCP clients, until one answers; the answer goes back
+//! unchanged but for the id. Healthy forwarding, as CoreDNS's `forward` does it:
+//!
+//! - each query starts at the next upstream (round robin, SkyDNS's `ns_rotate`), so that the load
+//!   is spread and no upstream is always the first to be waited for;
+//! - an upstream that fails [`MAX_FAILS`] times in a row is marked down and skipped (unless every
+//!   one is down); a probe task asks it `. NS` every [`PROBE_EVERY`] and marks it up on any answer;
+//! - one query has `--upstream-timeout` in all: each attempt gets a share of what is left, and
+//!   past the deadline the client gets SERVFAIL, never later. Answers are cached (moka, bounded) for their
 //! smallest TTL, negative answers for the SOA's negative TTL (RFC 2308 section 5); a hit is
 //! re-encoded with TTLs counted down and the client's id and question.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -68,9 +76,41 @@ impl Expiry<CacheKey, Arc<Cached>> for ByTtl {
     }
 }
 
-/// The upstreams and the cache of their answers.
+/// Failures in a row that mark an upstream down.
+pub const MAX_FAILS: u32 = 2;
+
+/// How often a down upstream is probed.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// One upstream and its health.
+#[derive(Debug)]
+struct Upstream {
+    addr: SocketAddr,
+    fails: AtomicU32,
+    down: AtomicBool,
+}
+
+impl Upstream {
+    fn failed(&self) {
+        if self.fails.fetch_add(1, Ordering::Relaxed) + 1 >= MAX_FAILS
+            && !self.down.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(upstream = %self.addr, "upstream marked down; probing it");
+        }
+    }
+
+    fn answered(&self) {
+        self.fails.store(0, Ordering::Relaxed);
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!(upstream = %self.addr, "upstream answers again");
+        }
+    }
+}
+
+/// The upstreams, their health, and the cache of their answers.
 pub struct Forwarder {
-    upstreams: Vec<SocketAddr>,
+    upstreams: Vec<Arc<Upstream>>,
+    next: AtomicUsize,
     timeout: Duration,
     cache: Cache<CacheKey, Arc<Cached>>,
     failures: Counter,
@@ -78,30 +118,59 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Forwards to `upstreams` in order, waiting `timeout` for each; caches up to `capacity` answers.
+    /// Forwards to `upstreams` (rotating, skipping those that are down), answering each query
+    /// within `timeout` in all; caches up to `capacity` answers. Starts the probe task of down
+    /// upstreams (it ends with the forwarder); call it inside a Tokio runtime.
     pub fn new(
         upstreams: Vec<SocketAddr>,
         timeout: Duration,
         capacity: u64,
         failures: Counter,
         hits: Counter,
-    ) -> Self {
+    ) -> Arc<Self> {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .expire_after(ByTtl)
             .build();
-        Forwarder {
-            upstreams,
+        let f = Arc::new(Forwarder {
+            upstreams: upstreams
+                .into_iter()
+                .map(|addr| {
+                    Arc::new(Upstream {
+                        addr,
+                        fails: AtomicU32::new(0),
+                        down: AtomicBool::new(false),
+                    })
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
             timeout,
             cache,
             failures,
             hits,
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(probe(Arc::downgrade(&f)));
         }
+        f
+    }
+
+    /// The order in which this query tries the upstreams: from the next one round, those up
+    /// first, then those down (so that a query still has a chance when all are down).
+    fn order(&self) -> Vec<Arc<Upstream>> {
+        let n = self.upstreams.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let rotated = (0..n).map(|k| self.upstreams[(first + k) % n].clone());
+        let (up, down): (Vec<_>, Vec<_>) = rotated.partition(|u| !u.down.load(Ordering::Relaxed));
+        up.into_iter().chain(down).collect()
     }
 
     /// The upstreams, for logging.
-    pub fn upstreams(&self) -> &[SocketAddr] {
-        &self.upstreams
+    pub fn upstreams(&self) -> Vec<SocketAddr> {
+        self.upstreams.iter().map(|u| u.addr).collect()
     }
 
     /// Forwards a client's query (`raw`, parsed as `request`) and returns the answer's bytes with
@@ -204,48 +273,90 @@ impl Forwarder {
         let Some(question) = request.queries.first() else {
             return Err(ForwardError::Encode("no question".into()));
         };
-        for upstream in &self.upstreams {
+        if raw.len() < 12 {
+            return Err(ForwardError::Encode("short query".into()));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let order = self.order();
+        let mut tried = 0;
+        for (i, upstream) in order.iter().enumerate() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // A share of what is left, so that a dead upstream leaves time for the next ones
+            // that are up (all of it for the last one, or when the others are down).
+            let healthy_after = order[i + 1..]
+                .iter()
+                .filter(|u| !u.down.load(Ordering::Relaxed))
+                .count();
+            let budget = if healthy_after == 0 { left } else { left / 2 };
+            tried += 1;
             let id: u16 = rand_id();
             let mut query = raw.to_vec();
-            if query.len() < 12 {
-                return Err(ForwardError::Encode("short query".into()));
-            }
             query[..2].copy_from_slice(&id.to_be_bytes());
             let attempt = match transport {
                 Transport::Udp => {
-                    tokio::time::timeout(
-                        self.timeout,
-                        udp_exchange(*upstream, &query, id, question),
-                    )
-                    .await
+                    tokio::time::timeout(budget, udp_exchange(upstream.addr, &query, id, question))
+                        .await
                 }
                 Transport::Tcp => {
-                    tokio::time::timeout(
-                        self.timeout,
-                        tcp_exchange(*upstream, &query, id, question),
-                    )
-                    .await
+                    tokio::time::timeout(budget, tcp_exchange(upstream.addr, &query, id, question))
+                        .await
                 }
             };
             match attempt {
                 Ok(Ok((mut bytes, mut message))) => {
+                    upstream.answered();
                     bytes[..2].copy_from_slice(&request.metadata.id.to_be_bytes());
                     message.metadata.id = request.metadata.id;
                     return Ok((bytes, message));
                 }
                 Ok(Err(error)) => {
-                    tracing::debug!(%upstream, %error, "upstream failed");
+                    tracing::debug!(upstream = %upstream.addr, %error, "upstream failed");
                     self.failures.inc();
+                    upstream.failed();
                 }
                 Err(_) => {
-                    tracing::debug!(%upstream, "upstream timed out");
+                    tracing::debug!(upstream = %upstream.addr, "upstream timed out");
                     self.failures.inc();
+                    upstream.failed();
                 }
             }
         }
-        Err(ForwardError::AllFailed {
-            tried: self.upstreams.len(),
-        })
+        Err(ForwardError::AllFailed { tried })
+    }
+}
+
+/// Probes the down upstreams every [`PROBE_EVERY`] with `. NS` until the forwarder is gone.
+async fn probe(forwarder: Weak<Forwarder>) {
+    let mut query = Message::query();
+    query.add_query(Query::query(Name::root(), RecordType::NS));
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(f) = forwarder.upgrade() else { return };
+        let down: Vec<Arc<Upstream>> = f
+            .upstreams
+            .iter()
+            .filter(|u| u.down.load(Ordering::Relaxed))
+            .cloned()
+            .collect();
+        let timeout = f.timeout.min(Duration::from_secs(1));
+        drop(f);
+        for u in down {
+            let id = rand_id();
+            query.metadata.id = id;
+            let Ok(raw) = query.to_vec() else { continue };
+            let Some(q) = query.queries.first() else {
+                continue;
+            };
+            // Any answer at all (even REFUSED) says the upstream is there.
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(timeout, udp_exchange(u.addr, &raw, id, q)).await
+            {
+                u.answered();
+            }
+        }
     }
 }
 

@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let forwarder = (!cfg.upstreams.is_empty()).then(|| {
         Forwarder::new(
             cfg.upstreams.clone(),
-            Duration::from_secs(2),
+            cfg.upstream_timeout,
             10_000,
             metrics.upstream_failures.clone(),
             metrics.forward_cache_hits.clone(),
@@ -67,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     match &forwarder {
         Some(f) => {
-            info!(upstreams = ?f.upstreams(), allow_recursion = ?cfg.allow_recursion, "forwarding other names")
+            info!(upstreams = ?f.upstreams(), timeout_ms = cfg.upstream_timeout.as_millis() as u64, allow_recursion = ?cfg.allow_recursion, "forwarding other names")
         }
         None => info!("forwarding is off"),
     }

@@ -162,3 +162,140 @@ async fn forwarded_answers_are_cached_with_their_ttl() {
         "{metrics}"
     );
 }
+
+fn wildcard_zone(addr: &str) -> String {
+    format!(
+        "$ORIGIN example.org.\n$TTL 300\n@ SOA ns.example.org. admin.example.org. 1 7200 3600 1209600 60\n\
+         @ NS ns.example.org.\nns A 127.0.0.1\n* A {addr}\n"
+    )
+}
+
+/// Healthy forwarding: a dead first upstream costs at most two slow queries (then it is marked
+/// down and skipped), every query is answered within `--upstream-timeout` (SERVFAIL when no
+/// upstream answers), and an upstream that comes back is probed back into the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_upstream_is_skipped_and_probed_back() {
+    use std::time::Instant;
+    // A UDP socket that never answers: an upstream that hangs.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("addr").to_string();
+    let live = Knot::with_zones(&[("example.org", &wildcard_zone("192.0.2.1"))]).await;
+    let live_addr = live.addr.to_string();
+    let etcd = Etcd::start().await;
+    let ups = format!("{silent_addr},{live_addr}");
+    let ep = etcd.endpoint();
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &ep,
+        "--upstream",
+        &ups,
+        "--upstream-timeout",
+        "1000",
+    ]);
+    dns.ready().await;
+    let mut slow = 0;
+    for i in 0..12 {
+        let t = Instant::now();
+        let m = query(dns.addr, &format!("n{i}.example.org."), RecordType::A)
+            .await
+            .expect("answer");
+        let took = t.elapsed();
+        assert_eq!(data(&m), ["192.0.2.1"], "query {i}");
+        assert!(
+            took < Duration::from_millis(1200),
+            "query {i} took {took:?}"
+        );
+        if took > Duration::from_millis(300) {
+            slow += 1;
+        }
+    }
+    assert!(
+        slow <= 2,
+        "{slow} slow queries: the dead upstream was not skipped"
+    );
+    assert!(
+        dns.logs().contains("upstream marked down"),
+        "{}",
+        dns.logs()
+    );
+
+    // Nothing answers: SERVFAIL within the timeout.
+    let only_dead = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &ep,
+        "--upstream",
+        &silent_addr,
+        "--upstream-timeout",
+        "800",
+    ]);
+    only_dead.ready().await;
+    let t = Instant::now();
+    let m = query(only_dead.addr, "x.example.org.", RecordType::A)
+        .await
+        .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(
+        t.elapsed() < Duration::from_millis(1300),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // An upstream that is not there yet, then comes: probed back in, used in turn.
+    let later_port = crate::support::free_port();
+    let ups = format!("127.0.0.1:{later_port},{live_addr}");
+    let back = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &ep,
+        "--upstream",
+        &ups,
+        "--upstream-timeout",
+        "1000",
+    ]);
+    back.ready().await;
+    for i in 0..4 {
+        query(back.addr, &format!("b{i}.example.org."), RecordType::A)
+            .await
+            .expect("answer");
+    }
+    assert!(
+        back.logs().contains("upstream marked down"),
+        "{}",
+        back.logs()
+    );
+    let _later = Knot::with_zones_on(
+        &[("example.org", &wildcard_zone("192.0.2.2"))],
+        1,
+        later_port,
+    )
+    .await;
+    crate::support::eventually(
+        Duration::from_secs(10),
+        "the upstream that came back answers",
+        || {
+            let addr = back.addr;
+            async move {
+                let n = format!("c{}.example.org.", rand_suffix());
+                let m = query(addr, &n, RecordType::A).await.ok()?;
+                data(&m).contains(&"192.0.2.2".to_string()).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        back.logs().contains("upstream answers again"),
+        "{}",
+        back.logs()
+    );
+}
+
+fn rand_suffix() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    u128::from(N.fetch_add(1, Ordering::Relaxed))
+}

@@ -223,8 +223,12 @@ impl Knot {
 
     /// The same with `workers` UDP workers.
     pub async fn with_zones_workers(zones: &[(&str, &str)], workers: usize) -> Knot {
+        Knot::with_zones_on(zones, workers, free_port()).await
+    }
+
+    /// The same on a given port.
+    pub async fn with_zones_on(zones: &[(&str, &str)], workers: usize, port: u16) -> Knot {
         let dir = TempDir::new().expect("tempdir");
-        let port = free_port();
         let d = dir.path().display();
         let mut conf = format!(
             "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  udp-workers: {workers}\n  tcp-workers: 1\n  background-workers: 1\n\
