@@ -7,7 +7,9 @@ use lodestar::Snapshot;
 
 use crate::answer::{Answer, Authority, Budget, Dep, Records};
 use crate::query::Query;
+use crate::stub::{StubZones, LOOP_OPTION};
 use crate::zones::StaticZones;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 /// What to do with a question.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +23,8 @@ pub enum Decision {
     },
     /// Our data, with CNAME targets outside our domains to resolve upstream before answering.
     Resolve(Records),
+    /// A name in a stub zone: these nameservers answer it.
+    Stub(Vec<std::net::SocketAddr>),
     /// Not our name: the upstreams answer it.
     Forward,
     /// Not our name, and this client may not have it forwarded (or forwarding is off); or a
@@ -37,11 +41,14 @@ pub enum Decision {
 }
 
 /// Decides what answers `q`, spending at most `budget` on the view.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     q: &Query,
     snap: Option<&Snapshot>,
     authority: &Authority,
     zones: &StaticZones,
+    stubs: &StubZones,
+    allowed: bool,
     may_recurse: bool,
     budget: Budget,
 ) -> Decision {
@@ -62,6 +69,19 @@ pub fn decide(
     }
     if matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
         return Decision::NotImplemented;
+    }
+    if let Some(servers) = stubs.find(&q.name.to_lowercase()) {
+        let looped = q.edns.as_ref().is_some_and(|e| {
+            matches!(
+                e.option(EdnsCode::Unknown(LOOP_OPTION)),
+                Some(EdnsOption::Unknown(_, data)) if data.as_slice() == [1]
+            )
+        });
+        return match (looped, allowed) {
+            (true, _) => Decision::NotReady,
+            (false, true) => Decision::Stub(servers.to_vec()),
+            (false, false) => Decision::Refused,
+        };
     }
     let (answer, dep) = match (zones.answer(&q.name, q.qtype), snap) {
         (Some(answer), _) => (answer, Dep::Static),
@@ -132,6 +152,8 @@ mod tests {
                 loaded.then_some(&snap),
                 &a,
                 &zones,
+                &StubZones::default(),
+                recurse,
                 recurse,
                 Budget::FULL,
             )
@@ -147,6 +169,7 @@ mod tests {
             } => "nxdomain",
             Decision::Local { .. } => "other local",
             Decision::Resolve(_) => "resolve",
+            Decision::Stub(_) => "stub",
             Decision::Forward => "forward",
             Decision::Refused => "refused",
             Decision::NotReady => "not ready",
@@ -194,18 +217,45 @@ mod tests {
         let big = q("big.webapp.dev.", RecordType::A);
         let small = q("i7.big.webapp.dev.", RecordType::A);
         assert_eq!(
-            decide(&big, Some(&snap), &a, &zones, true, Budget::INLINE),
+            decide(
+                &big,
+                Some(&snap),
+                &a,
+                &zones,
+                &StubZones::default(),
+                true,
+                true,
+                Budget::INLINE
+            ),
             Decision::Large
         );
         assert!(matches!(
-            decide(&big, Some(&snap), &a, &zones, true, Budget::FULL),
+            decide(
+                &big,
+                Some(&snap),
+                &a,
+                &zones,
+                &StubZones::default(),
+                true,
+                true,
+                Budget::FULL
+            ),
             Decision::Local {
                 answer: Answer::Records(_),
                 ..
             }
         ));
         assert!(matches!(
-            decide(&small, Some(&snap), &a, &zones, true, Budget::INLINE),
+            decide(
+                &small,
+                Some(&snap),
+                &a,
+                &zones,
+                &StubZones::default(),
+                true,
+                true,
+                Budget::INLINE
+            ),
             Decision::Local {
                 answer: Answer::Records(_),
                 ..

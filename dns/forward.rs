@@ -328,6 +328,72 @@ impl Forwarder {
     }
 }
 
+/// Sends `request` to the nameservers of a stub zone (starting at one picked by the query's id,
+/// as SkyDNS, then the others), within `timeout` in all, marked with the loop option
+/// ([`crate::stub::LOOP_OPTION`]); the answer's bytes with the client's id, without an OPT when
+/// the client sent none.
+pub async fn stub_forward(
+    servers: &[SocketAddr],
+    request: &Message,
+    transport: Transport,
+    timeout: Duration,
+) -> Result<Vec<u8>, ForwardError> {
+    let Some(question) = request.queries.first() else {
+        return Err(ForwardError::Encode("no question".into()));
+    };
+    let client_edns = request.edns.is_some();
+    let mut m = request.clone();
+    let edns = m.edns.get_or_insert_with(|| {
+        let mut e = Edns::new();
+        e.set_max_payload(512);
+        e
+    });
+    edns.options_mut()
+        .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+            crate::stub::LOOP_OPTION,
+            vec![1],
+        ));
+    let deadline = Instant::now() + timeout;
+    let n = servers.len();
+    for k in 0..n {
+        let server = servers[(usize::from(request.metadata.id) + k) % n];
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let budget = if k + 1 == n { left } else { left / 2 };
+        let id = rand_id();
+        m.metadata.id = id;
+        let raw = m
+            .to_vec()
+            .map_err(|e| ForwardError::Encode(e.to_string()))?;
+        let attempt = match transport {
+            Transport::Udp => {
+                tokio::time::timeout(budget, udp_exchange(server, &raw, id, question)).await
+            }
+            Transport::Tcp => {
+                tokio::time::timeout(budget, tcp_exchange(server, &raw, id, question)).await
+            }
+        };
+        match attempt {
+            Ok(Ok((mut bytes, mut answer))) => {
+                if client_edns {
+                    bytes[..2].copy_from_slice(&request.metadata.id.to_be_bytes());
+                    return Ok(bytes);
+                }
+                answer.metadata.id = request.metadata.id;
+                answer.edns = None;
+                return answer
+                    .to_vec()
+                    .map_err(|e| ForwardError::Encode(e.to_string()));
+            }
+            Ok(Err(error)) => tracing::debug!(%server, %error, "stub nameserver failed"),
+            Err(_) => tracing::debug!(%server, "stub nameserver timed out"),
+        }
+    }
+    Err(ForwardError::AllFailed { tried: n })
+}
+
 /// Probes the down upstreams every [`PROBE_EVERY`] with `. NS` until the forwarder is gone.
 async fn probe(forwarder: Weak<Forwarder>) {
     let mut query = Message::query();

@@ -26,6 +26,7 @@ use crate::forward::{Forwarder, Transport};
 use crate::metrics::Metrics;
 use crate::query::{self, Query};
 use crate::respond::{self, Body};
+use crate::stub::StubZones;
 use crate::wire;
 use crate::zones::StaticZones;
 
@@ -40,6 +41,8 @@ pub struct Limits {
     pub forwards: usize,
     /// `--log-queries`: one INFO line per answered query (SkyDNS's `-verbose`).
     pub log_queries: bool,
+    /// How long a forwarded (or stub zone) question may take in all.
+    pub upstream_timeout: std::time::Duration,
 }
 
 /// Everything needed to answer.
@@ -56,6 +59,9 @@ pub struct Handler {
     forwards: Arc<Semaphore>,
     rotation: AtomicUsize,
     log_queries: bool,
+    upstream_timeout: std::time::Duration,
+    /// The stub zones of one generation of the view.
+    stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>)>,
 }
 
 /// What the receive loop does with a packet.
@@ -95,6 +101,8 @@ struct Pending {
     raw: Vec<u8>,
     /// `None`: forward the whole query. `Some`: our answer, with CNAME targets to resolve.
     partial: Option<Records>,
+    /// The nameservers of the stub zone the name is in (instead of the upstreams).
+    stub: Option<Vec<std::net::SocketAddr>>,
 }
 
 impl Handler {
@@ -121,6 +129,8 @@ impl Handler {
             forwards: Arc::new(Semaphore::new(limits.forwards.max(1))),
             rotation: AtomicUsize::new(0),
             log_queries: limits.log_queries,
+            upstream_timeout: limits.upstream_timeout,
+            stub_zones: arc_swap::ArcSwap::from_pointee((0, Arc::new(StubZones::default()))),
         }
     }
 
@@ -154,11 +164,31 @@ impl Handler {
     }
 
     fn may_recurse(&self, client: IpAddr) -> bool {
+        self.forwarder.is_some() && self.allowed(client)
+    }
+
+    /// Whether `client` is inside `--allow-recursion` (forwarding and stub zones are for them).
+    fn allowed(&self, client: IpAddr) -> bool {
         let client = match client {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
             v4 => v4,
         };
-        self.forwarder.is_some() && self.allow_recursion.iter().any(|net| net.contains(&client))
+        self.allow_recursion.iter().any(|net| net.contains(&client))
+    }
+
+    /// The stub zones of `snap`'s generation, read from it once per generation.
+    fn stubs(&self, snap: Option<&lodestar::Snapshot>) -> Arc<StubZones> {
+        let Some(snap) = snap else {
+            return Arc::new(StubZones::default());
+        };
+        let cached = self.stub_zones.load();
+        if cached.0 == snap.generation() {
+            return cached.1.clone();
+        }
+        let fresh = Arc::new(StubZones::from_snapshot(snap, &self.authority.domains));
+        self.stub_zones
+            .store(Arc::new((snap.generation(), fresh.clone())));
+        fresh
     }
 
     /// The receive loop's part: a cached answer now, else a job for [`Handler::complete`].
@@ -313,11 +343,14 @@ impl Handler {
         };
         let recurse = self.may_recurse(client);
         let snap = self.view.load();
+        let stubs = self.stubs(snap.as_deref());
         let decision = decide(
             &q,
             snap.as_deref(),
             &self.authority,
             &self.zones,
+            &stubs,
+            self.allowed(client),
             recurse,
             budget,
         );
@@ -353,6 +386,7 @@ impl Handler {
                     request,
                     raw: raw.to_vec(),
                     partial: None,
+                    stub: None,
                 }))
             }
             Decision::Resolve(records) => {
@@ -361,6 +395,16 @@ impl Handler {
                     request,
                     raw: raw.to_vec(),
                     partial: Some(records),
+                    stub: None,
+                }))
+            }
+            Decision::Stub(servers) => {
+                return Outcome::Forward(Box::new(Pending {
+                    query: q,
+                    request,
+                    raw: raw.to_vec(),
+                    partial: None,
+                    stub: Some(servers),
                 }))
             }
             refusal @ (Decision::Refused
@@ -393,7 +437,21 @@ impl Handler {
             request,
             raw,
             partial,
+            stub,
         } = pending;
+        if let Some(servers) = stub {
+            self.metrics.forwarded.inc();
+            let timeout = self.upstream_timeout;
+            return match crate::forward::stub_forward(&servers, &request, query.transport, timeout)
+                .await
+            {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    tracing::debug!(%error, "stub zone forwarding failed");
+                    respond::encode(&query, ResponseCode::ServFail, false, true, Body::default())
+                }
+            };
+        }
         let Some(forwarder) = &self.forwarder else {
             return respond::encode(&query, ResponseCode::Refused, false, false, Body::default());
         };

@@ -13,6 +13,7 @@ mod listen;
 mod metrics;
 mod query;
 mod respond;
+mod stub;
 mod tcp;
 mod wire;
 mod zones;
@@ -76,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         admitted: 4096,
         forwards: 1024,
         log_queries: cfg.log_queries,
+        upstream_timeout: cfg.upstream_timeout,
     };
     let handler = Arc::new(Handler::new(
         view.clone(),

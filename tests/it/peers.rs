@@ -645,3 +645,100 @@ async fn skydns_msg_overflow() {
         "2,000 SRV records do not fit 512 bytes"
     );
 }
+
+/// TestDNSStubForward, with Knot in place of the Internet's example.com: stub zones in etcd send
+/// their names to their nameservers (the answer passes through, AA included); a stub whose
+/// nameserver is dead gets SERVFAIL; a stub that loops back to this server is cut (SkyDNS drops it
+/// and the client times out; Lodestar answers SERVFAIL at once); and a stub zone served by another
+/// Lodestar, out of bailiwick (`internal.skydns.com`) and in another domain's
+/// (`internal.skydns.net`), is answered by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skydns_stub_forward() {
+    let example_com =
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 60\n\
+                       @ NS ns\nns A 127.0.0.1\nwww A 192.0.2.80\n";
+    let knot = Knot::with_zones(&[("example.com", example_com)]).await;
+    let etcd = Etcd::start().await;
+    let ep = etcd.endpoint();
+    let s = Dns::start(&["--domain", "skydns.test", "--etcd", &ep, "--no-forward"]);
+    let s1 = Dns::start(&["--domain", "skydns.com", "--etcd", &ep, "--no-forward"]);
+    let s2 = Dns::start(&[
+        "--domain",
+        "internal.skydns.net",
+        "--etcd",
+        &ep,
+        "--no-forward",
+    ]);
+    let dead = crate::support::free_port();
+    let stub = |zone_ns: &str, addr: std::net::SocketAddr| {
+        (
+            key_of(&format!("{zone_ns}.stub.dns.skydns.test.")),
+            format!(r#"{{"host":"{}","port":{}}}"#, addr.ip(), addr.port()),
+        )
+    };
+    put_all(
+        &etcd,
+        &[
+            stub("a.example.com", knot.addr),
+            stub("b.example.org", ([127, 0, 0, 1], dead).into()),
+            stub("b.example.net", s.addr),
+            stub("b.internal.skydns.com", s1.addr),
+            stub("b.internal.skydns.net", s2.addr),
+            (
+                key_of("www.internal.skydns.com."),
+                r#"{"host":"127.1.1.1"}"#.into(),
+            ),
+            (
+                key_of("www.internal.skydns.net."),
+                r#"{"host":"127.10.10.10"}"#.into(),
+            ),
+        ],
+    )
+    .await;
+    s.ready_for("skydns.test.").await;
+    let ask = |name: &str| {
+        let addr = s.addr;
+        let q = message(name, A);
+        async move { exchange(addr, &q, false).await.expect("an answer") }
+    };
+    let m = crate::support::eventually(
+        std::time::Duration::from_secs(10),
+        "www.example.com through the stub",
+        || async {
+            let m = ask("www.example.com.").await;
+            (!m.answers.is_empty()).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(crate::support::data(&m), ["192.0.2.80"]);
+    assert!(
+        m.metadata.authoritative,
+        "the stub's authoritative answer passes through"
+    );
+
+    let m = ask("www.example.org.").await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(m.answers.is_empty());
+
+    let t = std::time::Instant::now();
+    let m = ask("www.example.net.").await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::ServFail,
+        "the loop is cut"
+    );
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        t.elapsed()
+    );
+    // With EDNS from the client too.
+    let q = crate::support::message_edns("www.example.net.", A, 4096);
+    let m = exchange(s.addr, &q, false).await.expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+
+    let m = ask("www.internal.skydns.com.").await;
+    assert_eq!(crate::support::data(&m), ["127.1.1.1"]);
+    let m = ask("www.internal.skydns.net.").await;
+    assert_eq!(crate::support::data(&m), ["127.10.10.10"]);
+}
