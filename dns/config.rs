@@ -277,6 +277,27 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// `admin@example.com` -> `admin.example.com.` (dots in the local part escaped, RFC 1035 8);
+/// a name stays a name.
+fn mailbox(s: &str) -> Option<Name> {
+    let text = match s.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+            format!("{}.{domain}", local.replace('.', "\\."))
+        }
+        Some(_) => return None,
+        None => s.to_string(),
+    };
+    let mut n = Name::from_ascii(&text).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+fn hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    (!h.is_empty()).then(|| h.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,25 +337,4 @@ mod tests {
         let err = format!("{:#}", Config::from_cli(cli).unwrap_err());
         assert!(err.contains("--allow-recursion"), "{err}");
     }
-}
-
-/// `admin@example.com` -> `admin.example.com.` (dots in the local part escaped, RFC 1035 8);
-/// a name stays a name.
-fn mailbox(s: &str) -> Option<Name> {
-    let text = match s.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
-            format!("{}.{domain}", local.replace('.', "\\."))
-        }
-        Some(_) => return None,
-        None => s.to_string(),
-    };
-    let mut n = Name::from_ascii(&text).ok()?;
-    n.set_fqdn(true);
-    Some(n)
-}
-
-fn hostname() -> Option<String> {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let h = h.trim();
-    (!h.is_empty()).then(|| h.to_string())
 }

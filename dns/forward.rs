@@ -9,9 +9,11 @@
 //! - an upstream that fails [`MAX_FAILS`] times in a row is marked down and skipped (unless every
 //!   one is down); a probe task asks it `. NS` every [`PROBE_EVERY`] and marks it up on any answer;
 //! - one query has `--upstream-timeout` in all: each attempt gets a share of what is left, and
-//!   past the deadline the client gets SERVFAIL, never later. Answers are cached (moka, bounded) for their
-//! smallest TTL, negative answers for the SOA's negative TTL (RFC 2308 section 5); a hit is
-//! re-encoded with TTLs counted down and the client's id and question.
+//!   past the deadline the client gets SERVFAIL, never later.
+//!
+//! Answers are cached (moka, bounded) for their smallest TTL, negative answers for the SOA's
+//! negative TTL (RFC 2308 section 5); a hit is re-encoded with TTLs counted down and the client's
+//! id and question, and made to fit the client (its OPT, its size).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
