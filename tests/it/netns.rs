@@ -332,17 +332,24 @@ impl EtcdCluster {
             .expect("etcd client")
     }
 
-    /// Writes through member `i`: its revision.
+    /// Writes through member `i`: its revision. Retried for up to 15 s: a cluster that is
+    /// electing a new leader (the old one was cut off) refuses writes for a second or two.
     pub async fn put(&self, i: usize, key: &str, value: &str) -> i64 {
-        let put = async {
-            let mut c = self.client(i).await;
-            c.put(key, value, None).await
-        };
-        let r = tokio::time::timeout(Duration::from_secs(10), put)
-            .await
-            .expect("put within 10 s")
-            .expect("put");
-        r.header().map(|h| h.revision()).unwrap_or_default()
+        let start = Instant::now();
+        loop {
+            let put = async {
+                let mut c = etcd_client::Client::connect([self.urls[i].as_str()], None).await?;
+                c.put(key, value, None).await
+            };
+            match tokio::time::timeout(Duration::from_secs(5), put).await {
+                Ok(Ok(r)) => return r.header().map(|h| h.revision()).unwrap_or_default(),
+                other => assert!(
+                    start.elapsed() < Duration::from_secs(15),
+                    "put through member {i}: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
