@@ -27,8 +27,9 @@ pub struct Cli {
         default_value = "127.0.0.1:53"
     )]
     pub listen: Vec<SocketAddr>,
-    /// Domains to answer from etcd (repeatable or comma-separated), e.g. webapp.dev.
-    #[arg(long, env = "LODESTAR_DOMAIN", value_delimiter = ',', required = true)]
+    /// Domains to answer from etcd (repeatable or comma-separated), e.g. webapp.dev (required,
+    /// unless SkyDNS's `/skydns/config` in etcd names one).
+    #[arg(long, env = "LODESTAR_DOMAIN", value_delimiter = ',')]
     pub domain: Vec<String>,
     /// etcd endpoints (repeatable or comma-separated).
     #[arg(
@@ -139,6 +140,11 @@ pub const DEFAULT_ALLOW: &[&str] = &[
 impl Config {
     /// Checks every flag.
     pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
+        if cli.domain.is_empty() {
+            anyhow::bail!(
+                "no domain to serve: give --domain (or LODESTAR_DOMAIN, SKYDNS_DOMAIN, or \"domain\" in SkyDNS's /skydns/config)"
+            );
+        }
         let mut domains = Vec::new();
         for d in &cli.domain {
             lodestar::key::validate_name(d).with_context(|| format!("--domain {d:?}"))?;

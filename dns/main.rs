@@ -13,17 +13,20 @@ mod listen;
 mod metrics;
 mod query;
 mod respond;
+mod skydns;
 mod stub;
 mod tcp;
 mod wire;
 mod zones;
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use lodestar::View;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -36,13 +39,77 @@ use crate::handler::{Handler, Limits};
 use crate::tcp::{Connections, TcpLimits};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // SkyDNS's flags and environment are understood too (see `skydns`).
+    let (args, warnings) = match skydns::translate_args(std::env::args_os().collect()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("lodestar-dns: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for (ours, value) in skydns::env_aliases(|k| std::env::var(k).ok()) {
+        // Single-threaded still: no runtime has started.
+        std::env::set_var(ours, value);
+    }
+    let matches = Cli::command().get_matches_from(args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let given: HashSet<String> = matches
+        .ids()
+        .filter(|id| {
+            matches!(
+                matches.value_source(id.as_str()),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .map(|id| id.to_string())
+        .collect();
     lodestar::runtime::init_logging(&cli.log_format);
+    for w in warnings {
+        warn!("{w}");
+    }
     let threads = cli.threads;
-    lodestar::runtime::main_with("lodestar-dns", threads, run(cli))
+    lodestar::runtime::main_with("lodestar-dns", threads, run(cli, given))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Fills what flags and environment left unset from SkyDNS's settings in etcd
+/// (`<prefix>/config`), when etcd answers within a few seconds; otherwise goes on without.
+async fn skydns_config(mut cli: Cli, given: &HashSet<String>) -> Cli {
+    let Ok(etcd) = lodestar::etcd::EtcdConfig::from_parts(
+        cli.etcd.clone(),
+        cli.etcd_user.clone(),
+        cli.etcd_password.clone(),
+        cli.etcd_ca.clone(),
+        cli.etcd_cert.clone(),
+        cli.etcd_key.clone(),
+    ) else {
+        return cli;
+    };
+    let key = format!("{}/config", cli.prefix.trim_end_matches('/'));
+    let read = async {
+        let mut client = etcd.connect().await.ok()?;
+        let resp = client.get(key.as_str(), None).await.ok()?;
+        resp.kvs().first().map(|kv| kv.value().to_vec())
+    };
+    let Ok(Some(json)) = tokio::time::timeout(Duration::from_secs(5), read).await else {
+        return cli;
+    };
+    match skydns::SkydnsConfig::parse(&json) {
+        Ok(c) => {
+            let applied = c.apply(&mut cli, |id| given.contains(id));
+            if !applied.is_empty() {
+                info!(key, ?applied, "settings from SkyDNS's config in etcd");
+            }
+        }
+        Err(error) => warn!(key, %error, "SkyDNS's config in etcd does not parse; ignored"),
+    }
+    cli
+}
+
+async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
+    let cli = skydns_config(cli, &given).await;
     let cfg = Config::from_cli(cli)?;
     let token = CancellationToken::new();
     let tasks = TaskTracker::new();

@@ -5,6 +5,7 @@ mod answers;
 mod big;
 mod cluster;
 mod forward;
+mod migrate;
 mod netns;
 mod ops;
 mod peers;
