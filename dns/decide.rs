@@ -25,6 +25,8 @@ pub enum Decision {
     Resolve(Records),
     /// A name in a stub zone: these nameservers answer it.
     Stub(Vec<std::net::SocketAddr>),
+    /// A name in a static zone: its catalog answers it.
+    Static,
     /// Not our name: the upstreams answer it.
     Forward,
     /// Not our name, and this client may not have it forwarded (or forwarding is off); or a
@@ -83,16 +85,16 @@ pub fn decide(
             (false, false) => Decision::Refused,
         };
     }
-    let (answer, dep) = match (zones.answer(&q.name, q.qtype), snap) {
-        (Some(answer), _) => (answer, Dep::Static),
-        (None, Some(snap)) => match authority.lookup(snap, &q.name, q.qtype, budget) {
+    if zones.holds(&q.name.to_lowercase()) {
+        return Decision::Static;
+    }
+    let (answer, dep) = match snap {
+        Some(snap) => match authority.lookup(snap, &q.name, q.qtype, budget) {
             Some(found) => found,
             None => return Decision::Large,
         },
-        (None, None) if authority.domain_of(&q.name.to_lowercase()).is_some() => {
-            return Decision::NotReady
-        }
-        (None, None) => (Answer::NotOurs, Dep::Static),
+        None if authority.domain_of(&q.name.to_lowercase()).is_some() => return Decision::NotReady,
+        None => (Answer::NotOurs, Dep::Static),
     };
     match answer {
         Answer::NotOurs if may_recurse => Decision::Forward,
@@ -170,6 +172,7 @@ mod tests {
             Decision::Local { .. } => "other local",
             Decision::Resolve(_) => "resolve",
             Decision::Stub(_) => "stub",
+            Decision::Static => "static",
             Decision::Forward => "forward",
             Decision::Refused => "refused",
             Decision::NotReady => "not ready",

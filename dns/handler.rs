@@ -49,7 +49,7 @@ pub struct Limits {
 pub struct Handler {
     view: Arc<View>,
     authority: Authority,
-    zones: StaticZones,
+    zones: arc_swap::ArcSwap<StaticZones>,
     forwarder: Option<Arc<Forwarder>>,
     allow_recursion: Vec<IpNet>,
     metrics: Arc<Metrics>,
@@ -103,6 +103,8 @@ struct Pending {
     partial: Option<Records>,
     /// The nameservers of the stub zone the name is in (instead of the upstreams).
     stub: Option<Vec<std::net::SocketAddr>>,
+    /// A name in a static zone: the zones' catalog answers it.
+    static_zone: bool,
 }
 
 impl Handler {
@@ -119,7 +121,7 @@ impl Handler {
         Handler {
             view,
             authority,
-            zones,
+            zones: arc_swap::ArcSwap::from_pointee(zones),
             forwarder,
             allow_recursion,
             metrics,
@@ -156,6 +158,11 @@ impl Handler {
             us = started.elapsed().as_micros() as u64,
             "query"
         );
+    }
+
+    /// Puts a new set of static zones in service (SIGHUP).
+    pub fn replace_zones(&self, zones: StaticZones) {
+        self.zones.store(Arc::new(zones));
     }
 
     /// Entries in the answer cache.
@@ -302,7 +309,7 @@ impl Handler {
             Outcome::Forward(pending) => {
                 let qtype = pending.query.qtype.to_string();
                 let bytes = match self.forwards.clone().try_acquire_owned() {
-                    Ok(_permit) => self.forward(*pending).await,
+                    Ok(_permit) => self.forward(*pending, client).await,
                     Err(_) => {
                         self.metrics.shed.inc();
                         self.error(&pending.query, ResponseCode::Refused, client)
@@ -348,7 +355,7 @@ impl Handler {
             &q,
             snap.as_deref(),
             &self.authority,
-            &self.zones,
+            &self.zones.load(),
             &stubs,
             self.allowed(client),
             recurse,
@@ -387,6 +394,7 @@ impl Handler {
                     raw: raw.to_vec(),
                     partial: None,
                     stub: None,
+                    static_zone: false,
                 }))
             }
             Decision::Resolve(records) => {
@@ -396,6 +404,7 @@ impl Handler {
                     raw: raw.to_vec(),
                     partial: Some(records),
                     stub: None,
+                    static_zone: false,
                 }))
             }
             Decision::Stub(servers) => {
@@ -405,6 +414,17 @@ impl Handler {
                     raw: raw.to_vec(),
                     partial: None,
                     stub: Some(servers),
+                    static_zone: false,
+                }))
+            }
+            Decision::Static => {
+                return Outcome::Forward(Box::new(Pending {
+                    query: q,
+                    request,
+                    raw: raw.to_vec(),
+                    partial: None,
+                    stub: None,
+                    static_zone: true,
                 }))
             }
             refusal @ (Decision::Refused
@@ -431,14 +451,36 @@ impl Handler {
     }
 
     /// Asks the upstreams: the whole question, or the CNAME targets of our partial answer.
-    async fn forward(&self, pending: Pending) -> Vec<u8> {
+    async fn forward(&self, pending: Pending, client: IpAddr) -> Vec<u8> {
         let Pending {
             query,
             request,
             raw,
             partial,
             stub,
+            static_zone,
         } = pending;
+        if static_zone {
+            let zones = self.zones.load_full();
+            let answer = zones
+                .answer(
+                    &raw,
+                    client,
+                    query.transport,
+                    query.limit(),
+                    query.edns.is_some(),
+                )
+                .await;
+            return answer.unwrap_or_else(|| {
+                respond::encode(
+                    &query,
+                    ResponseCode::ServFail,
+                    false,
+                    false,
+                    Body::default(),
+                )
+            });
+        }
         if let Some(servers) = stub {
             self.metrics.forwarded.inc();
             let timeout = self.upstream_timeout;

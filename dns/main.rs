@@ -108,6 +108,33 @@ async fn skydns_config(mut cli: Cli, given: &HashSet<String>) -> Cli {
     cli
 }
 
+/// SIGHUP: the zone files are read again; a set that does not load leaves the one in service.
+async fn reload_zones_on_hup(
+    dir: std::path::PathBuf,
+    handler: Arc<Handler>,
+    token: CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP: zone files will not be reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        match zones::StaticZones::load_dir(&dir) {
+            Ok(z) => {
+                let origins: Vec<String> = z.origins().map(|o| o.to_string()).collect();
+                info!(?origins, "static zones reloaded");
+                handler.replace_zones(z);
+            }
+            Err(error) => warn!(%error, "static zones not reloaded: the ones in service stay"),
+        }
+    }
+}
+
 async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let cli = skydns_config(cli, &given).await;
     let cfg = Config::from_cli(cli)?;
@@ -157,6 +184,9 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     ));
     let conns = Arc::new(Connections::new(TcpLimits::default()));
     metrics.watch_handler(handler.clone(), conns.clone());
+    if let Some(dir) = cfg.zones.clone() {
+        tasks.spawn(reload_zones_on_hup(dir, handler.clone(), token.clone()));
+    }
 
     for addr in &cfg.listen {
         let (udp, tcp) = bind_pair(*addr)

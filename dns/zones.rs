@@ -1,16 +1,31 @@
-//! Static zones: RFC 1035 master files from `--zones DIR`, served authoritatively beside the view.
+//! Static zones: RFC 1035 master files from `--zones DIR`, served authoritatively beside the view
+//! by hickory-server's in-memory zone handlers and catalog.
 //!
-//! Each `*.zone` file is parsed once at start (hickory's zone parser; the origin is the file's
-//! `$ORIGIN`, else its name without `.zone`). Questions inside a zone are answered from it:
-//! exact matches, CNAME chains inside the zone, NODATA and NXDOMAIN with the zone's SOA.
+//! Each `*.zone` file is parsed (hickory's zone parser; the origin is the file's `$ORIGIN`, else
+//! its name without `.zone`) into an `InMemoryZoneHandler`, and the zones make one `Catalog`.
+//! Questions inside a zone go to the catalog, which does what an authoritative server does:
+//! wildcards, CNAMEs inside the zone, delegations (a referral without AA, the child's NS in the
+//! authority section and their glue), additional records for NS/MX/SRV targets, NODATA and
+//! NXDOMAIN with the SOA. Its answer is encoded within the client's size limit (TC when it does
+//! not fit). [`StaticZones::load_dir`] runs again on SIGHUP; a set that fails to load leaves the
+//! one in service as it is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::{Edns, Message};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneType};
 
-use crate::answer::{Answer, Records};
+use crate::forward::Transport;
 
 /// Why the zones could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -34,18 +49,24 @@ pub enum ZoneError {
     },
 }
 
-/// One zone from a file.
-#[derive(Debug)]
-struct Zone {
-    origin: Name,
-    soa: Record,
-    records: HashMap<(Name, RecordType), Vec<Record>>,
+/// Every static zone, served by one catalog.
+#[derive(Default)]
+pub struct StaticZones {
+    origins: Vec<Name>,
+    catalog: Option<Catalog>,
+    /// Delegations (NS sets below a zone's apex), most specific first: a question at or below
+    /// one gets a referral (hickory-server 0.26 answers those with AA and no glue).
+    cuts: Vec<(Name, Vec<Record>)>,
+    /// Every address record of the zones, for glue.
+    addresses: HashMap<Name, Vec<Record>>,
 }
 
-/// Every static zone, looked up by longest origin.
-#[derive(Debug, Default)]
-pub struct StaticZones {
-    zones: Vec<Zone>,
+impl std::fmt::Debug for StaticZones {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticZones")
+            .field("origins", &self.origins)
+            .finish()
+    }
 }
 
 impl StaticZones {
@@ -62,77 +83,177 @@ impl StaticZones {
             .filter(|p| p.extension().is_some_and(|e| e == "zone"))
             .collect();
         files.sort();
-        let zones = files
-            .iter()
-            .map(|f| load_file(f))
-            .collect::<Result<_, _>>()?;
-        Ok(StaticZones { zones })
+        let mut catalog = Catalog::new();
+        let mut origins = Vec::new();
+        let mut cuts = Vec::new();
+        let mut addresses: HashMap<Name, Vec<Record>> = HashMap::new();
+        for f in &files {
+            let (origin, records) = load_file(f)?;
+            for (key, set) in &records {
+                let name = Name::from(key.name.clone()).to_lowercase();
+                match key.record_type {
+                    RecordType::NS if name != origin => {
+                        cuts.push((name, set.records_without_rrsigs().cloned().collect()));
+                    }
+                    RecordType::A | RecordType::AAAA => addresses
+                        .entry(name)
+                        .or_default()
+                        .extend(set.records_without_rrsigs().cloned()),
+                    _ => {}
+                }
+            }
+            let handler =
+                InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::new(
+                    origin.clone(),
+                    records,
+                    ZoneType::Primary,
+                    AxfrPolicy::Deny,
+                )
+                .map_err(|reason| ZoneError::Parse {
+                    path: f.clone(),
+                    reason,
+                })?;
+            catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
+            origins.push(origin);
+        }
+        cuts.sort_by_key(|(n, _): &(Name, Vec<Record>)| std::cmp::Reverse(n.num_labels()));
+        Ok(StaticZones {
+            origins,
+            catalog: Some(catalog),
+            cuts,
+            addresses,
+        })
     }
 
     /// The origins served, for logging.
     pub fn origins(&self) -> impl Iterator<Item = &Name> {
-        self.zones.iter().map(|z| &z.origin)
+        self.origins.iter()
     }
 
-    /// Answers a question inside a static zone; `None` when no zone holds `qname`.
-    pub fn answer(&self, qname: &Name, qtype: RecordType) -> Option<Answer> {
-        let lower = qname.to_lowercase();
-        let zone = self
-            .zones
-            .iter()
-            .filter(|z| z.origin.zone_of(&lower))
-            .max_by_key(|z| z.origin.num_labels())?;
-        Some(zone.answer(qname, &lower, qtype))
+    /// Whether a static zone holds `lower` (a lower-case name).
+    pub fn holds(&self, lower: &Name) -> bool {
+        self.origins.iter().any(|o| o.zone_of(lower))
+    }
+
+    /// The catalog's answer to the query `raw` (a question inside a static zone), encoded within
+    /// `limit` bytes; `None` when the query cannot be read.
+    pub async fn answer(
+        &self,
+        raw: &[u8],
+        client: IpAddr,
+        transport: Transport,
+        limit: u16,
+        client_edns: bool,
+    ) -> Option<Vec<u8>> {
+        let catalog = self.catalog.as_ref()?;
+        if let Some(bytes) = self.referral(raw, limit, client_edns) {
+            return Some(bytes);
+        }
+        let protocol = match transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        };
+        let request =
+            Request::from_bytes(raw.to_vec(), SocketAddr::new(client, 0), protocol).ok()?;
+        let edns = client_edns.then(|| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(crate::query::OUR_UDP_PAYLOAD);
+            ours
+        });
+        let capture = Capture {
+            out: Arc::new(Mutex::new(None)),
+            limit,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        catalog
+            .lookup(&request, edns.as_ref(), now, capture.clone())
+            .await;
+        let out = match capture.out.lock() {
+            Ok(mut o) => o.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        out
     }
 }
 
-impl Zone {
-    fn answer(&self, qname: &Name, lower: &Name, qtype: RecordType) -> Answer {
-        let mut out = Records::default();
-        let mut owner = qname.clone();
-        let mut cur = lower.clone();
-        for _ in 0..8 {
-            if let Some(rs) = self.records.get(&(cur.clone(), qtype)) {
-                out.answers.extend(rs.iter().map(|r| with_owner(r, &owner)));
-                break;
+impl StaticZones {
+    /// A referral (RFC 1034 4.3.2, RFC 2181 6.1) when the question is at or below a delegation:
+    /// no AA, the child's NS set in the authority section, the addresses of its in-zone
+    /// nameservers as additional records. `None` when no delegation holds the name (or the
+    /// query cannot be read).
+    fn referral(&self, raw: &[u8], limit: u16, client_edns: bool) -> Option<Vec<u8>> {
+        if self.cuts.is_empty() {
+            return None;
+        }
+        let request = Message::from_vec(raw).ok()?;
+        let q = request.queries.first()?;
+        let lower = q.name().to_lowercase();
+        // DS belongs to the parent side of the cut.
+        if q.query_type() == RecordType::DS {
+            return None;
+        }
+        let (_, ns) = self.cuts.iter().find(|(cut, _)| cut.zone_of(&lower))?;
+        let mut m = Message::response(request.metadata.id, request.metadata.op_code);
+        m.metadata.recursion_desired = request.metadata.recursion_desired;
+        m.metadata.authoritative = false;
+        m.add_query(q.clone());
+        m.authorities.extend(ns.iter().cloned());
+        for r in ns {
+            if let RData::NS(target) = &r.data {
+                if let Some(glue) = self.addresses.get(&target.0.to_lowercase()) {
+                    m.additionals.extend(glue.iter().cloned());
+                }
             }
-            let Some(cname) = self
-                .records
-                .get(&(cur.clone(), RecordType::CNAME))
-                .and_then(|v| v.first())
-            else {
-                break;
-            };
-            out.answers.push(with_owner(cname, &owner));
-            let RData::CNAME(target) = &cname.data else {
-                break;
-            };
-            owner = target.0.clone();
-            cur = owner.to_lowercase();
-            if !self.origin.zone_of(&cur) {
-                out.external.push((owner.clone(), qtype));
-                break;
-            }
         }
-        if !out.answers.is_empty() {
-            return Answer::Records(out);
+        if client_edns {
+            let mut ours = Edns::new();
+            ours.set_max_payload(crate::query::OUR_UDP_PAYLOAD);
+            m.edns = Some(ours);
         }
-        let exists = self.records.keys().any(|(n, _)| lower.zone_of(n));
-        if exists {
-            Answer::NoData(self.soa.clone())
-        } else {
-            Answer::NxDomain(self.soa.clone())
-        }
+        let mut buf = Vec::with_capacity(512);
+        let mut enc = BinEncoder::new(&mut buf);
+        enc.set_max_size(limit);
+        m.emit(&mut enc).ok()?;
+        Some(buf)
     }
 }
 
-fn with_owner(r: &Record, owner: &Name) -> Record {
-    let mut r = r.clone();
-    r.name = owner.clone();
-    r
+/// A response handler that keeps the encoded answer instead of sending it.
+#[derive(Clone)]
+struct Capture {
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+    limit: u16,
 }
 
-fn load_file(path: &Path) -> Result<Zone, ZoneError> {
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::with_capacity(usize::from(self.limit.min(4096)));
+        let info = {
+            let mut enc = BinEncoder::new(&mut buf);
+            enc.set_max_size(self.limit);
+            response.destructive_emit(&mut enc)?
+        };
+        if let Ok(mut out) = self.out.lock() {
+            *out = Some(buf);
+        }
+        Ok(info)
+    }
+}
+
+fn load_file(path: &Path) -> Result<(Name, BTreeMap<RrKey, RecordSet>), ZoneError> {
     let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
         path: path.to_path_buf(),
         source,
@@ -149,89 +270,12 @@ fn load_file(path: &Path) -> Result<Zone, ZoneError> {
     let (origin, sets) = Parser::new(text, Some(path.to_path_buf()), origin)
         .parse()
         .map_err(|e| parse_err(e.to_string()))?;
-    let origin = origin.to_lowercase();
-    let mut records: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
-    for (key, set) in sets {
-        let name = Name::from(key.name.clone()).to_lowercase();
-        records
-            .entry((name, key.record_type))
-            .or_default()
-            .extend(set.records_without_rrsigs().cloned());
-    }
-    let soa = records
-        .get(&(origin.clone(), RecordType::SOA))
-        .and_then(|v| v.first().cloned())
-        .ok_or_else(|| parse_err(format!("no SOA record at the origin {origin}")))?;
-    Ok(Zone {
-        origin,
-        soa,
-        records,
-    })
+    Ok((origin.to_lowercase(), sets))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ZONE: &str = "$ORIGIN static.test.\n$TTL 300\n\
-        @ IN SOA ns.static.test. admin.static.test. 1 7200 3600 1209600 300\n\
-        @ IN NS ns.static.test.\nns IN A 10.5.0.1\nwww IN A 10.5.0.2\n\
-        alias IN CNAME www\nout IN CNAME www.example.org.\na.b IN TXT \"deep\"\n";
-
-    fn zones() -> StaticZones {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("static.test.zone"), ZONE).unwrap();
-        std::fs::write(dir.path().join("ignored.txt"), "not a zone").unwrap();
-        StaticZones::load_dir(dir.path()).unwrap()
-    }
-
-    fn lines(a: Option<Answer>) -> Vec<String> {
-        match a {
-            Some(Answer::Records(r)) => r
-                .answers
-                .iter()
-                .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
-                .collect(),
-            Some(Answer::NoData(_)) => vec!["NODATA".into()],
-            Some(Answer::NxDomain(_)) => vec!["NXDOMAIN".into()],
-            Some(Answer::NotOurs) => vec!["NOTOURS".into()],
-            None => vec![],
-        }
-    }
-
-    #[test]
-    fn answers_from_the_file() {
-        let z = zones();
-        let n = |s| Name::from_ascii(s).unwrap();
-        assert_eq!(
-            lines(z.answer(&n("WWW.static.test."), RecordType::A)),
-            ["WWW.static.test. A 10.5.0.2"]
-        );
-        assert_eq!(
-            lines(z.answer(&n("alias.static.test."), RecordType::A)),
-            [
-                "alias.static.test. CNAME www.static.test.",
-                "www.static.test. A 10.5.0.2"
-            ]
-        );
-        assert_eq!(
-            lines(z.answer(&n("www.static.test."), RecordType::AAAA)),
-            ["NODATA"]
-        );
-        assert_eq!(
-            lines(z.answer(&n("b.static.test."), RecordType::A)),
-            ["NODATA"]
-        );
-        assert_eq!(
-            lines(z.answer(&n("nope.static.test."), RecordType::A)),
-            ["NXDOMAIN"]
-        );
-        assert!(z.answer(&n("www.other.test."), RecordType::A).is_none());
-        let Some(Answer::Records(r)) = z.answer(&n("out.static.test."), RecordType::A) else {
-            panic!()
-        };
-        assert_eq!(r.external, [(n("www.example.org."), RecordType::A)]);
-    }
 
     #[test]
     fn a_broken_file_is_a_clear_error() {
@@ -239,5 +283,16 @@ mod tests {
         std::fs::write(dir.path().join("bad.zone"), "@ IN A\n").unwrap();
         let err = StaticZones::load_dir(dir.path()).unwrap_err().to_string();
         assert!(err.contains("bad.zone"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("nosoa.test.zone"),
+            "www 300 IN A 10.0.0.1\n",
+        )
+        .unwrap();
+        let err = StaticZones::load_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("nosoa.test.zone") && err.contains("SOA"),
+            "{err}"
+        );
     }
 }

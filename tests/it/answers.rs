@@ -1,5 +1,7 @@
 //! Every answer rule, through the binary: what `dig` would see.
 
+use std::time::Duration;
+
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
@@ -292,4 +294,81 @@ async fn static_zone_files_are_served() {
         .await
         .unwrap();
     assert!(!m.answers.is_empty(), "{m:?}");
+}
+
+/// Static zones through hickory-server's catalog: a wildcard answers, a delegation is a referral
+/// (no AA, the child's NS in the authority section with glue), the zone's NS at its apex is
+/// authoritative; a changed file is served after SIGHUP, and a broken one leaves the old in place.
+#[tokio::test]
+async fn static_zones_wildcards_delegations_and_reload() {
+    let zone = "$ORIGIN static.test.\n$TTL 120\n@ SOA ns.static.test. admin.static.test. 7 7200 3600 1209600 60\n\
+                @ NS ns.static.test.\nns A 10.20.0.1\nwww A 10.20.0.2\n*.wild A 10.20.0.9\n\
+                sub NS ns.sub.static.test.\nns.sub A 10.20.0.53\n";
+    let dir = zone_dir(&[("static.test.zone", zone)]);
+    let etcd = Etcd::start().await;
+    let zones = path_str(dir.path());
+    let dns = Dns::for_etcd(&etcd, None, &["--zones", &zones]);
+    dns.ready().await;
+    let m = query(dns.addr, "x.wild.static.test.", RecordType::A)
+        .await
+        .expect("answer");
+    assert_eq!(answers(&m), ["x.wild.static.test. A 10.20.0.9"]);
+    assert!(m.metadata.authoritative);
+
+    for (name, t) in [
+        ("host.sub.static.test.", RecordType::A),
+        ("sub.static.test.", RecordType::NS),
+    ] {
+        let m = query(dns.addr, name, t).await.expect("answer");
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(
+            !m.metadata.authoritative,
+            "a referral is not authoritative: {name}"
+        );
+        assert!(m.answers.is_empty(), "{name}: {:?}", answers(&m));
+        let ns: Vec<String> = m
+            .authorities
+            .iter()
+            .map(|r| format!("{} {} {}", r.name, r.record_type(), r.data))
+            .collect();
+        assert_eq!(ns, ["sub.static.test. NS ns.sub.static.test."], "{name}");
+        assert!(
+            m.additionals
+                .iter()
+                .any(|r| r.data.to_string() == "10.20.0.53"),
+            "glue: {m:?}"
+        );
+    }
+    let m = query(dns.addr, "static.test.", RecordType::NS)
+        .await
+        .expect("answer");
+    assert!(m.metadata.authoritative);
+    assert_eq!(answers(&m), ["static.test. NS ns.static.test."]);
+
+    // SIGHUP: a changed file is served; a broken one is refused and the old zone stays.
+    std::fs::write(
+        dir.path().join("static.test.zone"),
+        zone.replace("www A 10.20.0.2", "www A 10.20.0.3"),
+    )
+    .expect("write");
+    dns.signal("HUP");
+    eventually(Duration::from_secs(10), "the reloaded zone", || async {
+        let m = query(dns.addr, "www.static.test.", RecordType::A)
+            .await
+            .ok()?;
+        (data(&m) == ["10.20.0.3"]).then_some(())
+    })
+    .await;
+    std::fs::write(dir.path().join("static.test.zone"), "@ IN A\n").expect("write");
+    dns.signal("HUP");
+    eventually(Duration::from_secs(10), "the refusal logged", || async {
+        dns.logs()
+            .contains("static zones not reloaded")
+            .then_some(())
+    })
+    .await;
+    let m = query(dns.addr, "www.static.test.", RecordType::A)
+        .await
+        .expect("answer");
+    assert_eq!(data(&m), ["10.20.0.3"]);
 }
