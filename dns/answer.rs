@@ -499,6 +499,12 @@ impl<'a> Lookup<'a> {
         match qtype {
             RecordType::A | RecordType::AAAA => {
                 let mut chain = vec![lower.clone()];
+                // CoreDNS's apex records: `<domain>/dns/apex/...` answer the apex itself when
+                // there are any (else the apex answers everything below it, as SkyDNS).
+                let entries = match self.apex_records(domain, apex) {
+                    Some(own) => own,
+                    None => entries,
+                };
                 let entries = self.fit(entries);
                 self.addresses(qname, &entries, qtype, &mut chain, false, &mut out);
             }
@@ -513,7 +519,23 @@ impl<'a> Lookup<'a> {
                 ));
             }
             RecordType::CNAME => {
-                for (_, e) in self.fit(entries) {
+                // One CNAME at most (RFC 2181 10.1): the record at the name itself when it names
+                // a host; else the one host that every record below names (no addresses).
+                let exact = lodestar::key::name_to_path(&lower.to_ascii());
+                let own = entries
+                    .iter()
+                    .find(|(p, e)| *p == exact && matches!(e.host, Host::Name(_)));
+                let only = (distinct_names(&entries) == 1
+                    && !entries
+                        .iter()
+                        .any(|(_, e)| matches!(e.host, Host::V4(_) | Host::V6(_))))
+                .then(|| {
+                    entries
+                        .iter()
+                        .find(|(_, e)| matches!(e.host, Host::Name(_)))
+                })
+                .flatten();
+                if let Some((_, e)) = own.or(only) {
                     if let Host::Name(h) = &e.host {
                         if let Ok(target) = fqdn(h) {
                             out.answers.push(Record::from_rdata(
@@ -570,9 +592,17 @@ impl<'a> Lookup<'a> {
             }
             RecordType::TXT => {
                 let texts: Vec<_> = entries
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .filter(|(_, e)| !e.service.text.is_empty())
                     .collect();
+                if texts.is_empty() {
+                    // A name that is only a CNAME (one host name, no address, no text) answers
+                    // TXT through it, as any type but its own (RFC 1034 3.6.2).
+                    let mut chain = vec![lower.clone()];
+                    self.txt_through_cname(qname, &entries, &mut chain, &mut out);
+                    prune_dangling_cnames(&mut out.answers);
+                }
                 for (_, e) in self.fit(texts) {
                     let txt = TXT::new(e.service.text_strings());
                     out.answers
@@ -613,6 +643,81 @@ impl<'a> Lookup<'a> {
         }
         out.rotate = out.answers.iter().all(|r| r.record_type() == qtype);
         Answer::Records(out)
+    }
+
+    /// The records under `<domain>/dns/apex` when the question is the apex and there are some.
+    fn apex_records(&mut self, domain: &Domain, apex: bool) -> Option<Vec<(&'a str, &'a Entry)>> {
+        if !apex {
+            return None;
+        }
+        let snap: &'a Snapshot = self.snap;
+        let own: Vec<(&'a str, &'a Entry)> = snap
+            .subtree(&format!("{}/apex", domain.dns_path))
+            .take(self.scan.saturating_add(1))
+            .collect();
+        if own.len() > self.scan {
+            self.exceeded = true;
+        }
+        (!own.is_empty()).then_some(own)
+    }
+
+    /// TXT for `owner` through its CNAME when its records are exactly one host name: the CNAME,
+    /// then the target's TXT (in the zone, followed again if the target is a CNAME too, or left
+    /// to the upstream). A chain that ends without text is removed by the caller.
+    fn txt_through_cname(
+        &mut self,
+        owner: &Name,
+        entries: &[(&'a str, &'a Entry)],
+        chain: &mut Vec<Name>,
+        out: &mut Records,
+    ) {
+        let plain_cname = entries
+            .iter()
+            .all(|(_, e)| matches!(e.host, Host::Name(_)) && e.service.text.is_empty())
+            && distinct_names(entries) == 1;
+        let Some((_, e)) = entries.first().filter(|_| plain_cname) else {
+            return;
+        };
+        let Host::Name(h) = &e.host else { return };
+        let Ok(target) = fqdn(h) else { return };
+        let lower = target.to_lowercase();
+        if chain.contains(&lower) || chain.len() > MAX_CHAIN || self.room == 0 {
+            return;
+        }
+        // Followed in the zone only (as CoreDNS): a host elsewhere makes no TXT here.
+        let Some(d) = self.auth.domain_of(&lower) else {
+            return;
+        };
+        self.room -= 1;
+        let ttl = self.auth.ttl(e);
+        out.answers.push(Record::from_rdata(
+            owner.clone(),
+            ttl,
+            RData::CNAME(CNAME(target.clone())),
+        ));
+        if self.expand(&lower).is_some() {
+            return;
+        }
+        let (sub, _) = self.collect(d, &lower);
+        let sub = self.fit(sub);
+        let texts: Vec<_> = sub
+            .iter()
+            .filter(|(_, e)| !e.service.text.is_empty())
+            .collect();
+        if texts.is_empty() {
+            chain.push(lower.clone());
+            self.txt_through_cname(&target, &sub, chain, out);
+            chain.pop();
+        } else {
+            for (_, e) in texts {
+                out.answers.push(Record::from_rdata(
+                    target.clone(),
+                    self.auth.ttl(e),
+                    RData::TXT(TXT::new(e.service.text_strings())),
+                ));
+            }
+        }
+        self.expanded.insert(lower, true);
     }
 
     /// Marks an in-zone name as expanded; `None` when it may be expanded now, else whether its

@@ -749,3 +749,556 @@ async fn skydns_stub_forward() {
         .await;
     }
 }
+
+// ---------------------------------------------------------------- CoreDNS plugin/etcd tables
+
+/// CoreDNS `plugin/etcd/lookup_test.go` `services`, with group_test, other_test, cname_test and
+/// multi_test's (one etcd holds them all; their names do not collide).
+fn coredns_services() -> Vec<(String, String)> {
+    let mut v: Vec<(&str, String)> = vec![
+        (
+            "a.server1.dev.region1.skydns.test.",
+            r#"{"host":"dev.server1","port":8080}"#.into(),
+        ),
+        (
+            "a.server1.prod.region1.skydns.test.",
+            r#"{"host":"10.0.0.1","port":8080}"#.into(),
+        ),
+        (
+            "b.server1.prod.region1.skydns.test.",
+            r#"{"host":"10.0.0.2","port":8080}"#.into(),
+        ),
+        (
+            "b.server6.prod.region1.skydns.test.",
+            r#"{"host":"::1","port":8080}"#.into(),
+        ),
+        (
+            "a.txt.server1.prod.region1.skydns.test.",
+            r#"{"text":"sometext"}"#.into(),
+        ),
+        (
+            "b.txt.server1.prod.region1.skydns.test.",
+            r#"{"text":"moretext"}"#.into(),
+        ),
+        (
+            "cname.prod.region1.skydns.test.",
+            r#"{"host":"unresolvable.skydns.test"}"#.into(),
+        ),
+        (
+            "priority.skydns.test.",
+            r#"{"host":"priority.server1","priority":333,"port":8080}"#.into(),
+        ),
+        (
+            "a.sub.region1.skydns.test.",
+            r#"{"host":"sub.server1"}"#.into(),
+        ),
+        (
+            "b.sub.region1.skydns.test.",
+            r#"{"host":"sub.server2","port":80}"#.into(),
+        ),
+        (
+            "c.sub.region1.skydns.test.",
+            r#"{"host":"10.0.0.1","port":8080}"#.into(),
+        ),
+        (
+            "a.targetstrip.skydns.test.",
+            r#"{"host":"10.0.0.1","port":8080,"targetstrip":1}"#.into(),
+        ),
+        (
+            "b.cname.skydns.test.",
+            r#"{"host":"a.cname.skydns.test"}"#.into(),
+        ),
+        (
+            "a.cname.skydns.test.",
+            r#"{"host":"b.cname.skydns.test"}"#.into(),
+        ),
+        ("a.ns.dns.skydns.test.", r#"{"host":"10.0.0.2"}"#.into()),
+        ("b.ns.dns.skydns.test.", r#"{"host":"10.0.0.3"}"#.into()),
+        (
+            "ns1.c.ns.dns.skydns.test.",
+            r#"{"host":"10.0.0.4","targetstrip":1}"#.into(),
+        ),
+        (
+            "ns2.c.ns.dns.skydns.test.",
+            r#"{"host":"10.0.0.5","targetstrip":1}"#.into(),
+        ),
+        ("x.skydns_zonea.test.", r#"{"host":"10.0.0.2"}"#.into()),
+        ("y.skydns_zonea.test.", r#"{"host":"10.0.0.3"}"#.into()),
+        ("x.skydns_zoneb.test.", r#"{"host":"10.0.0.2"}"#.into()),
+        ("y.skydns_zoneb.test.", r#"{"host":"10.0.0.3"}"#.into()),
+        (
+            "apex.dns.skydns_zoneb.test.",
+            r#"{"host":"10.0.0.4"}"#.into(),
+        ),
+        ("x.skydns_zonec.test.", r#"{"host":"10.0.0.2"}"#.into()),
+        ("y.skydns_zonec.test.", r#"{"host":"10.0.0.3"}"#.into()),
+        (
+            "a1.apex.dns.skydns_zonec.test.",
+            r#"{"host":"10.0.0.4"}"#.into(),
+        ),
+        (
+            "a2.apex.dns.skydns_zonec.test.",
+            r#"{"host":"10.0.0.5"}"#.into(),
+        ),
+        ("x.skydns_zoned.test.", r#"{"host":"10.0.0.2"}"#.into()),
+        ("y.skydns_zoned.test.", r#"{"host":"10.0.0.3"}"#.into()),
+        (
+            "a1.apex.dns.skydns_zoned.test.",
+            r#"{"host":"10.0.0.4"}"#.into(),
+        ),
+        (
+            "a2.apex.dns.skydns_zoned.test.",
+            r#"{"host":"10.0.0.5"}"#.into(),
+        ),
+        (
+            "a3.apex.dns.skydns_zoned.test.",
+            r#"{"host":"2003::8:1"}"#.into(),
+        ),
+        (
+            "a4.apex.dns.skydns_zoned.test.",
+            r#"{"host":"2003::8:2"}"#.into(),
+        ),
+        (
+            "1.0.0.10.in-addr.arpa.",
+            r#"{"host":"reverse.example.com"}"#.into(),
+        ),
+        // group_test.go
+        (
+            "a.dom.skydns.test.",
+            r#"{"host":"127.0.0.1","group":"g1"}"#.into(),
+        ),
+        (
+            "b.sub.dom.skydns.test.",
+            r#"{"host":"127.0.0.2","group":"g1"}"#.into(),
+        ),
+        (
+            "a.dom2.skydns.test.",
+            r#"{"host":"127.0.0.1","group":"g1"}"#.into(),
+        ),
+        (
+            "b.sub.dom2.skydns.test.",
+            r#"{"host":"127.0.0.2","group":""}"#.into(),
+        ),
+        (
+            "a.dom1.skydns.test.",
+            r#"{"host":"127.0.0.1","group":"g1"}"#.into(),
+        ),
+        (
+            "b.sub.dom1.skydns.test.",
+            r#"{"host":"127.0.0.2","group":"g2"}"#.into(),
+        ),
+        (
+            "a.dom3.skydns.test.",
+            r#"{"text":"foo","group":"g1"}"#.into(),
+        ),
+        (
+            "b.sub.dom3.skydns.test.",
+            r#"{"text":"bar","group":"g1"}"#.into(),
+        ),
+        // other_test.go
+        (
+            "a.mail.skydns.test.",
+            r#"{"host":"mx.skydns.test","priority":50,"mail":true}"#.into(),
+        ),
+        (
+            "b.mail.skydns.test.",
+            r#"{"host":"mx.miek.nl","priority":50,"mail":true}"#.into(),
+        ),
+        (
+            "a.mx.skydns.test.",
+            r#"{"host":"a.ipaddr.skydns.test","priority":30,"mail":true}"#.into(),
+        ),
+        (
+            "a.mx2.skydns.test.",
+            r#"{"host":"a.ipaddr.skydns.test","mail":true}"#.into(),
+        ),
+        (
+            "b.mx2.skydns.test.",
+            r#"{"host":"b.ipaddr.skydns.test","mail":true}"#.into(),
+        ),
+        (
+            "a.mx3.skydns.test.",
+            r#"{"host":"a.ipaddr.skydns.test","priority":20,"mail":true}"#.into(),
+        ),
+        (
+            "b.mx3.skydns.test.",
+            r#"{"host":"a.ipaddr.skydns.test","priority":30,"mail":true}"#.into(),
+        ),
+        ("a.ipaddr.skydns.test.", r#"{"host":"172.16.1.1"}"#.into()),
+        ("b.ipaddr.skydns.test.", r#"{"host":"172.16.1.2"}"#.into()),
+        ("a1.txt.skydns.test.", r#"{"text":"abc"}"#.into()),
+        ("a2.txt.skydns.test.", r#"{"text":"abc abc"}"#.into()),
+        (
+            "large400.skydns.test.",
+            format!(r#"{{"text":"{}"}}"#, "0".repeat(400)),
+        ),
+        (
+            "large600.skydns.test.",
+            format!(r#"{{"text":"{}"}}"#, "0".repeat(600)),
+        ),
+        (
+            "large2000.skydns.test.",
+            format!(r#"{{"text":"{}"}}"#, "0".repeat(2000)),
+        ),
+        (
+            "http.multiport.http.skydns.test.",
+            r#"{"host":"10.11.11.10","port":80}"#.into(),
+        ),
+        (
+            "https.multiport.http.skydns.test.",
+            r#"{"host":"10.11.11.10","port":443}"#.into(),
+        ),
+        // cname_test.go
+        (
+            "cname1.region2.skydns.test.",
+            r#"{"host":"cname2.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "cname2.region2.skydns.test.",
+            r#"{"host":"cname3.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "cname3.region2.skydns.test.",
+            r#"{"host":"cname4.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "cname4.region2.skydns.test.",
+            r#"{"host":"cname5.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "cname5.region2.skydns.test.",
+            r#"{"host":"cname6.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "cname6.region2.skydns.test.",
+            r#"{"host":"endpoint.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "endpoint.region2.skydns.test.",
+            r#"{"host":"10.240.0.1"}"#.into(),
+        ),
+        (
+            "region2.skydns.test.",
+            r#"{"host":"mainendpoint.region2.skydns.test"}"#.into(),
+        ),
+        (
+            "cname3.region3.skydns.test.",
+            r#"{"host":"cname2.region3.skydns.test"}"#.into(),
+        ),
+        (
+            "cname2.region3.skydns.test.",
+            r#"{"host":"cname1.region3.skydns.test"}"#.into(),
+        ),
+        (
+            "cname1.region3.skydns.test.",
+            r#"{"host":"endpoint.region3.skydns.test"}"#.into(),
+        ),
+        (
+            "endpoint.region3.skydns.test.",
+            r#"{"text":"SOME-RECORD-TEXT"}"#.into(),
+        ),
+        // multi_test.go (miek.nl is served too; example.org is not)
+        (
+            "a.server1.dev.region1.miek.nl.",
+            r#"{"host":"dev.server1","port":8080}"#.into(),
+        ),
+        (
+            "a.server1.dev.region1.example.org.",
+            r#"{"host":"dev.server1","port":8080}"#.into(),
+        ),
+    ];
+    // cname_test's chain starts at a.server1.dev.region1, which lookup_test also uses: its
+    // case is run in its own etcd (coredns_cname_chain_srv).
+    v.retain(|(k, _)| !k.is_empty());
+    v.into_iter().map(|(k, j)| (key_of(k), j)).collect()
+}
+
+/// CoreDNS compares owner, TTL (303 matches any), type and data in every section.
+fn coredns_compare(c: &Case, m: &Message) -> Result<(), String> {
+    if m.metadata.response_code != c.rcode {
+        return Err(format!(
+            "rcode {:?}, expected {:?}",
+            m.metadata.response_code, c.rcode
+        ));
+    }
+    let norm = |rrs: &[&str]| -> Vec<(String, Option<u32>, String, String)> {
+        let mut v: Vec<_> = rrs
+            .iter()
+            .map(|a| {
+                let (n, t, ty, d) = parse(a);
+                let d = if ty == "SOA" {
+                    d.split(' ').take(2).collect::<Vec<_>>().join(" ")
+                } else if ty == "TXT" {
+                    d.trim_matches('"').to_string()
+                } else {
+                    d
+                };
+                (n, (t != 303).then_some(t), ty, d)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let got = |rrs: &[Record]| -> Vec<(String, u32, String, String)> {
+        let mut v: Vec<_> = rrs
+            .iter()
+            .filter(|r| r.record_type() != RecordType::OPT)
+            .map(|r| {
+                (
+                    r.name.to_string(),
+                    r.ttl,
+                    r.record_type().to_string(),
+                    data_of(r),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    for (section, want, have) in [
+        ("answer", norm(c.answer), got(&m.answers)),
+        ("authority", norm(c.ns), got(&m.authorities)),
+        ("additional", norm(c.extra), got(&m.additionals)),
+    ] {
+        let same = want.len() == have.len()
+            && want.iter().zip(&have).all(|(w, h)| {
+                w.0 == h.0 && w.1.is_none_or(|t| t == h.1) && w.2 == h.2 && w.3 == h.3
+            });
+        if !same {
+            return Err(format!("{section} {have:?}, expected {want:?}"));
+        }
+    }
+    Ok(())
+}
+
+const CSOA: &str = "skydns.test. 30 SOA ns.dns.skydns.test. hostmaster.skydns.test. 0 0 0 0 0";
+
+fn coredns_cases() -> Vec<Case> {
+    vec![
+        // lookup_test.go
+        Case { answer: &["a.server1.dev.region1.skydns.test. 300 SRV 10 100 8080 dev.server1."], ..case("a.server1.dev.region1.skydns.test.", SRV) },
+        Case { answer: &["a.SERVer1.dEv.region1.skydns.tEst. 300 SRV 10 100 8080 dev.server1."], ..case("a.SERVer1.dEv.region1.skydns.tEst.", SRV) },
+        Case { rcode: ResponseCode::NXDomain, ns: &[CSOA], ..case("doesnotexist.skydns.test.", A) },
+        Case { answer: &["a.server1.prod.region1.skydns.test. 300 A 10.0.0.1"], ..case("a.server1.prod.region1.skydns.test.", A) },
+        Case {
+            answer: &["a.server1.prod.region1.skydns.test. 300 SRV 10 100 8080 a.server1.prod.region1.skydns.test."],
+            extra: &["a.server1.prod.region1.skydns.test. 300 A 10.0.0.1"],
+            ..case("a.server1.prod.region1.skydns.test.", SRV)
+        },
+        Case { answer: &["b.server6.prod.region1.skydns.test. 300 AAAA ::1"], ..case("b.server6.prod.region1.skydns.test.", AAAA) },
+        Case { answer: &["server1.prod.region1.skydns.test. 300 A 10.0.0.1", "server1.prod.region1.skydns.test. 300 A 10.0.0.2"], ..case("server1.prod.region1.skydns.test.", A) },
+        Case { answer: &["priority.skydns.test. 300 SRV 333 100 8080 priority.server1."], ..case("priority.skydns.test.", SRV) },
+        Case {
+            answer: &["sub.region1.skydns.test. 300 SRV 10 33 0 sub.server1.", "sub.region1.skydns.test. 300 SRV 10 33 80 sub.server2.", "sub.region1.skydns.test. 300 SRV 10 33 8080 c.sub.region1.skydns.test."],
+            extra: &["c.sub.region1.skydns.test. 300 A 10.0.0.1"],
+            ..case("sub.region1.skydns.test.", SRV)
+        },
+        Case {
+            answer: &["targetstrip.skydns.test. 300 SRV 10 100 8080 targetstrip.skydns.test."],
+            extra: &["targetstrip.skydns.test. 300 A 10.0.0.1"],
+            ..case("targetstrip.skydns.test.", SRV)
+        },
+        Case { ns: &[CSOA], ..case("cname.prod.region1.skydns.test.", A) },
+        Case { answer: &["txt.server1.prod.region1.skydns.test. 303 TXT moretext", "txt.server1.prod.region1.skydns.test. 303 TXT sometext"], ..case("txt.server1.prod.region1.skydns.test.", TXT) },
+        Case {
+            answer: &[
+                "prod.*.skydns.test. 300 SRV 10 25 0 unresolvable.skydns.test.",
+                "prod.*.skydns.test. 300 SRV 10 25 8080 a.server1.prod.region1.skydns.test.",
+                "prod.*.skydns.test. 300 SRV 10 25 8080 b.server1.prod.region1.skydns.test.",
+                "prod.*.skydns.test. 300 SRV 10 25 8080 b.server6.prod.region1.skydns.test.",
+            ],
+            extra: &["a.server1.prod.region1.skydns.test. 300 A 10.0.0.1", "b.server1.prod.region1.skydns.test. 300 A 10.0.0.2", "b.server6.prod.region1.skydns.test. 300 AAAA ::1"],
+            ..case("prod.*.skydns.test.", SRV)
+        },
+        Case {
+            answer: &[
+                "prod.any.skydns.test. 300 SRV 10 25 0 unresolvable.skydns.test.",
+                "prod.any.skydns.test. 300 SRV 10 25 8080 a.server1.prod.region1.skydns.test.",
+                "prod.any.skydns.test. 300 SRV 10 25 8080 b.server1.prod.region1.skydns.test.",
+                "prod.any.skydns.test. 300 SRV 10 25 8080 b.server6.prod.region1.skydns.test.",
+            ],
+            extra: &["a.server1.prod.region1.skydns.test. 300 A 10.0.0.1", "b.server1.prod.region1.skydns.test. 300 A 10.0.0.2", "b.server6.prod.region1.skydns.test. 300 AAAA ::1"],
+            ..case("prod.any.skydns.test.", SRV)
+        },
+        Case { ns: &[CSOA], ..case("a.cname.skydns.test.", A) },
+        Case { ns: &[CSOA], ..case("a.server1.dev.region1.skydns.test.", TXT) },
+        Case { ns: &[CSOA], ..case("a.server1.dev.region1.skydns.test.", HINFO) },
+        Case { rcode: ResponseCode::NXDomain, ns: &[CSOA], ..case("a.server1.nonexistent.region1.skydns.test.", HINFO) },
+        Case {
+            answer: &["skydns.test. 300 NS a.ns.dns.skydns.test.", "skydns.test. 300 NS b.ns.dns.skydns.test.", "skydns.test. 300 NS c.ns.dns.skydns.test."],
+            extra: &["a.ns.dns.skydns.test. 300 A 10.0.0.2", "b.ns.dns.skydns.test. 300 A 10.0.0.3", "c.ns.dns.skydns.test. 300 A 10.0.0.4", "c.ns.dns.skydns.test. 300 A 10.0.0.5"],
+            ..case("skydns.test.", NS)
+        },
+        Case { rcode: ResponseCode::NXDomain, ns: &[CSOA], ..case("a.skydns.test.", NS) },
+        Case {
+            answer: &["ns.dns.skydns.test. 300 A 10.0.0.2", "ns.dns.skydns.test. 300 A 10.0.0.3", "ns.dns.skydns.test. 300 A 10.0.0.4", "ns.dns.skydns.test. 300 A 10.0.0.5"],
+            ..case("ns.dns.skydns.test.", A)
+        },
+        Case { answer: &["skydns_zonea.test. 300 A 10.0.0.2", "skydns_zonea.test. 300 A 10.0.0.3"], ..case("skydns_zonea.test.", A) },
+        Case { answer: &["skydns_zoneb.test. 300 A 10.0.0.4"], ..case("skydns_zoneb.test.", A) },
+        Case { answer: &["skydns_zonec.test. 300 A 10.0.0.4", "skydns_zonec.test. 300 A 10.0.0.5"], ..case("skydns_zonec.test.", A) },
+        Case { answer: &["skydns_zoned.test. 300 A 10.0.0.4", "skydns_zoned.test. 300 A 10.0.0.5"], ..case("skydns_zoned.test.", A) },
+        Case { answer: &["skydns_zoned.test. 300 AAAA 2003::8:1", "skydns_zoned.test. 300 AAAA 2003::8:2"], ..case("skydns_zoned.test.", AAAA) },
+        Case { answer: &["1.0.0.10.in-addr.arpa. 300 PTR reverse.example.com."], ..case("1.0.0.10.in-addr.arpa.", PTR) },
+        // group_test.go
+        Case { answer: &["dom.skydns.test. 300 A 127.0.0.1", "dom.skydns.test. 300 A 127.0.0.2"], ..case("dom.skydns.test.", A) },
+        Case { answer: &["dom2.skydns.test. 300 A 127.0.0.1", "dom2.skydns.test. 300 A 127.0.0.2"], ..case("dom2.skydns.test.", A) },
+        Case { answer: &["dom1.skydns.test. 300 A 127.0.0.1"], ..case("dom1.skydns.test.", A) },
+        Case { answer: &["dom3.skydns.test. 300 TXT bar", "dom3.skydns.test. 300 TXT foo"], ..case("dom3.skydns.test.", TXT) },
+        // other_test.go
+        Case { ns: &[CSOA], ..case("a.server1.dev.region1.skydns.test.", MX) },
+        Case {
+            answer: &["a.mail.skydns.test. 300 MX 50 mx.skydns.test."],
+            extra: &["a.ipaddr.skydns.test. 300 A 172.16.1.1", "mx.skydns.test. 300 CNAME a.ipaddr.skydns.test."],
+            ..case("a.mail.skydns.test.", MX)
+        },
+        Case {
+            answer: &["mx2.skydns.test. 300 MX 10 a.ipaddr.skydns.test.", "mx2.skydns.test. 300 MX 10 b.ipaddr.skydns.test."],
+            extra: &["a.ipaddr.skydns.test. 300 A 172.16.1.1", "b.ipaddr.skydns.test. 300 A 172.16.1.2"],
+            ..case("mx2.skydns.test.", MX)
+        },
+        Case {
+            answer: &["mx3.skydns.test. 300 MX 20 a.ipaddr.skydns.test.", "mx3.skydns.test. 300 MX 30 a.ipaddr.skydns.test."],
+            extra: &["a.ipaddr.skydns.test. 300 A 172.16.1.1"],
+            ..case("mx3.skydns.test.", MX)
+        },
+        Case { answer: &["a1.txt.skydns.test. 300 TXT abc"], ..case("a1.txt.skydns.test.", TXT) },
+        Case { answer: &["a2.txt.skydns.test. 300 TXT abc abc"], ..case("a2.txt.skydns.test.", TXT) },
+        Case { answer: &["multiport.http.skydns.test. 300 A 10.11.11.10"], ..case("multiport.http.skydns.test.", A) },
+        // cname_test.go
+        Case { answer: &["region2.skydns.test. 300 CNAME mainendpoint.region2.skydns.test."], ..case("region2.skydns.test.", CNAME) },
+        Case { ns: &[CSOA], ..case("endpoint.region3.skydns.test.", CNAME) },
+        Case {
+            answer: &[
+                "cname3.region3.skydns.test. 300 CNAME cname2.region3.skydns.test.",
+                "cname2.region3.skydns.test. 300 CNAME cname1.region3.skydns.test.",
+                "cname1.region3.skydns.test. 300 CNAME endpoint.region3.skydns.test.",
+                "endpoint.region3.skydns.test. 300 TXT SOME-RECORD-TEXT",
+            ],
+            ..case("cname3.region3.skydns.test.", TXT)
+        },
+        // multi_test.go
+        Case { answer: &["a.server1.dev.region1.miek.nl. 300 SRV 10 100 8080 dev.server1."], ..case("a.server1.dev.region1.miek.nl.", SRV) },
+    ]
+}
+
+async fn coredns_bed(records: &[(String, String)]) -> (Etcd, Dns) {
+    let etcd = Etcd::start().await;
+    put_all(&etcd, records).await;
+    let ep = etcd.endpoint();
+    let dns = Dns::start(&[
+        "--domain",
+        "skydns.test,skydns_extra.test,skydns_zonea.test,skydns_zoneb.test,skydns_zonec.test,skydns_zoned.test,miek.nl",
+        "--etcd",
+        &ep,
+        "--ttl",
+        "300",
+        "--min-ttl",
+        "30",
+        "--no-forward",
+    ]);
+    dns.ready_for("skydns.test.").await;
+    (etcd, dns)
+}
+
+/// CoreDNS's `plugin/etcd` tables (lookup, group, other, cname, multi), each case compared as
+/// CoreDNS compares it (owner, TTL, type and data of every section).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coredns_etcd_plugin_cases() {
+    let (_etcd, dns) = coredns_bed(&coredns_services()).await;
+    let mut failed = BTreeMap::new();
+    let all = coredns_cases();
+    for c in &all {
+        let result = match exchange(dns.addr, &message(c.qname, c.qtype), false).await {
+            Ok(m) => coredns_compare(c, &m),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = result {
+            failed.insert(format!("{} {}", c.qname, c.qtype), why);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} CoreDNS cases failed:\n{}",
+        failed.len(),
+        all.len(),
+        failed
+            .iter()
+            .map(|(k, v)| format!("  {k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// cname_test.go Test 0: an SRV whose target is a chain of six CNAMEs in the zone: the chain and
+/// the final address as additional records (its own etcd: lookup_test uses the same name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coredns_cname_chain_srv() {
+    let mut records = coredns_services();
+    records.retain(|(k, _)| !k.ends_with("/region1/dev/server1/a"));
+    records.push((
+        key_of("a.server1.dev.region1.skydns.test."),
+        r#"{"host":"cname1.region2.skydns.test"}"#.into(),
+    ));
+    let (_etcd, dns) = coredns_bed(&records).await;
+    let c = Case {
+        answer: &[
+            "a.server1.dev.region1.skydns.test. 300 SRV 10 100 0 cname1.region2.skydns.test.",
+        ],
+        extra: &[
+            "cname1.region2.skydns.test. 300 CNAME cname2.region2.skydns.test.",
+            "cname2.region2.skydns.test. 300 CNAME cname3.region2.skydns.test.",
+            "cname3.region2.skydns.test. 300 CNAME cname4.region2.skydns.test.",
+            "cname4.region2.skydns.test. 300 CNAME cname5.region2.skydns.test.",
+            "cname5.region2.skydns.test. 300 CNAME cname6.region2.skydns.test.",
+            "cname6.region2.skydns.test. 300 CNAME endpoint.region2.skydns.test.",
+            "endpoint.region2.skydns.test. 300 A 10.240.0.1",
+        ],
+        ..case("a.server1.dev.region1.skydns.test.", SRV)
+    };
+    let m = exchange(dns.addr, &message(c.qname, c.qtype), false)
+        .await
+        .expect("answer");
+    coredns_compare(&c, &m).expect("the CNAME chain as additional records");
+}
+
+/// CoreDNS's cases Lodestar answers differently on purpose (README): its answer is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coredns_cases_answered_differently_on_purpose() {
+    let (_etcd, dns) = coredns_bed(&coredns_services()).await;
+    // The apex SOA: CoreDNS gives it its minimum TTL (30); Lodestar gives it --ttl (300), as
+    // SkyDNS does, and --min-ttl to the SOA of negative answers.
+    for apex in ["skydns.test.", "skydns_extra.test."] {
+        let m = exchange(dns.addr, &message(apex, SOA_T), false)
+            .await
+            .expect("answer");
+        assert_eq!(m.answers.first().map(|r| r.ttl), Some(300), "{apex}");
+    }
+    // `*.region1 SRV`: CoreDNS also lists the CNAME-only record (cname.prod, whose target does
+    // not resolve) and weighs 8 records 12 each; Lodestar lists it too (an SRV target is a
+    // name, resolvable or not): the same 8 targets.
+    let m = exchange(dns.addr, &message("*.region1.skydns.test.", SRV), false)
+        .await
+        .expect("answer");
+    assert_eq!(m.answers.len(), 8, "{m:?}");
+    // large TXT values: 600 and 2,000 bytes do not fit 512 bytes without EDNS: TC, as CoreDNS.
+    for (name, tc) in [
+        ("large400.skydns.test.", false),
+        ("large2000.skydns.test.", true),
+    ] {
+        let m = exchange(dns.addr, &message(name, TXT), false)
+            .await
+            .expect("answer");
+        assert_eq!(m.metadata.truncation, tc, "{name}");
+    }
+    // multi_test: a name in no served domain. CoreDNS (no upstream configured) answers
+    // SERVFAIL; Lodestar with --no-forward refuses it (it is not its name).
+    let m = exchange(
+        dns.addr,
+        &message("a.server1.dev.region1.example.org.", SRV),
+        false,
+    )
+    .await
+    .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
