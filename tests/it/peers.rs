@@ -1,5 +1,6 @@
 //! The peers' own test tables, run against Lodestar: SkyDNS `server/server_test.go` (`services`
-//! and `dnsTestCases`, with TestTargetStripAdditional and TestMsgOverflow). The records go into a
+//! and `dnsTestCases`, with TestTargetStripAdditional, TestMsgOverflow, TestDNSForward and
+//! TestDNSStubForward) and CoreDNS `plugin/etcd` (lookup, group, other, cname, multi). The records go into a
 //! real etcd under `/skydns` for `skydns.test.`, the queries go to the real binary (`--ttl 3600`,
 //! SkyDNS's test TTL; `--local` as its `-local`), and the answers are compared as SkyDNS compares
 //! them: rcode; answer count and, record for record, owner, TTL, type and data; the authority's
@@ -1300,5 +1301,33 @@ async fn coredns_cases_answered_differently_on_purpose() {
     )
     .await
     .expect("answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+}
+
+/// TestDNSForward, with Knot in place of the Internet: a name outside the served domain is
+/// forwarded over UDP and over TCP; with forwarding off SkyDNS answers SERVFAIL, Lodestar
+/// REFUSED (a difference: nothing failed, it is not its name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skydns_dns_forward() {
+    let example_com =
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 60\n\
+                       @ NS ns\nns A 127.0.0.1\nwww A 192.0.2.80\n";
+    let knot = Knot::with_zones(&[("example.com", example_com)]).await;
+    let etcd = Etcd::start().await;
+    let (ep, up) = (etcd.endpoint(), knot.addr.to_string());
+    let dns = Dns::start(&["--domain", "skydns.test", "--etcd", &ep, "--upstream", &up]);
+    dns.ready_for("skydns.test.").await;
+    for tcp in [false, true] {
+        let m = exchange(dns.addr, &message("www.example.com.", A), tcp)
+            .await
+            .expect("answer");
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "tcp {tcp}");
+        assert_eq!(crate::support::data(&m), ["192.0.2.80"], "tcp {tcp}");
+    }
+    let norec = Dns::start(&["--domain", "skydns.test", "--etcd", &ep, "--no-forward"]);
+    norec.ready_for("skydns.test.").await;
+    let m = exchange(norec.addr, &message("www.example.com.", A), false)
+        .await
+        .expect("answer");
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
 }
