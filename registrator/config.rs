@@ -43,6 +43,10 @@ pub struct Cli {
     /// Register exposed ports at the containers' own addresses instead of published ports.
     #[arg(long, env = "LODESTAR_INTERNAL")]
     pub internal: bool,
+    /// With --internal: the network whose address is registered for containers that name none
+    /// (SERVICE_NETWORK); default: a container's first network by name.
+    #[arg(long, env = "LODESTAR_NETWORK")]
+    pub network: Option<String>,
     /// Seconds the records outlive this registrator (the lease's TTL).
     #[arg(long, env = "LODESTAR_TTL", default_value_t = 30)]
     pub ttl: u64,
@@ -125,7 +129,8 @@ impl Config {
         }
         let host_ip = match (cli.ip, cli.internal) {
             (Some(ip), _) => ip,
-            (None, true) => IpAddr::from([0, 0, 0, 0]), // unused: containers' own addresses
+            // Containers' own addresses; host-networked ones still need the host's.
+            (None, true) => primary_address().unwrap_or(IpAddr::from([0, 0, 0, 0])),
             (None, false) => primary_address()
                 .context("could not find this host's address; give it with --ip")?,
         };
@@ -148,6 +153,7 @@ impl Config {
                 internal: cli.internal,
                 explicit: cli.explicit,
                 domain: cli.domain.trim_end_matches('.').to_ascii_lowercase(),
+                network: cli.network.filter(|n| !n.trim().is_empty()),
             },
             ttl: Duration::from_secs(cli.ttl),
             resync: Duration::from_secs(cli.resync),
@@ -165,7 +171,8 @@ fn hostname() -> Option<String> {
 }
 
 /// This host's primary address: the IPv4 address of the interface with the default route, else
-/// the first IPv4 address that is not loopback or a container bridge. Never 0.0.0.0 or 127.0.0.1.
+/// the first IPv4 address that is not loopback or a container bridge; on a host without IPv4, its
+/// first global IPv6 address (not loopback, not link-local). Never 0.0.0.0, ::, 127.0.0.1 or ::1.
 fn primary_address() -> Option<IpAddr> {
     let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
     let addrs: Vec<(String, IpAddr)> = if_addrs::get_if_addrs()
@@ -191,9 +198,16 @@ pub fn pick_primary(routes: &str, addrs: &[(String, IpAddr)]) -> Option<IpAddr> 
     let bridge = |n: &str| {
         n.starts_with("docker") || n.starts_with("br-") || n.starts_with("veth") || n == "lo"
     };
+    let global_v6 = |ip: &IpAddr| match ip {
+        IpAddr::V6(v6) => {
+            !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
+        IpAddr::V4(_) => false,
+    };
     addrs
         .iter()
         .find(|(n, ip)| !bridge(n) && usable(ip))
+        .or_else(|| addrs.iter().find(|(n, ip)| !bridge(n) && global_v6(ip)))
         .map(|(_, ip)| *ip)
 }
 
@@ -237,5 +251,19 @@ mod tests {
             Some("10.0.0.7".parse().unwrap())
         );
         assert_eq!(pick_primary("", &addrs(&[("lo", "127.0.0.1")])), None);
+    }
+
+    #[test]
+    fn an_ipv6_only_host_gets_its_global_ipv6_address() {
+        let a = addrs(&[
+            ("lo", "::1"),
+            ("eth0", "fe80::1"),
+            ("docker0", "fd00:dead::1"),
+            ("eth0", "2001:db8::5"),
+        ]);
+        assert_eq!(
+            pick_primary("Iface\tDestination\n", &a),
+            Some("2001:db8::5".parse().unwrap())
+        );
     }
 }

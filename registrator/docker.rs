@@ -127,8 +127,12 @@ async fn session(
     *failures = 0;
     // Subscribe from the last event seen (or from now): what happens while listing is not lost.
     let start = since.unwrap_or_else(now_secs);
-    let filters: HashMap<String, Vec<String>> =
-        [("type".to_string(), vec!["container".to_string()])].into();
+    // Container events, and networks connected to or disconnected from a container.
+    let filters: HashMap<String, Vec<String>> = [(
+        "type".to_string(),
+        vec!["container".to_string(), "network".to_string()],
+    )]
+    .into();
     let opts = EventsOptions {
         since: Some(start.to_string()),
         until: None,
@@ -148,10 +152,20 @@ async fn session(
                     *since = Some(t);
                 }
                 let action = ev.action.unwrap_or_default();
-                let Some(id) = ev.actor.and_then(|a| a.id) else { continue };
-                if !ACTIONS.iter().any(|a| action.starts_with(a)) {
-                    continue;
-                }
+                let network = ev.typ == Some(bollard::models::EventMessageTypeEnum::NETWORK);
+                let id = if network {
+                    // The container is an attribute of a network event.
+                    if !matches!(action.as_str(), "connect" | "disconnect") {
+                        continue;
+                    }
+                    ev.actor.and_then(|a| a.attributes).and_then(|mut at| at.remove("container"))
+                } else {
+                    if !ACTIONS.iter().any(|a| action.starts_with(a)) {
+                        continue;
+                    }
+                    ev.actor.and_then(|a| a.id)
+                };
+                let Some(id) = id else { continue };
                 debug!(container_id = %id, action, "container event");
                 let update = match inspect(&docker, &id).await? {
                     Some(c) => DockerUpdate::Changed(c),
@@ -282,6 +296,10 @@ pub fn from_inspect(r: ContainerInspectResponse) -> Container {
         published,
         exposed,
         networks,
+        network_mode: r
+            .host_config
+            .and_then(|h| h.network_mode)
+            .unwrap_or_default(),
     }
 }
 

@@ -296,6 +296,7 @@ mod tests {
             internal: false,
             explicit: false,
             domain: "webapp.dev".into(),
+            network: None,
         }
     }
 

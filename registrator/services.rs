@@ -84,6 +84,8 @@ pub struct Container {
     pub exposed: Vec<(u16, Proto)>,
     /// Addresses by network name.
     pub networks: BTreeMap<String, (Option<Ipv4Addr>, Option<Ipv6Addr>)>,
+    /// Docker's network mode (`bridge`, `host`, a network's name, `container:<id>`).
+    pub network_mode: String,
 }
 
 /// How this registrator turns containers into services.
@@ -99,6 +101,9 @@ pub struct Settings {
     pub explicit: bool,
     /// The domain records go under (`webapp.dev`).
     pub domain: String,
+    /// `--network`: the network whose address `--internal` registers when a container names
+    /// none (`SERVICE_NETWORK`); else its first network by name.
+    pub network: Option<String>,
 }
 
 /// Why a container's labels cannot be registered.
@@ -114,6 +119,14 @@ pub enum ServiceError {
         value: String,
         /// Why.
         reason: String,
+    },
+    /// An address key holds something else.
+    #[error("{key}={value:?} is not an IP address")]
+    BadAddress {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
     },
     /// A numeric key holds something else.
     #[error("{key}={value:?} is not a number in range")]
@@ -138,13 +151,32 @@ struct Endpoint {
     port_out: u16,
 }
 
-fn endpoints(c: &Container, s: &Settings) -> Vec<Endpoint> {
+/// The address `--internal` registers: on `SERVICE_NETWORK`'s network, else `--network`'s, else
+/// the first network by name that has one; IPv4 preferred. `None` when that network is not
+/// attached or has no address.
+fn internal_address(c: &Container, s: &Settings, wanted: Option<&str>) -> Option<IpAddr> {
+    let pick =
+        |(v4, v6): &(Option<Ipv4Addr>, Option<Ipv6Addr>)| v4.map(IpAddr::V4).or(v6.map(IpAddr::V6));
+    match wanted.or(s.network.as_deref()) {
+        Some(net) => c.networks.get(net).and_then(pick),
+        None => {
+            let v4 = c.networks.values().find_map(|(v4, _)| *v4).map(IpAddr::V4);
+            let v6 = c.networks.values().find_map(|(_, v6)| *v6).map(IpAddr::V6);
+            v4.or(v6)
+        }
+    }
+}
+
+/// The ports to register and where: `ip` overrides the address (`SERVICE_IP`), `network` is
+/// `SERVICE_NETWORK`. A host-networked container's exposed ports are at the host's address.
+fn endpoints(
+    c: &Container,
+    s: &Settings,
+    ip: Option<IpAddr>,
+    network: Option<&str>,
+) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = Vec::new();
-    if s.internal {
-        // Deterministic: the first network by name that has an address, IPv4 preferred.
-        let v4 = c.networks.values().find_map(|(v4, _)| *v4).map(IpAddr::V4);
-        let v6 = c.networks.values().find_map(|(_, v6)| *v6).map(IpAddr::V6);
-        let Some(ip) = v4.or(v6) else { return out };
+    let exposed = |ip: IpAddr, out: &mut Vec<Endpoint>| {
         let mut ports = c.exposed.clone();
         ports.sort();
         ports.dedup();
@@ -154,24 +186,60 @@ fn endpoints(c: &Container, s: &Settings) -> Vec<Endpoint> {
             ip,
             port_out: port,
         }));
+    };
+    if c.network_mode == "host" {
+        // No port is published on the host network: the exposed ones are the host's own.
+        let addr = ip.unwrap_or(s.host_ip);
+        if !addr.is_unspecified() {
+            exposed(addr, &mut out);
+        }
+    } else if s.internal {
+        let Some(addr) = ip.or_else(|| internal_address(c, s, network)) else {
+            return out;
+        };
+        exposed(addr, &mut out);
     } else {
         let mut ports = c.published.clone();
         // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
         ports.sort_by_key(|p| (p.port, p.proto, p.host_ip.is_some_and(|ip| ip.is_ipv6())));
         ports.dedup_by_key(|p| (p.port, p.proto));
-        out.extend(ports.into_iter().map(|p| {
-            Endpoint {
-                port: p.port,
-                proto: p.proto,
-                ip: p
-                    .host_ip
+        out.extend(ports.into_iter().map(|p| Endpoint {
+            port: p.port,
+            proto: p.proto,
+            ip: ip.unwrap_or_else(|| {
+                p.host_ip
                     .filter(|ip| !ip.is_unspecified())
-                    .unwrap_or(s.host_ip),
-                port_out: p.host_port,
-            }
+                    .unwrap_or(s.host_ip)
+            }),
+            port_out: p.host_port,
         }));
     }
     out
+}
+
+/// The service name a container gets when none is set: its compose service, else its image's
+/// base name, else (an image referenced by id) its own name. DNS-safe.
+pub fn default_name(c: &Container) -> String {
+    if let Some(svc) = c.labels.get("com.docker.compose.service") {
+        let safe = dns_safe(svc);
+        if !safe.is_empty() {
+            return safe;
+        }
+    }
+    if !is_image_id(&c.image) {
+        let base = image_base_name(&c.image);
+        if !base.is_empty() {
+            return base;
+        }
+    }
+    dns_safe(&c.name)
+}
+
+/// Whether `image` is an image id (`sha256:...`, or 12 to 64 hex digits), not a name.
+fn is_image_id(image: &str) -> bool {
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    image.starts_with("sha256:")
+        || ((12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The container's services, `(full DNS name, record)`, or why its labels cannot be used.
@@ -194,7 +262,19 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
     if set("SERVICE_IGNORE").is_some() {
         return Ok(Vec::new());
     }
-    let eps = endpoints(c, s);
+    let ip = match set("SERVICE_IP") {
+        Some(v) => Some(
+            v.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| ServiceError::BadAddress {
+                    key: "SERVICE_IP".into(),
+                    value: v.clone(),
+                })?,
+        ),
+        None => None,
+    };
+    let network = set("SERVICE_NETWORK");
+    let eps = endpoints(c, s, ip, network.as_deref());
     let several = eps.len() > 1;
     let mut out = Vec::new();
     for ep in eps {
@@ -223,7 +303,7 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
                 }
                 None if s.explicit => continue,
                 None => {
-                    let base = image_base_name(&c.image);
+                    let base = default_name(c);
                     if several {
                         format!("{base}-{p}")
                     } else {
@@ -263,6 +343,19 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
         }
         if let Some((_, v)) = pick("TEXT") {
             svc.text = v;
+        }
+        if let Some((_, v)) = pick("GROUP") {
+            svc.group = v.trim().to_string();
+        }
+        if let Some((k, v)) = pick("MAIL") {
+            svc.mail = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(ServiceError::BadNumber { key: k, value: v }),
+            };
+        }
+        if let Some((k, v)) = pick("TARGETSTRIP") {
+            svc.targetstrip = number(&k, &v)?;
         }
         let full = format!("{id}.{name}.{}", s.domain.trim_end_matches('.'));
         key::validate_name(&full).map_err(|e| ServiceError::BadName {

@@ -9,6 +9,7 @@ fn settings() -> Settings {
         internal: false,
         explicit: false,
         domain: "webapp.dev".into(),
+        network: None,
     }
 }
 
@@ -371,4 +372,148 @@ fn image_base_names() {
     ] {
         assert_eq!(image_base_name(image), want, "{image}");
     }
+}
+
+fn on_networks(mut c: Container, nets: &[(&str, &str)]) -> Container {
+    for (name, ip) in nets {
+        let entry = c.networks.entry(name.to_string()).or_default();
+        match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => entry.0 = Some(v4),
+            Ok(IpAddr::V6(v6)) => entry.1 = Some(v6),
+            Err(_) => {}
+        }
+    }
+    c.exposed = vec![(5432, Proto::Tcp)];
+    c
+}
+
+/// The address precedence: SERVICE_IP > SERVICE_NETWORK > --network > first network by name.
+#[test]
+fn address_precedence() {
+    let internal = Settings {
+        internal: true,
+        ..settings()
+    };
+    let with_default = Settings {
+        network: Some("back".into()),
+        ..internal.clone()
+    };
+    let base = || {
+        on_networks(
+            container(&["SERVICE_NAME=db", "SERVICE_ID=db1"], &[], vec![]),
+            &[
+                ("back", "10.8.0.2"),
+                ("front", "10.9.0.2"),
+                ("aaa", "10.7.0.2"),
+            ],
+        )
+    };
+    assert_eq!(
+        show(&base(), &internal),
+        ["db1.db.webapp.dev 10.7.0.2:5432"],
+        "first by name"
+    );
+    assert_eq!(
+        show(&base(), &with_default),
+        ["db1.db.webapp.dev 10.8.0.2:5432"],
+        "--network"
+    );
+    let mut c = base();
+    c.labels.insert("SERVICE_NETWORK".into(), "front".into());
+    assert_eq!(
+        show(&c, &with_default),
+        ["db1.db.webapp.dev 10.9.0.2:5432"],
+        "SERVICE_NETWORK"
+    );
+    c.env.push("SERVICE_IP=192.0.2.7".into());
+    assert_eq!(
+        show(&c, &with_default),
+        ["db1.db.webapp.dev 192.0.2.7:5432"],
+        "SERVICE_IP"
+    );
+    // A named network the container is not on: nothing registered.
+    let mut c = base();
+    c.labels
+        .insert("SERVICE_NETWORK".into(), "elsewhere".into());
+    assert!(show(&c, &internal).is_empty());
+    // IPv6 only on the chosen network: AAAA data.
+    let c = on_networks(
+        container(&["SERVICE_NAME=db", "SERVICE_ID=db1"], &[], vec![]),
+        &[("v6net", "fd00::5")],
+    );
+    assert_eq!(show(&c, &internal), ["db1.db.webapp.dev fd00::5:5432"]);
+    // SERVICE_IP with published ports: that address, the published port.
+    let c = container(
+        &[
+            "SERVICE_NAME=cache",
+            "SERVICE_ID=c1",
+            "SERVICE_IP=192.0.2.8",
+        ],
+        &[],
+        vec![port(6379, 32768)],
+    );
+    assert_eq!(
+        show(&c, &settings()),
+        ["c1.cache.webapp.dev 192.0.2.8:32768"]
+    );
+    let bad = container(&["SERVICE_IP=not-an-ip"], &[], vec![port(6379, 1)]);
+    assert!(matches!(
+        services(&bad, &settings()),
+        Err(ServiceError::BadAddress { .. })
+    ));
+}
+
+/// Host networking: the exposed ports, at the host's address.
+#[test]
+fn host_networked_containers_register_their_exposed_ports() {
+    let mut c = container(&["SERVICE_NAME=api", "SERVICE_ID=a1"], &[], vec![]);
+    c.network_mode = "host".into();
+    c.exposed = vec![(7100, Proto::Tcp)];
+    assert_eq!(show(&c, &settings()), ["a1.api.webapp.dev 10.0.0.1:7100"]);
+    let internal = Settings {
+        internal: true,
+        ..settings()
+    };
+    assert_eq!(show(&c, &internal), ["a1.api.webapp.dev 10.0.0.1:7100"]);
+}
+
+/// Names: SERVICE_<port>_NAME > SERVICE_NAME > compose service > image base name > container name.
+#[test]
+fn name_precedence() {
+    let mut c = container(
+        &[],
+        &[("com.docker.compose.service", "web_front")],
+        vec![port(80, 1)],
+    );
+    assert_eq!(
+        show(&c, &settings()),
+        ["node1-web-80.web-front.webapp.dev 10.0.0.1:1"]
+    );
+    c.labels.clear();
+    c.image = "sha256:4f3c0a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccdd".into();
+    c.name = "My_App".into();
+    let names = show(&c, &settings());
+    assert!(names[0].contains(".my-app.webapp.dev "), "{names:?}");
+    c.image = "4f3c0a1b2c3d".into();
+    assert!(show(&c, &settings())[0].contains(".my-app.webapp.dev "));
+}
+
+/// SERVICE_GROUP, SERVICE_MAIL, SERVICE_TARGETSTRIP, like SERVICE_TTL.
+#[test]
+fn remaining_record_fields() {
+    let c = container(
+        &[
+            "SERVICE_GROUP=blue",
+            "SERVICE_MAIL=true",
+            "SERVICE_80_TARGETSTRIP=1",
+        ],
+        &[],
+        vec![port(80, 1)],
+    );
+    let (_, svc) = services(&c, &settings()).unwrap().remove(0);
+    assert_eq!(svc.group, "blue");
+    assert!(svc.mail);
+    assert_eq!(svc.targetstrip, 1);
+    let bad = container(&["SERVICE_MAIL=maybe"], &[], vec![port(80, 1)]);
+    assert!(services(&bad, &settings()).is_err());
 }

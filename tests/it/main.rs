@@ -7,6 +7,7 @@ mod cluster;
 mod forward;
 mod migrate;
 mod netns;
+mod networks;
 mod ops;
 mod peers;
 mod registrator;
