@@ -13,7 +13,7 @@ export CARGO_TARGET_$(TRIPLE_ENV)_RUSTFLAGS := -C target-feature=+crt-static
 BIN := $(CURDIR)/target/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
-DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl iproute2 iptables openssl
+DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4
 
 .PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-failover cluster cluster-stop
 

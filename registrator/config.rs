@@ -23,6 +23,13 @@ pub struct Cli {
         default_value = "unix:///var/run/docker.sock"
     )]
     pub docker: String,
+    /// Speak TLS to the engine, verifying it and showing our client certificate (the Docker CLI's
+    /// convention: any value but empty, 0, false or no).
+    #[arg(long, env = "DOCKER_TLS_VERIFY")]
+    pub docker_tls_verify: Option<String>,
+    /// Directory of ca.pem, cert.pem and key.pem for TLS to the engine (default: ~/.docker).
+    #[arg(long, env = "DOCKER_CERT_PATH")]
+    pub docker_cert_path: Option<PathBuf>,
     /// etcd endpoints (repeatable or comma-separated).
     #[arg(
         long,
@@ -97,6 +104,8 @@ pub struct Cli {
 #[derive(Debug)]
 pub struct Config {
     pub docker: String,
+    /// The directory of ca.pem, cert.pem and key.pem when the engine is spoken to over TLS.
+    pub docker_tls: Option<PathBuf>,
     pub etcd: EtcdConfig,
     pub prefix: Prefix,
     pub settings: Settings,
@@ -143,8 +152,35 @@ impl Config {
             cli.etcd_key,
         )
         .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
+        let tls_on = cli.docker_tls_verify.as_deref().is_some_and(|v| {
+            !matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "" | "0" | "false" | "no" | "off"
+            )
+        });
+        let docker_tls = if tls_on {
+            let dir = match cli.docker_cert_path {
+                Some(d) => d,
+                None => std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".docker"))
+                    .context("DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is")?,
+            };
+            for f in ["ca.pem", "cert.pem", "key.pem"] {
+                let path = dir.join(f);
+                std::fs::metadata(&path).with_context(|| {
+                    format!(
+                        "DOCKER_TLS_VERIFY is set: {} is missing (DOCKER_CERT_PATH)",
+                        path.display()
+                    )
+                })?;
+            }
+            Some(dir)
+        } else {
+            None
+        };
         Ok(Config {
             docker: cli.docker,
+            docker_tls,
             etcd,
             prefix,
             settings: Settings {

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, HealthStatusEnum};
@@ -62,9 +63,19 @@ pub enum DockerError {
     Closed,
 }
 
-/// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://127.0.0.1:2375`, or a bare path).
-pub async fn connect(host: &str) -> Result<Docker, bollard::errors::Error> {
-    let docker = if host.starts_with('/') {
+/// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://127.0.0.1:2375`, or a bare path);
+/// over TLS with the certificates of `tls` (ca.pem, cert.pem, key.pem) when given.
+pub async fn connect(host: &str, tls: Option<&Path>) -> Result<Docker, bollard::errors::Error> {
+    let docker = if let Some(dir) = tls {
+        Docker::connect_with_ssl(
+            host,
+            &dir.join("key.pem"),
+            &dir.join("cert.pem"),
+            &dir.join("ca.pem"),
+            120,
+            bollard::API_DEFAULT_VERSION,
+        )?
+    } else if host.starts_with('/') {
         Docker::connect_with_unix(host, 120, bollard::API_DEFAULT_VERSION)?
     } else {
         Docker::connect_with_host(host)?
@@ -76,8 +87,10 @@ pub async fn connect(host: &str) -> Result<Docker, bollard::errors::Error> {
 }
 
 /// Follows the engine at `host` until `token` is cancelled; never returns early.
+#[allow(clippy::too_many_arguments)]
 pub async fn follow(
     host: String,
+    tls: Option<PathBuf>,
     tx: mpsc::Sender<DockerUpdate>,
     resync: Duration,
     list_stopped: bool,
@@ -90,7 +103,7 @@ pub async fn follow(
     loop {
         let r = tokio::select! {
             () = token.cancelled() => return,
-            r = session(&host, &tx, resync, list_stopped, &mut since, &mut failures, &token) => r,
+            r = session(&host, tls.as_deref(), &tx, resync, list_stopped, &mut since, &mut failures, &token) => r,
         };
         match r {
             Ok(()) | Err(DockerError::Closed) => return,
@@ -113,8 +126,10 @@ pub async fn follow(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     host: &str,
+    tls: Option<&Path>,
     tx: &mpsc::Sender<DockerUpdate>,
     resync: Duration,
     list_stopped: bool,
@@ -122,8 +137,8 @@ async fn session(
     failures: &mut u32,
     token: &CancellationToken,
 ) -> Result<(), DockerError> {
-    let docker = connect(host).await?;
-    info!(docker = %host, api = %docker.client_version(), "connected to Docker");
+    let docker = connect(host, tls).await?;
+    info!(docker = %host, tls = tls.is_some(), api = %docker.client_version(), "connected to Docker");
     *failures = 0;
     // Subscribe from the last event seen (or from now): what happens while listing is not lost.
     let start = since.unwrap_or_else(now_secs);

@@ -6,11 +6,13 @@
 
 mod config;
 mod docker;
+mod health;
 mod metrics;
 mod reconcile;
 mod services;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -34,14 +36,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let tasks = TaskTracker::new();
     let metrics = metrics::Metrics::new();
+    let readiness = Arc::new(health::Readiness::default());
+    tasks.spawn(health::probe(
+        readiness.clone(),
+        cfg.docker.clone(),
+        cfg.docker_tls.clone(),
+        cfg.etcd.clone(),
+        token.clone(),
+    ));
     if let Some(addr) = cfg.metrics {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding metrics on {addr}"))?;
         info!(metrics = %listener.local_addr()?, "serving metrics");
-        let (m, t) = (metrics.clone(), token.clone());
+        let (m, r, t) = (metrics.clone(), readiness.clone(), token.clone());
         tasks.spawn(async move {
-            if let Err(error) = metrics::serve(listener, m, t).await {
+            if let Err(error) = metrics::serve(listener, m, r, t).await {
                 warn!(%error, "metrics server stopped");
             }
         });
@@ -56,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let list_stopped = cfg.deregister == reconcile::Deregister::OnSuccess;
     tasks.spawn(docker::follow(
         cfg.docker.clone(),
+        cfg.docker_tls.clone(),
         tx,
         cfg.resync,
         list_stopped,

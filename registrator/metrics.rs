@@ -1,13 +1,16 @@
-//! Prometheus metrics and `/healthz` of the registrator.
+//! Prometheus metrics, `/healthz` and `/readyz` of the registrator.
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::health::Readiness;
 
 /// Counters of the registrator.
 #[derive(Debug)]
@@ -77,15 +80,55 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until `token` is cancelled.
+/// Serves `/metrics`, `/healthz` (the process answers; the body says how Docker and etcd are)
+/// and `/readyz` (200 while both are reachable, else 503 with why) until `token` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
     token: CancellationToken,
 ) -> std::io::Result<()> {
+    let (r1, r2, r3) = (readiness.clone(), readiness.clone(), readiness);
     let app = axum::Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route(
+            "/metrics",
+            get(move || async move {
+                let mut out = metrics.render();
+                // The probe's view, as gauges (1: reachable).
+                for (name, up) in [("docker_up", r3.docker.is_up()), ("etcd_up", r3.etcd.is_up())] {
+                    out = out.replace(
+                        "# EOF\n",
+                        &format!("# TYPE lodestar_registrator_{name} gauge\nlodestar_registrator_{name} {}\n# EOF\n", u8::from(up)),
+                    );
+                }
+                out
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || async move {
+                format!(
+                    "alive; docker: {}; etcd: {}\n",
+                    r1.docker.describe(),
+                    r1.etcd.describe()
+                )
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || async move {
+                let body = format!(
+                    "docker: {}; etcd: {}\n",
+                    r2.docker.describe(),
+                    r2.etcd.describe()
+                );
+                if r2.ready() {
+                    (StatusCode::OK, format!("ready: {body}"))
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {body}"))
+                }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await

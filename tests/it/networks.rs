@@ -200,3 +200,163 @@ async fn compose_services_and_images_by_id_get_useful_names() {
     let _byid = Ctr { name: name.clone() };
     a_of(&dns, &format!("i.{name}.webapp.dev."), "10.99.0.8").await;
 }
+
+/// `/readyz`: 200 while Docker and etcd answer, 503 within 5 s of losing either (the body says
+/// which), 200 again when it is back; `/healthz` stays 200 (the process is alive) and says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_docker_and_etcd() {
+    let mut etcd = Etcd::start().await;
+    let mut proxy = DockerProxy::start();
+    let url = proxy.url();
+    let reg = Registrator::start(
+        &etcd,
+        "h-ready",
+        &["--docker", &url, "--metrics", "127.0.0.1:0"],
+    );
+    let addr = reg.metrics.expect("metrics address");
+    let ready = |want: u16| async move {
+        eventually(
+            Duration::from_secs(5),
+            &format!("/readyz {want}"),
+            || async move {
+                let (code, body) = http_get(addr, "/readyz").await;
+                (code == want).then_some(body)
+            },
+        )
+        .await
+    };
+    ready(200).await;
+    proxy.cut();
+    let body = ready(503).await;
+    assert!(body.contains("docker: unreachable"), "{body}");
+    let (code, health) = http_get(addr, "/healthz").await;
+    assert_eq!(code, 200);
+    assert!(
+        health.contains("docker: unreachable") && health.contains("etcd: ok"),
+        "{health}"
+    );
+    let (_, metrics) = http_get(addr, "/metrics").await;
+    assert!(
+        metrics.contains("lodestar_registrator_docker_up 0"),
+        "{metrics}"
+    );
+    proxy.restore();
+    ready(200).await;
+    etcd.kill();
+    let body = ready(503).await;
+    assert!(body.contains("etcd: unreachable"), "{body}");
+    etcd.restart().await;
+    ready(200).await;
+}
+
+fn sh(dir: &std::path::Path, script: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "{script}: {out:?}");
+}
+
+/// DOCKER_HOST=tcp://..., DOCKER_TLS_VERIFY=1, DOCKER_CERT_PATH=dir (the Docker CLI's convention):
+/// the registrator speaks TLS with its client certificate to a TLS-terminating stunnel in front
+/// of the engine's socket (certificates made here), and registers the engine's containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_over_tls() {
+    docker_ready();
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    sh(
+        dir.path(),
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+           -subj /CN=docker-ca -keyout ca.key -out ca.pem 2>/dev/null
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=engine \
+           -keyout server.key -out server.csr 2>/dev/null
+         printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > server.ext
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+           -extfile server.ext -out server.pem 2>/dev/null
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=client \
+           -keyout key.pem -out client.csr 2>/dev/null
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+           -extfile client.ext -out cert.pem 2>/dev/null",
+    );
+    // stunnel, not socat: socat's OpenSSL listener sets no session id context, so a client that
+    // resumes its TLS session with a client certificate (rustls does) is refused.
+    let port = free_port();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("stunnel.conf"),
+        format!(
+            "foreground = yes\npid =\n[docker]\naccept = 127.0.0.1:{port}\nconnect = /var/run/docker.sock\n\
+             cert = {d}/server.pem\nkey = {d}/server.key\nCAfile = {d}/ca.pem\nverify = 2\n"
+        ),
+    )
+    .expect("stunnel.conf");
+    let mut tunnel = std::process::Command::new("stunnel")
+        .arg(dir.path().join("stunnel.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("stunnel (apt-get install stunnel4)");
+    let etcd = Etcd::start().await;
+    let dns = Dns::for_etcd(&etcd, None, &[]);
+    dns.ready().await;
+    let host = format!("tcp://127.0.0.1:{port}");
+    let cert_path = dir.path().display().to_string();
+    let args: Vec<String> = [
+        "--etcd",
+        &etcd.endpoint(),
+        "--domain",
+        "webapp.dev",
+        "--host-id",
+        "h-tls",
+        "--ip",
+        "10.99.0.9",
+        "--metrics",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (child, logs, rx) = spawn_logged(
+        env!("CARGO_BIN_EXE_lodestar-registrator"),
+        &args,
+        &[
+            ("DOCKER_HOST", &host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", &cert_path),
+        ],
+    );
+    let _reg = Proc::new(child, logs.clone());
+    let _ = rx;
+    let n = unique("tls");
+    let _c = Ctr::run(
+        "tls",
+        &[
+            "-p",
+            "80",
+            "-e",
+            &format!("SERVICE_NAME={n}"),
+            "-e",
+            "SERVICE_ID=t",
+        ],
+    );
+    let name = format!("t.{n}.webapp.dev.");
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(m) = query(dns.addr, &name, RecordType::A).await {
+            if data(&m) == ["10.99.0.9"] {
+                break;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let joined = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+            panic!("not registered through the TLS engine within 10 s:\n{joined}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let joined = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
+    assert!(joined.contains("\"tls\":true"), "{joined}");
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+}

@@ -425,6 +425,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A process started with [`spawn_logged`].
+    pub fn new(child: Child, logs: Arc<Mutex<Vec<String>>>) -> Proc {
+        Proc {
+            child: Some(child),
+            logs,
+        }
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
