@@ -29,7 +29,7 @@ pub enum DockerUpdate {
     /// Every container there is now (after a (re)connect or a periodic resync).
     Listing(Vec<Container>),
     /// One container changed.
-    Changed(Container),
+    Changed(Box<Container>),
     /// A container is gone (destroyed).
     Gone(String),
 }
@@ -183,7 +183,7 @@ async fn session(
                 let Some(id) = id else { continue };
                 debug!(container_id = %id, action, "container event");
                 let update = match inspect(&docker, &id).await? {
-                    Some(c) => DockerUpdate::Changed(c),
+                    Some(c) => DockerUpdate::Changed(Box::new(c)),
                     None => DockerUpdate::Gone(id),
                 };
                 tx.send(update).await.map_err(|_| DockerError::Closed)?;

@@ -73,7 +73,7 @@ impl State {
                 self.listed = true;
             }
             DockerUpdate::Changed(c) => {
-                self.containers.insert(c.id.clone(), c);
+                self.containers.insert(c.id.clone(), *c);
             }
             DockerUpdate::Gone(id) => {
                 self.containers.remove(&id);
@@ -331,7 +331,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["a.web.webapp.dev", "b.web.webapp.dev"]
         );
-        st.apply(DockerUpdate::Changed(web("a", RunState::Paused)));
+        st.apply(DockerUpdate::Changed(Box::new(web("a", RunState::Paused))));
         st.apply(DockerUpdate::Gone("b".into()));
         assert!(st.desired(&settings(), Deregister::Always).is_empty());
     }
@@ -346,10 +346,10 @@ mod tests {
             let mut st = State::default();
             st.apply(DockerUpdate::Listing(vec![web("a", RunState::Running)]));
             assert_eq!(st.desired(&settings(), mode).len(), 1);
-            st.apply(DockerUpdate::Changed(web(
+            st.apply(DockerUpdate::Changed(Box::new(web(
                 "a",
                 RunState::Stopped(Some(code)),
-            )));
+            ))));
             assert_eq!(
                 st.desired(&settings(), mode).len(),
                 usize::from(kept),

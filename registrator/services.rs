@@ -112,7 +112,7 @@ pub struct Settings {
 pub enum ServiceError {
     /// A name or id from env or labels is not a valid DNS name.
     #[error("{key}={value:?} does not make a valid DNS name: {reason}")]
-    BadName {
+    Name {
         /// The key it came from.
         key: String,
         /// The value.
@@ -122,7 +122,7 @@ pub enum ServiceError {
     },
     /// An address key holds something else.
     #[error("{key}={value:?} is not an IP address")]
-    BadAddress {
+    Address {
         /// The key.
         key: String,
         /// The value.
@@ -130,7 +130,7 @@ pub enum ServiceError {
     },
     /// A numeric key holds something else.
     #[error("{key}={value:?} is not a number in range")]
-    BadNumber {
+    Number {
         /// The key.
         key: String,
         /// The value.
@@ -266,7 +266,7 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
         Some(v) => Some(
             v.trim()
                 .parse::<IpAddr>()
-                .map_err(|_| ServiceError::BadAddress {
+                .map_err(|_| ServiceError::Address {
                     key: "SERVICE_IP".into(),
                     value: v.clone(),
                 })?,
@@ -351,14 +351,14 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             svc.mail = match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" => false,
-                _ => return Err(ServiceError::BadNumber { key: k, value: v }),
+                _ => return Err(ServiceError::Number { key: k, value: v }),
             };
         }
         if let Some((k, v)) = pick("TARGETSTRIP") {
             svc.targetstrip = number(&k, &v)?;
         }
         let full = format!("{id}.{name}.{}", s.domain.trim_end_matches('.'));
-        key::validate_name(&full).map_err(|e| ServiceError::BadName {
+        key::validate_name(&full).map_err(|e| ServiceError::Name {
             key: "SERVICE_NAME".into(),
             value: full.clone(),
             reason: e.to_string(),
@@ -369,7 +369,7 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ServiceError> {
-    value.trim().parse().map_err(|_| ServiceError::BadNumber {
+    value.trim().parse().map_err(|_| ServiceError::Number {
         key: key.into(),
         value: value.into(),
     })
@@ -380,12 +380,12 @@ fn checked_name(key: &str, value: &str) -> Result<String, ServiceError> {
     let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
     match key::validate_name(&v) {
         Ok(()) if !v.contains('*') => Ok(v),
-        Ok(()) => Err(ServiceError::BadName {
+        Ok(()) => Err(ServiceError::Name {
             key: key.into(),
             value: value.into(),
             reason: "'*' is a wildcard".into(),
         }),
-        Err(e) => Err(ServiceError::BadName {
+        Err(e) => Err(ServiceError::Name {
             key: key.into(),
             value: value.into(),
             reason: e.to_string(),
@@ -397,7 +397,7 @@ fn checked_name(key: &str, value: &str) -> Result<String, ServiceError> {
 fn checked_label(key: &str, value: &str) -> Result<String, ServiceError> {
     let v = checked_name(key, value)?;
     if v.contains('.') {
-        return Err(ServiceError::BadName {
+        return Err(ServiceError::Name {
             key: key.into(),
             value: value.into(),
             reason: "an id is one label, without dots".into(),

@@ -196,7 +196,7 @@ fn record_fields_from_keys() {
     let c = container(&["SERVICE_TTL=soon"], &[], vec![port(6379, 1)]);
     assert!(matches!(
         services(&c, &settings()),
-        Err(ServiceError::BadNumber { .. })
+        Err(ServiceError::Number { .. })
     ));
     let c = container(&["SERVICE_PRIORITY=70000"], &[], vec![port(6379, 1)]);
     assert!(services(&c, &settings()).is_err());
@@ -459,7 +459,7 @@ fn address_precedence() {
     let bad = container(&["SERVICE_IP=not-an-ip"], &[], vec![port(6379, 1)]);
     assert!(matches!(
         services(&bad, &settings()),
-        Err(ServiceError::BadAddress { .. })
+        Err(ServiceError::Address { .. })
     ));
 }
 
