@@ -1,8 +1,11 @@
 //! Container -> services, as pure functions over a plain [`Container`]: no Docker, no clock.
 //!
-//! One service per published port (exposed port with `--internal`, at the container's address).
-//! Name: `SERVICE_<port>_NAME`, `SERVICE_NAME`, else the image's base name (`-<port>` appended when
-//! there are several ports and no per-port name). Id: `SERVICE_<port>_ID`, `SERVICE_ID` (`-<port>`
+//! One service per published port (exposed port with `--internal`, at the container's address on
+//! `SERVICE_NETWORK`'s, `--network`'s or its first network, with an `-ipv6` twin on a dual-stack
+//! network; exposed ports at the host's address for a host-networked container; `SERVICE_IP`
+//! overrides the address). Name: `SERVICE_<port>_NAME`, `SERVICE_NAME`, the compose service, the
+//! image's base name, else (an image referenced by id) the container's name (`-<port>` appended
+//! when there are several ports and no per-port name). Id: `SERVICE_<port>_ID`, `SERVICE_ID` (`-<port>`
 //! appended when several ports share it), else a DNS-safe id from host id, container name and port.
 //! UDP ports get `-udp` on generated ids. Labels win over env, port-specific keys over general ones.
 //! The record lives at `<id>.<name>.<domain>`.
@@ -149,21 +152,32 @@ struct Endpoint {
     proto: Proto,
     ip: IpAddr,
     port_out: u16,
+    /// The IPv6 twin of an IPv4 endpoint (a dual-stack network with `--internal`): its id gets
+    /// `-ipv6`, so that the name answers AAAA as well as A.
+    twin: bool,
 }
 
 /// The address `--internal` registers: on `SERVICE_NETWORK`'s network, else `--network`'s, else
 /// the first network by name that has one; IPv4 preferred. `None` when that network is not
 /// attached or has no address.
-fn internal_address(c: &Container, s: &Settings, wanted: Option<&str>) -> Option<IpAddr> {
-    let pick =
-        |(v4, v6): &(Option<Ipv4Addr>, Option<Ipv6Addr>)| v4.map(IpAddr::V4).or(v6.map(IpAddr::V6));
+/// The second, IPv6, address is that of the same network when it is dual-stack.
+fn internal_address(
+    c: &Container,
+    s: &Settings,
+    wanted: Option<&str>,
+) -> Option<(IpAddr, Option<Ipv6Addr>)> {
+    let pick = |(v4, v6): &(Option<Ipv4Addr>, Option<Ipv6Addr>)| match (v4, v6) {
+        (Some(v4), v6) => Some((IpAddr::V4(*v4), *v6)),
+        (None, Some(v6)) => Some((IpAddr::V6(*v6), None)),
+        (None, None) => None,
+    };
     match wanted.or(s.network.as_deref()) {
         Some(net) => c.networks.get(net).and_then(pick),
-        None => {
-            let v4 = c.networks.values().find_map(|(v4, _)| *v4).map(IpAddr::V4);
-            let v6 = c.networks.values().find_map(|(_, v6)| *v6).map(IpAddr::V6);
-            v4.or(v6)
-        }
+        None => c
+            .networks
+            .values()
+            .find_map(|n| n.0.is_some().then(|| pick(n)).flatten())
+            .or_else(|| c.networks.values().find_map(pick)),
     }
 }
 
@@ -176,7 +190,7 @@ fn endpoints(
     network: Option<&str>,
 ) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = Vec::new();
-    let exposed = |ip: IpAddr, out: &mut Vec<Endpoint>| {
+    let exposed = |ip: IpAddr, twin: bool, out: &mut Vec<Endpoint>| {
         let mut ports = c.exposed.clone();
         ports.sort();
         ports.dedup();
@@ -185,19 +199,26 @@ fn endpoints(
             proto,
             ip,
             port_out: port,
+            twin,
         }));
     };
     if c.network_mode == "host" {
         // No port is published on the host network: the exposed ones are the host's own.
         let addr = ip.unwrap_or(s.host_ip);
         if !addr.is_unspecified() {
-            exposed(addr, &mut out);
+            exposed(addr, false, &mut out);
         }
     } else if s.internal {
-        let Some(addr) = ip.or_else(|| internal_address(c, s, network)) else {
+        let Some((addr, v6)) = ip
+            .map(|ip| (ip, None))
+            .or_else(|| internal_address(c, s, network))
+        else {
             return out;
         };
-        exposed(addr, &mut out);
+        exposed(addr, false, &mut out);
+        if let Some(v6) = v6 {
+            exposed(IpAddr::V6(v6), true, &mut out);
+        }
     } else {
         let mut ports = c.published.clone();
         // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
@@ -212,6 +233,7 @@ fn endpoints(
                     .unwrap_or(s.host_ip)
             }),
             port_out: p.host_port,
+            twin: false,
         }));
     }
     out
@@ -275,7 +297,7 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
     };
     let network = set("SERVICE_NETWORK");
     let eps = endpoints(c, s, ip, network.as_deref());
-    let several = eps.len() > 1;
+    let several = eps.iter().filter(|e| !e.twin).count() > 1;
     let mut out = Vec::new();
     for ep in eps {
         let p = ep.port;
@@ -326,6 +348,11 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
                 }
                 None => default_id(&s.host_id, &c.name, p, ep.proto),
             },
+        };
+        let id = if ep.twin {
+            checked_label("SERVICE_ID", &format!("{id}-ipv6"))?
+        } else {
+            id
         };
         let mut svc = Service {
             host: ep.ip.to_string(),

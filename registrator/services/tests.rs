@@ -442,6 +442,18 @@ fn address_precedence() {
         &[("v6net", "fd00::5")],
     );
     assert_eq!(show(&c, &internal), ["db1.db.webapp.dev fd00::5:5432"]);
+    // Dual-stack: the IPv4 record and its IPv6 twin, so the name answers A and AAAA.
+    let c = on_networks(
+        container(&["SERVICE_NAME=db", "SERVICE_ID=db1"], &[], vec![]),
+        &[("dual", "10.6.0.2"), ("dual", "fd00::6")],
+    );
+    assert_eq!(
+        show(&c, &internal),
+        [
+            "db1-ipv6.db.webapp.dev fd00::6:5432",
+            "db1.db.webapp.dev 10.6.0.2:5432"
+        ]
+    );
     // SERVICE_IP with published ports: that address, the published port.
     let c = container(
         &[

@@ -360,3 +360,51 @@ async fn docker_over_tls() {
     let _ = tunnel.kill();
     let _ = tunnel.wait();
 }
+
+/// A dual-stack network with `--internal`: the name answers A and AAAA with the container's own
+/// addresses on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_network_answers_aaaa() {
+    docker_ready();
+    let net = unique("v6");
+    docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00:7e57::/64",
+        "--internal",
+        &net,
+    ]);
+    let _net = Net { name: net.clone() };
+    let (_etcd, dns, _reg) = stack("h-v6", &["--internal"]).await;
+    let n = unique("dual");
+    let c = Ctr::run(
+        "dual",
+        &[
+            "--network",
+            &net,
+            "--expose",
+            "8080",
+            "-e",
+            &format!("SERVICE_NAME={n}"),
+            "-e",
+            "SERVICE_ID=d",
+        ],
+    );
+    let v6 = docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").GlobalIPv6Address}}}}"),
+        &c.name,
+    ]);
+    assert!(v6.starts_with("fd00:7e57:"), "{v6}");
+    a_of(&dns, &format!("{n}.webapp.dev."), &ip_on(&c, &net)).await;
+    eventually(SOON, "AAAA", || async {
+        let m = query(dns.addr, &format!("{n}.webapp.dev."), RecordType::AAAA)
+            .await
+            .ok()?;
+        (data(&m) == [v6.clone()]).then_some(())
+    })
+    .await;
+}
