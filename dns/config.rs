@@ -34,7 +34,7 @@ pub struct Cli {
     /// etcd endpoints (repeatable or comma-separated).
     #[arg(
         long,
-        env = "ETCD_ENDPOINTS",
+        env = "LODESTAR_ETCD_ENDPOINTS",
         value_delimiter = ',',
         default_value = "http://127.0.0.1:2379"
     )]
@@ -50,7 +50,7 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_UPSTREAM_TIMEOUT", default_value_t = 2000)]
     pub upstream_timeout: u64,
     /// Answer only the served domains; refuse every other name.
-    #[arg(long, env = "LODESTAR_NO_FORWARD")]
+    #[arg(long, env = "LODESTAR_NO_FORWARD", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_forward: bool,
     /// TTL of records that have none, seconds.
     #[arg(long, env = "LODESTAR_TTL", default_value_t = 30)]
@@ -66,13 +66,13 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_HOSTMASTER")]
     pub hostmaster: Option<String>,
     /// Answer `version.bind`/`version.server` (CHAOS TXT) with nothing instead of the version.
-    #[arg(long, env = "LODESTAR_HIDE_VERSION")]
+    #[arg(long, env = "LODESTAR_HIDE_VERSION", value_parser = clap::builder::BoolishValueParser::new())]
     pub hide_version: bool,
     /// What `hostname.bind` and `id.server` (CHAOS TXT) answer; default: the hostname.
     #[arg(long, env = "LODESTAR_SERVER_ID")]
     pub server_id: Option<String>,
     /// Log every answered query at INFO (client, name, type, rcode, time), as SkyDNS's -verbose.
-    #[arg(long, env = "LODESTAR_LOG_QUERIES")]
+    #[arg(long, env = "LODESTAR_LOG_QUERIES", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_queries: bool,
     /// Directory of RFC 1035 zone files (`*.zone`) to serve beside etcd.
     #[arg(long, env = "LODESTAR_ZONES")]
@@ -84,19 +84,19 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_METRICS")]
     pub metrics: Option<SocketAddr>,
     /// etcd user name (with --etcd-password).
-    #[arg(long, env = "ETCD_USER")]
+    #[arg(long, env = "LODESTAR_ETCD_USER")]
     pub etcd_user: Option<String>,
     /// etcd password.
-    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "LODESTAR_ETCD_PASSWORD", hide_env_values = true)]
     pub etcd_password: Option<String>,
     /// CA certificate (PEM) for etcd over TLS.
-    #[arg(long, env = "ETCD_CACERT")]
+    #[arg(long, env = "LODESTAR_ETCD_CACERT")]
     pub etcd_ca: Option<PathBuf>,
     /// Client certificate (PEM) for etcd over TLS.
-    #[arg(long, env = "ETCD_CERT")]
+    #[arg(long, env = "LODESTAR_ETCD_CERT")]
     pub etcd_cert: Option<PathBuf>,
     /// Client key (PEM) for etcd over TLS.
-    #[arg(long, env = "ETCD_KEY")]
+    #[arg(long, env = "LODESTAR_ETCD_KEY")]
     pub etcd_key: Option<PathBuf>,
     /// Records per request when loading the view (tests use small pages to exercise paging).
     #[arg(long, env = "LODESTAR_LOAD_PAGE", default_value_t = lodestar::view::DEFAULT_PAGE, hide = true)]

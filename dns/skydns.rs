@@ -164,30 +164,35 @@ pub fn translate_args(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>
     Ok((out, warnings))
 }
 
-/// SkyDNS's environment variables and ours: (theirs, ours).
-pub const ENV: &[(&str, &str)] = &[
-    ("SKYDNS_ADDR", "LODESTAR_LISTEN"),
-    ("SKYDNS_DOMAIN", "LODESTAR_DOMAIN"),
-    ("SKYDNS_NAMESERVERS", "LODESTAR_UPSTREAM"),
-    ("SKYDNS_PATH_PREFIX", "LODESTAR_PREFIX"),
-    ("ETCD_MACHINES", "ETCD_ENDPOINTS"),
-    ("ETCD_TLSKEY", "ETCD_KEY"),
-    ("ETCD_TLSPEM", "ETCD_CERT"),
-    ("ETCD_USERNAME", "ETCD_USER"),
+/// Our environment variables and the names they are also read from, first match wins: the
+/// etcd ones' older `ETCD_*` names, then SkyDNS's.
+pub const ENV: &[(&str, &[&str])] = &[
+    ("LODESTAR_LISTEN", &["SKYDNS_ADDR"]),
+    ("LODESTAR_DOMAIN", &["SKYDNS_DOMAIN"]),
+    ("LODESTAR_UPSTREAM", &["SKYDNS_NAMESERVERS"]),
+    ("LODESTAR_PREFIX", &["SKYDNS_PATH_PREFIX"]),
+    (
+        "LODESTAR_ETCD_ENDPOINTS",
+        &["ETCD_ENDPOINTS", "ETCD_MACHINES"],
+    ),
+    ("LODESTAR_ETCD_USER", &["ETCD_USER", "ETCD_USERNAME"]),
+    ("LODESTAR_ETCD_PASSWORD", &["ETCD_PASSWORD"]),
+    ("LODESTAR_ETCD_CACERT", &["ETCD_CACERT"]),
+    ("LODESTAR_ETCD_CERT", &["ETCD_CERT", "ETCD_TLSPEM"]),
+    ("LODESTAR_ETCD_KEY", &["ETCD_KEY", "ETCD_TLSKEY"]),
 ];
 
-/// Our environment variables to set from SkyDNS's, where ours are not set.
+/// Our environment variables to set from the other names, where ours are not set.
 pub fn env_aliases(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
-    ENV.iter()
-        .filter(|(_, ours)| get(ours).is_none())
-        .filter_map(|(theirs, ours)| {
-            let v = get(theirs)?;
-            let v = if *theirs == "SKYDNS_PATH_PREFIX" {
-                format!("/{}", v.trim_matches('/'))
+    lodestar::etcd::env_from_aliases(ENV, get)
+        .into_iter()
+        .map(|(ours, v)| {
+            // SkyDNS's prefix has no leading slash (`skydns`); ours does.
+            if ours == "LODESTAR_PREFIX" && !v.starts_with('/') {
+                (ours, format!("/{}", v.trim_matches('/')))
             } else {
-                v
-            };
-            Some((*ours, v))
+                (ours, v)
+            }
         })
         .collect()
 }
@@ -354,8 +359,10 @@ mod tests {
             set,
             [
                 ("LODESTAR_DOMAIN", "skydns.local".to_string()),
+                ("LODESTAR_ETCD_ENDPOINTS", "http://mine:2379".to_string()),
                 ("LODESTAR_PREFIX", "/skydns".to_string())
-            ]
+            ],
+            "ETCD_ENDPOINTS wins over SkyDNS's ETCD_MACHINES"
         );
     }
 

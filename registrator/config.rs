@@ -33,7 +33,7 @@ pub struct Cli {
     /// etcd endpoints (repeatable or comma-separated).
     #[arg(
         long,
-        env = "ETCD_ENDPOINTS",
+        env = "LODESTAR_ETCD_ENDPOINTS",
         value_delimiter = ',',
         default_value = "http://127.0.0.1:2379"
     )]
@@ -48,7 +48,7 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_IP", conflicts_with = "internal")]
     pub ip: Option<IpAddr>,
     /// Register exposed ports at the containers' own addresses instead of published ports.
-    #[arg(long, env = "LODESTAR_INTERNAL")]
+    #[arg(long, env = "LODESTAR_INTERNAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub internal: bool,
     /// With --internal: the network whose address is registered for containers that name none
     /// (SERVICE_NETWORK); default: a container's first network by name.
@@ -61,7 +61,7 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_HOST_ID")]
     pub host_id: Option<String>,
     /// Register only containers or ports with SERVICE_NAME / SERVICE_<port>_NAME.
-    #[arg(long, env = "LODESTAR_EXPLICIT")]
+    #[arg(long, env = "LODESTAR_EXPLICIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub explicit: bool,
     /// Seconds between full resyncs with Docker.
     #[arg(long, env = "LODESTAR_RESYNC", default_value_t = 60)]
@@ -75,25 +75,25 @@ pub struct Cli {
     )]
     pub deregister: Deregister,
     /// Revoke the lease on SIGTERM/SIGINT, removing this host's records at once.
-    #[arg(long, env = "LODESTAR_CLEANUP_ON_EXIT")]
+    #[arg(long, env = "LODESTAR_CLEANUP_ON_EXIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub cleanup_on_exit: bool,
     /// Serve Prometheus metrics and /healthz on this address.
     #[arg(long, env = "LODESTAR_METRICS")]
     pub metrics: Option<SocketAddr>,
     /// etcd user name (with --etcd-password).
-    #[arg(long, env = "ETCD_USER")]
+    #[arg(long, env = "LODESTAR_ETCD_USER")]
     pub etcd_user: Option<String>,
     /// etcd password.
-    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = "LODESTAR_ETCD_PASSWORD", hide_env_values = true)]
     pub etcd_password: Option<String>,
     /// CA certificate (PEM) for etcd over TLS.
-    #[arg(long, env = "ETCD_CACERT")]
+    #[arg(long, env = "LODESTAR_ETCD_CACERT")]
     pub etcd_ca: Option<PathBuf>,
     /// Client certificate (PEM) for etcd over TLS.
-    #[arg(long, env = "ETCD_CERT")]
+    #[arg(long, env = "LODESTAR_ETCD_CERT")]
     pub etcd_cert: Option<PathBuf>,
     /// Client key (PEM) for etcd over TLS.
-    #[arg(long, env = "ETCD_KEY")]
+    #[arg(long, env = "LODESTAR_ETCD_KEY")]
     pub etcd_key: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]

@@ -26,6 +26,12 @@ use tracing::{info, warn};
 use crate::config::{Cli, Config};
 
 fn main() -> ExitCode {
+    // `ETCD_*` are still read where `LODESTAR_ETCD_*` are not set. Single-threaded still.
+    for (ours, value) in
+        lodestar::etcd::env_from_aliases(lodestar::etcd::ENV_NAMES, |k| std::env::var(k).ok())
+    {
+        std::env::set_var(ours, value);
+    }
     let cli = Cli::parse();
     lodestar::runtime::init_logging(&cli.log_format);
     lodestar::runtime::main_with("lodestar-registrator", None, run(cli))

@@ -20,6 +20,31 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
+/// The environment variables of the etcd options, each with the older names still read when it
+/// is not set (first match wins): `LODESTAR_ETCD_*` are ours; `ETCD_*` sit in etcd's own
+/// namespace (an etcd in the same unit logs "unrecognized environment variable").
+pub const ENV_NAMES: &[(&str, &[&str])] = &[
+    ("LODESTAR_ETCD_ENDPOINTS", &["ETCD_ENDPOINTS"]),
+    ("LODESTAR_ETCD_USER", &["ETCD_USER"]),
+    ("LODESTAR_ETCD_PASSWORD", &["ETCD_PASSWORD"]),
+    ("LODESTAR_ETCD_CACERT", &["ETCD_CACERT"]),
+    ("LODESTAR_ETCD_CERT", &["ETCD_CERT"]),
+    ("LODESTAR_ETCD_KEY", &["ETCD_KEY"]),
+];
+
+/// Which of `names`' variables to set from an alias: for each unset one, its first alias that
+/// is set. Pure (`get` reads the environment); `main` applies them before parsing its flags.
+pub fn env_from_aliases(
+    names: &[(&'static str, &[&str])],
+    get: impl Fn(&str) -> Option<String>,
+) -> Vec<(&'static str, String)> {
+    names
+        .iter()
+        .filter(|(ours, _)| get(ours).is_none())
+        .filter_map(|(ours, aliases)| aliases.iter().find_map(|a| get(a)).map(|v| (*ours, v)))
+        .collect()
+}
+
 /// Connection settings for etcd.
 #[derive(Debug, Clone, Default)]
 pub struct EtcdConfig {

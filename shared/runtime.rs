@@ -27,8 +27,11 @@ pub fn init_logging(format: &str) {
             "info,hickory_server=warn,h2=warn,tower=warn,bollard=warn",
         )
     });
+    // Colour only for a person at a terminal, never in a file or a journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().flatten_event(true).init();

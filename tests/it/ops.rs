@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::support::*;
@@ -97,6 +98,29 @@ async fn every_listen_address_every_domain_and_env_variables() {
     ];
     let dns = Dns::start_with(&[], &env, 2);
     assert_eq!(dns.addrs.len(), 2);
+    // Our own names, booleans as 1/0, yes/no: LODESTAR_ETCD_ENDPOINTS wins over ETCD_ENDPOINTS.
+    let ours = [
+        ("LODESTAR_LISTEN", "127.0.0.1:0"),
+        ("LODESTAR_DOMAIN", "webapp.dev"),
+        ("LODESTAR_ETCD_ENDPOINTS", ep.as_str()),
+        ("ETCD_ENDPOINTS", "http://127.0.0.1:1"),
+        ("LODESTAR_NO_FORWARD", "1"),
+        ("LODESTAR_LOG_QUERIES", "no"),
+    ];
+    let mine = Dns::start_with(&[], &ours, 1);
+    mine.ready().await;
+    let m = query(mine.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::Refused,
+        "LODESTAR_NO_FORWARD=1"
+    );
+    assert!(
+        !mine.logs().contains("\"query\""),
+        "LODESTAR_LOG_QUERIES=no"
+    );
     for addr in &dns.addrs {
         for tcp in [false, true] {
             let m = eventually(Duration::from_secs(10), "answered", || async {
@@ -124,4 +148,39 @@ async fn every_listen_address_every_domain_and_env_variables() {
         .await
         .unwrap();
     assert!(m.answers.is_empty());
+}
+
+/// Text logs written to a pipe or a file carry no colour codes (only a terminal gets them).
+#[test]
+fn text_logs_off_a_terminal_have_no_colour_codes() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lodestar-dns"))
+        .args([
+            "--log-format",
+            "text",
+            "--domain",
+            "webapp.dev",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--etcd", "http://127.0.0.1:1", "--no-forward"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lodestar-dns");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until a few log lines are there (it logs its listening address at once).
+    while !String::from_utf8_lossy(&text).contains("listening") {
+        match stderr.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no ANSI escape codes: {text:?}");
 }
