@@ -162,6 +162,8 @@ impl Config {
             cli.etcd_key,
         )
         .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
+        // What no retry would fix stops the start here, with one line naming the flag.
+        etcd.validate()?;
         let upstreams = if cli.no_forward {
             Vec::new()
         } else if cli.upstream.is_empty() {

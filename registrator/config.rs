@@ -152,6 +152,8 @@ impl Config {
             cli.etcd_key,
         )
         .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
+        // What no retry would fix stops the start here, with one line naming the flag.
+        etcd.validate()?;
         let tls_on = cli.docker_tls_verify.as_deref().is_some_and(|v| {
             !matches!(
                 v.trim().to_ascii_lowercase().as_str(),

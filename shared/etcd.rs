@@ -85,6 +85,16 @@ pub enum EtcdError {
     /// The settings do not fit together.
     #[error("{0}")]
     Config(&'static str),
+    /// A setting is wrong in a way no retry will fix: which flag, and what is wrong.
+    #[error("{flag} {value}: {problem}")]
+    Invalid {
+        /// The flag (`--etcd-ca`, `--etcd`, ...).
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The member is up but has no leader (it is cut off from the majority of the cluster).
     #[error("{0} has no leader")]
     NoLeader(String),
@@ -164,6 +174,67 @@ impl EtcdConfig {
             }
         }
         Err(EtcdError::NoMember(why.join("; ")))
+    }
+
+    /// Checks what no retry would fix, so that a binary can stop at once with one clear line:
+    /// every endpoint is an `http://` or `https://` URL with a host and a port, TLS options go
+    /// with `https://` endpoints only (and `https://` needs a CA), and every TLS file can be read
+    /// and holds what it should (PEM certificates, a PEM private key).
+    pub fn validate(&self) -> Result<(), EtcdError> {
+        let tls = self.ca_file.is_some() || self.cert_key_files.is_some();
+        for ep in &self.endpoints {
+            let bad = |problem: &str| EtcdError::Invalid {
+                flag: "--etcd",
+                value: ep.clone(),
+                problem: problem.to_string(),
+            };
+            let rest = if let Some(r) = ep.strip_prefix("https://") {
+                if self.ca_file.is_none() {
+                    return Err(bad("an https:// endpoint needs --etcd-ca"));
+                }
+                r
+            } else if let Some(r) = ep.strip_prefix("http://") {
+                if tls {
+                    return Err(bad(
+                        "TLS options are given (--etcd-ca/--etcd-cert/--etcd-key) but the endpoint is http://; use https://",
+                    ));
+                }
+                r
+            } else {
+                return Err(bad("not an http:// or https:// URL"));
+            };
+            let authority = rest.split('/').next().unwrap_or_default();
+            let port_ok = authority
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(bad("needs a host and a port, e.g. http://10.0.0.1:2379"));
+            }
+        }
+        let pem = |flag: &'static str, path: &PathBuf, marker: &str, what: &str| {
+            let text = std::fs::read(path).map_err(|e| EtcdError::Invalid {
+                flag,
+                value: path.display().to_string(),
+                problem: e.to_string(),
+            })?;
+            let text = String::from_utf8_lossy(&text);
+            if !(text.contains("-----BEGIN ") && text.contains(marker)) {
+                return Err(EtcdError::Invalid {
+                    flag,
+                    value: path.display().to_string(),
+                    problem: format!("not a PEM file holding {what}"),
+                });
+            }
+            Ok(())
+        };
+        if let Some(ca) = &self.ca_file {
+            pem("--etcd-ca", ca, "CERTIFICATE-----", "certificates")?;
+        }
+        if let Some((cert, key)) = &self.cert_key_files {
+            pem("--etcd-cert", cert, "CERTIFICATE-----", "a certificate")?;
+            pem("--etcd-key", key, "PRIVATE KEY-----", "a private key")?;
+        }
+        Ok(())
     }
 
     /// The endpoint in use (the last one [`EtcdConfig::connect`] chose).
@@ -264,6 +335,60 @@ mod tests {
         clone.avoid_current();
         clone.avoid_current();
         assert_eq!(cfg.current_endpoint(), "http://a:2379", "wraps around");
+    }
+
+    #[test]
+    fn what_no_retry_fixes_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let good_cert = dir.path().join("c.pem");
+        let good_key = dir.path().join("k.pem");
+        std::fs::write(
+            &good_cert,
+            "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &good_key,
+            "-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let not_pem = dir.path().join("key.der");
+        std::fs::write(&not_pem, [0x30u8, 0x82, 1, 2]).unwrap();
+        let cfg = |eps: &[&str],
+                   ca: Option<&std::path::Path>,
+                   ck: Option<(&std::path::Path, &std::path::Path)>| EtcdConfig {
+            endpoints: eps.iter().map(|s| s.to_string()).collect(),
+            ca_file: ca.map(|p| p.to_path_buf()),
+            cert_key_files: ck.map(|(c, k)| (c.to_path_buf(), k.to_path_buf())),
+            ..Default::default()
+        };
+        assert!(cfg(&["http://127.0.0.1:2379"], None, None)
+            .validate()
+            .is_ok());
+        assert!(cfg(
+            &["https://e:2379"],
+            Some(&good_cert),
+            Some((&good_cert, &good_key))
+        )
+        .validate()
+        .is_ok());
+        let err = |c: EtcdConfig| c.validate().unwrap_err().to_string();
+        assert!(err(cfg(&["127.0.0.1:2379"], None, None)).starts_with("--etcd 127.0.0.1:2379"));
+        assert!(err(cfg(&["http://e"], None, None)).contains("a host and a port"));
+        assert!(err(cfg(&["https://e:2379"], None, None)).contains("needs --etcd-ca"));
+        assert!(err(cfg(&["http://e:2379"], Some(&good_cert), None)).contains("use https://"));
+        let missing = dir.path().join("nope.pem");
+        let e = err(cfg(&["https://e:2379"], Some(&missing), None));
+        assert!(e.starts_with("--etcd-ca ") && e.contains("nope.pem"), "{e}");
+        let e = err(cfg(
+            &["https://e:2379"],
+            Some(&good_cert),
+            Some((&good_cert, &not_pem)),
+        ));
+        assert!(
+            e.starts_with("--etcd-key ") && e.contains("not a PEM file"),
+            "{e}"
+        );
     }
 
     #[test]

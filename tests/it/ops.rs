@@ -184,3 +184,72 @@ fn text_logs_off_a_terminal_have_no_colour_codes() {
     assert!(text.contains("listening"), "{text}");
     assert!(!text.contains('\u{1b}'), "no ANSI escape codes: {text:?}");
 }
+
+/// Settings no retry can fix stop both binaries at once (non-zero, within seconds), with one
+/// line naming the flag and the file; an etcd that is merely down is retried (tested elsewhere).
+#[test]
+fn configuration_errors_fail_fast_with_the_flag_and_the_file() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\nMII\n-----END CERTIFICATE-----\n",
+    )
+    .expect("cert");
+    let der = dir.path().join("key.der");
+    std::fs::write(&der, [0x30u8, 0x82, 0x01, 0x02]).expect("key");
+    let (cert, der) = (path_str(&cert), path_str(&der));
+    let missing = path_str(&dir.path().join("missing-ca.pem"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--etcd", "https://127.0.0.1:2379", "--etcd-ca", &missing],
+            "--etcd-ca",
+        ),
+        (
+            vec![
+                "--etcd",
+                "https://127.0.0.1:2379",
+                "--etcd-ca",
+                &cert,
+                "--etcd-cert",
+                &cert,
+                "--etcd-key",
+                &der,
+            ],
+            "--etcd-key",
+        ),
+        (
+            vec!["--etcd", "http://127.0.0.1:2379", "--etcd-ca", &cert],
+            "--etcd http://127.0.0.1:2379",
+        ),
+    ];
+    let binaries = [
+        (
+            env!("CARGO_BIN_EXE_lodestar-dns"),
+            ["--listen", "127.0.0.1:0"],
+        ),
+        (
+            env!("CARGO_BIN_EXE_lodestar-registrator"),
+            ["--ip", "10.0.0.1"],
+        ),
+    ];
+    for (bin, own) in binaries {
+        for (args, flag) in &cases {
+            let started = std::time::Instant::now();
+            let out = Command::new(bin)
+                .args(["--domain", "webapp.dev"])
+                .args(own)
+                .args(args)
+                .output()
+                .expect("run");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{bin} {args:?}");
+            assert!(err.contains(flag), "{bin} {args:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{bin} {args:?} took long"
+            );
+        }
+    }
+}
