@@ -10,7 +10,9 @@ HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 TRIPLE_ENV := $(shell echo '$(HOST_TRIPLE)' | tr 'a-z-' 'A-Z_')
 export CARGO_BUILD_TARGET := $(HOST_TRIPLE)
 export CARGO_TARGET_$(TRIPLE_ENV)_RUSTFLAGS := -C target-feature=+crt-static
-BIN := $(CURDIR)/target/$(HOST_TRIPLE)/release
+# Where cargo puts the binaries: its own answer (CARGO_TARGET_DIR, .cargo/config), not a guess.
+TARGET_DIR := $(shell cargo metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BIN := $(if $(TARGET_DIR),$(TARGET_DIR),$(CURDIR)/target)/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
 DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4
@@ -65,17 +67,30 @@ run: build stop
 	    --listen-client-urls $(ETCD) --advertise-client-urls $(ETCD) \
 	    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
 	    --initial-cluster lodestar-demo=http://127.0.0.1:2380 >$(RUN)/etcd.log 2>&1 & echo $$! > $(RUN)/etcd.pid; \
-	  for i in $$(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints $(ETCD) endpoint health >/dev/null 2>&1 && break; sleep 0.1; done; \
+	  for i in $$(seq 1 100); do ETCDCTL_API=3 etcdctl --endpoints $(ETCD) endpoint health >/dev/null 2>&1 && break; \
+	    kill -0 $$(cat $(RUN)/etcd.pid) 2>/dev/null || break; sleep 0.1; done; \
+	  ETCDCTL_API=3 etcdctl --endpoints $(ETCD) endpoint health >/dev/null 2>&1 || { \
+	    echo "make run: etcd did not start; the end of $(RUN)/etcd.log:"; tail -n 20 $(RUN)/etcd.log; exit 1; }; \
 	fi
 	@ETCDCTL_API=3 etcdctl --endpoints $(ETCD) put /skydns/dev/webapp/redis/redis-1 '{"host":"172.17.0.5","port":6379}' >/dev/null
 	@ETCDCTL_API=3 etcdctl --endpoints $(ETCD) put /skydns/dev/webapp/redis/redis-2 '{"host":"172.17.0.6","port":6379}' >/dev/null
 	@ETCDCTL_API=3 etcdctl --endpoints $(ETCD) put /skydns/dev/webapp/web/web-1 '{"host":"172.17.0.7","port":80,"text":"demo"}' >/dev/null
+	@test -x $(BIN)/lodestar-dns || { echo "make run: $(BIN)/lodestar-dns was not built (cargo's target directory: $(TARGET_DIR))"; exit 1; }
 	@nohup $(BIN)/lodestar-dns --listen 127.0.0.1:$(DNS_PORT) --domain webapp.dev \
 	  --etcd $(ETCD) --zones $(CURDIR)/zones --metrics 127.0.0.1:9153 >$(RUN)/dns.log 2>&1 & echo $$! > $(RUN)/dns.pid
-	@for i in $$(seq 1 100); do dig +short +time=1 +tries=1 @127.0.0.1 -p $(DNS_PORT) redis.webapp.dev 2>/dev/null | grep -q 172 && break; sleep 0.1; done
+	@ok=0; for i in $$(seq 1 100); do \
+	  kill -0 $$(cat $(RUN)/dns.pid) 2>/dev/null || break; \
+	  dig +short +time=1 +tries=1 @127.0.0.1 -p $(DNS_PORT) redis.webapp.dev 2>/dev/null | grep -q 172 && { ok=1; break; }; sleep 0.1; done; \
+	if [ $$ok != 1 ]; then \
+	  if kill -0 $$(cat $(RUN)/dns.pid) 2>/dev/null; then echo "make run: lodestar-dns does not answer after 10 s; the end of $(RUN)/dns.log:"; \
+	  else echo "make run: lodestar-dns exited at once; the end of $(RUN)/dns.log:"; fi; \
+	  tail -n 20 $(RUN)/dns.log; exit 1; fi
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
 	  nohup $(BIN)/lodestar-registrator --etcd $(ETCD) --domain webapp.dev --metrics 127.0.0.1:9154 \
 	    >$(RUN)/registrator.log 2>&1 & echo $$! > $(RUN)/registrator.pid; \
+	  sleep 0.5; if ! kill -0 $$(cat $(RUN)/registrator.pid) 2>/dev/null; then \
+	    echo "make run: lodestar-registrator exited at once; the end of $(RUN)/registrator.log:"; \
+	    tail -n 20 $(RUN)/registrator.log; exit 1; fi; \
 	  echo "lodestar-registrator is registering this host's containers (log: $(RUN)/registrator.log)."; \
 	  echo "Start one:  docker run -d -p 6379 -e SERVICE_NAME=cache -e SERVICE_ID=cache-1 IMAGE [CMD]"; \
 	  echo "then:       dig @127.0.0.1 -p $(DNS_PORT) cache.webapp.dev SRV"; \
