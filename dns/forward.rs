@@ -117,6 +117,7 @@ pub struct Forwarder {
     cache: Cache<CacheKey, Arc<Cached>>,
     failures: Counter,
     hits: Counter,
+    per_upstream: crate::metrics::UpstreamMetrics,
 }
 
 impl Forwarder {
@@ -129,6 +130,7 @@ impl Forwarder {
         capacity: u64,
         failures: Counter,
         hits: Counter,
+        per_upstream: crate::metrics::UpstreamMetrics,
     ) -> Arc<Self> {
         let cache = Cache::builder()
             .max_capacity(capacity)
@@ -150,6 +152,7 @@ impl Forwarder {
             cache,
             failures,
             hits,
+            per_upstream,
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(probe(Arc::downgrade(&f)));
@@ -294,6 +297,11 @@ impl Forwarder {
                 .count();
             let budget = if healthy_after == 0 { left } else { left / 2 };
             tried += 1;
+            let to = crate::metrics::ToLabel {
+                to: upstream.addr.to_string(),
+            };
+            self.per_upstream.requests.get_or_create(&to).inc();
+            let sent = Instant::now();
             let id: u16 = rand_id();
             let mut query = raw.to_vec();
             query[..2].copy_from_slice(&id.to_be_bytes());
@@ -310,6 +318,10 @@ impl Forwarder {
             match attempt {
                 Ok(Ok((mut bytes, mut message))) => {
                     upstream.answered();
+                    self.per_upstream
+                        .duration
+                        .get_or_create(&to)
+                        .observe(sent.elapsed().as_secs_f64());
                     bytes[..2].copy_from_slice(&request.metadata.id.to_be_bytes());
                     message.metadata.id = request.metadata.id;
                     return Ok((bytes, message));
@@ -317,11 +329,13 @@ impl Forwarder {
                 Ok(Err(error)) => {
                     tracing::debug!(upstream = %upstream.addr, %error, "upstream failed");
                     self.failures.inc();
+                    self.per_upstream.failures.get_or_create(&to).inc();
                     upstream.failed();
                 }
                 Err(_) => {
                     tracing::debug!(upstream = %upstream.addr, "upstream timed out");
                     self.failures.inc();
+                    self.per_upstream.failures.get_or_create(&to).inc();
                     upstream.failed();
                 }
             }

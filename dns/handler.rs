@@ -136,6 +136,20 @@ impl Handler {
         }
     }
 
+    /// The `zone` label of a question: its served domain or static zone, else `.`.
+    fn zone_label(&self, name: &hickory_proto::rr::Name) -> String {
+        let lower = name.to_lowercase();
+        if let Some(d) = self.authority.domain_of(&lower) {
+            return d.name.to_string();
+        }
+        self.zones
+            .load()
+            .origins()
+            .filter(|o| o.zone_of(&lower))
+            .max_by_key(|o| o.num_labels())
+            .map_or_else(|| ".".to_string(), |o| o.to_string())
+    }
+
     /// With `--log-queries`: one line for an answer about to be sent (parsed from its bytes, so
     /// that every path logs the same; off, this is one branch).
     fn log(&self, client: IpAddr, transport: Transport, started: Instant, bytes: &[u8]) {
@@ -203,6 +217,8 @@ impl Handler {
         let started = Instant::now();
         let step = self.handle_inner(raw, client, transport, started);
         if let Step::Reply(bytes) = &step {
+            self.metrics
+                .sizes(proto_name(transport), raw.len(), bytes.len());
             self.log(client, transport, started, bytes);
         }
         step
@@ -276,7 +292,10 @@ impl Handler {
     /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
     pub async fn complete(self: &Arc<Self>, job: Job) -> Option<Vec<u8>> {
         let (client, transport, started) = (job.client, job.transport, job.started);
+        let request_len = job.raw.len();
         let bytes = self.complete_inner(job).await?;
+        self.metrics
+            .sizes(proto_name(transport), request_len, bytes.len());
         self.log(client, transport, started, &bytes);
         Some(bytes)
     }
@@ -308,6 +327,8 @@ impl Handler {
             Outcome::Drop | Outcome::Large => None,
             Outcome::Forward(pending) => {
                 let qtype = pending.query.qtype.to_string();
+                let zone = self.zone_label(&pending.query.name);
+                let proto = proto_name(pending.query.transport);
                 let bytes = match self.forwards.clone().try_acquire_owned() {
                     Ok(_permit) => self.forward(*pending, client).await,
                     Err(_) => {
@@ -319,6 +340,8 @@ impl Handler {
                 self.metrics.observe(
                     &qtype,
                     rcode_name(ResponseCode::from_low(rcode)),
+                    proto,
+                    &zone,
                     started.elapsed(),
                 );
                 Some(bytes)
@@ -371,7 +394,13 @@ impl Handler {
                     (Some(quick), Some(snap)) => {
                         let mut key = Vec::with_capacity(8 + quick.qname.len());
                         wire::cache_key(&quick, q.limit(), &mut key);
-                        let counter = self.metrics.counter(&qtype, rcode_name(rcode));
+                        let zone = self.zone_label(&q.name);
+                        let counter = self.metrics.counter(
+                            &qtype,
+                            rcode_name(rcode),
+                            proto_name(q.transport),
+                            &zone,
+                        );
                         let built =
                             Cached::new(snap.generation(), dep, q.normalised(), answer, counter);
                         let entry = self.cache.insert(&key, built);
@@ -440,8 +469,13 @@ impl Handler {
                 (self.error(&q, rcode, client), rcode)
             }
         };
-        self.metrics
-            .observe(&qtype, rcode_name(rcode), started.elapsed());
+        self.metrics.observe(
+            &qtype,
+            rcode_name(rcode),
+            proto_name(q.transport),
+            &self.zone_label(&q.name),
+            started.elapsed(),
+        );
         Outcome::Reply(bytes)
     }
 
@@ -559,6 +593,13 @@ fn lower_priority() {
             }
         }
     });
+}
+
+fn proto_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
 }
 
 fn rcode_name(rcode: ResponseCode) -> &'static str {

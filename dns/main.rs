@@ -158,6 +158,7 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
             10_000,
             metrics.upstream_failures.clone(),
             metrics.forward_cache_hits.clone(),
+            metrics.upstreams.clone(),
         )
     });
     match &forwarder {

@@ -26,13 +26,59 @@ use tokio_util::sync::CancellationToken;
 use crate::handler::Handler;
 use crate::tcp::Connections;
 
-/// Labels of the query counter.
+/// Labels of the query counter (the names CoreDNS dashboards use).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueryLabels {
     /// Question type (`A`, `SRV`, ...).
-    pub qtype: String,
-    /// Response code (`NoError`, `NXDomain`, ...).
+    #[prometheus(flatten)]
+    pub r#type: TypeLabel,
+    /// Response code (`NOERROR`, `NXDOMAIN`, ...).
     pub rcode: String,
+    /// `udp` or `tcp`.
+    pub proto: String,
+    /// The served domain or static zone the name is in; `.` for any other name.
+    pub zone: String,
+}
+
+/// The `type` label (a Rust keyword as a field name needs a wrapper).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    /// Question type.
+    pub r#type: String,
+}
+
+/// The `proto` label of the size histograms.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtoLabel {
+    /// `udp` or `tcp`.
+    pub proto: String,
+}
+
+/// The `to` label of the per-upstream metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToLabel {
+    /// The upstream, `IP:PORT`.
+    pub to: String,
+}
+
+/// Per-upstream forwarding figures, shared with the forwarder.
+#[derive(Debug, Clone)]
+pub struct UpstreamMetrics {
+    /// Queries sent to each upstream.
+    pub requests: Family<ToLabel, Counter>,
+    /// Failed exchanges with each upstream.
+    pub failures: Family<ToLabel, Counter>,
+    /// Time an upstream took to answer, seconds.
+    pub duration: Family<ToLabel, Histogram, fn() -> Histogram>,
+}
+
+fn upstream_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+fn size_histogram() -> Histogram {
+    // 16 bytes .. 64 KiB.
+    Histogram::new(exponential_buckets(16.0, 2.0, 13))
 }
 
 /// Counters of the DNS server.
@@ -56,8 +102,15 @@ pub struct Metrics {
     pub cache_hits: Counter,
     /// Plain queries whose answer was not in the cache (or no longer good).
     pub cache_misses: Counter,
+    /// Request sizes by transport, bytes.
+    pub request_size: Family<ProtoLabel, Histogram, fn() -> Histogram>,
+    /// Response sizes by transport, bytes.
+    pub response_size: Family<ProtoLabel, Histogram, fn() -> Histogram>,
+    /// Per-upstream figures.
+    pub upstreams: UpstreamMetrics,
     live: std::sync::OnceLock<Live>,
     registry: Registry,
+    plain: Registry,
 }
 
 impl Metrics {
@@ -74,9 +127,42 @@ impl Metrics {
             shed: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            request_size: Family::new_with_constructor(size_histogram),
+            response_size: Family::new_with_constructor(size_histogram),
+            upstreams: UpstreamMetrics {
+                requests: Family::default(),
+                failures: Family::default(),
+                duration: Family::new_with_constructor(upstream_histogram),
+            },
             live: std::sync::OnceLock::new(),
             registry: Registry::default(),
+            plain: Registry::default(),
         };
+        registry.register(
+            "request_size_bytes",
+            "Size of the queries received, by transport",
+            m.request_size.clone(),
+        );
+        registry.register(
+            "response_size_bytes",
+            "Size of the answers sent, by transport",
+            m.response_size.clone(),
+        );
+        registry.register(
+            "forward_requests",
+            "Queries sent to each upstream",
+            m.upstreams.requests.clone(),
+        );
+        registry.register(
+            "forward_failures",
+            "Failed exchanges with each upstream",
+            m.upstreams.failures.clone(),
+        );
+        registry.register(
+            "forward_request_duration_seconds",
+            "Time each upstream took to answer",
+            m.upstreams.duration.clone(),
+        );
         registry.register(
             "queries",
             "DNS queries answered, by question type and response code",
@@ -123,7 +209,13 @@ impl Metrics {
             m.cache_misses.clone(),
         );
         registry.register_collector(Box::new(ViewCollector { view }));
-        Arc::new(Metrics { registry, ..m })
+        // Names outside the server's prefix: `lodestar_build_info` and the standard `process_*`.
+        let plain = lodestar::process::registry();
+        Arc::new(Metrics {
+            registry,
+            plain,
+            ..m
+        })
     }
 
     /// Reads the answer cache's size and the open TCP connections at scrape time.
@@ -132,19 +224,37 @@ impl Metrics {
     }
 
     /// Counts one answered query.
-    pub fn observe(&self, qtype: &str, rcode: &str, elapsed: Duration) {
-        self.counter(qtype, rcode).inc();
+    pub fn observe(&self, qtype: &str, rcode: &str, proto: &str, zone: &str, elapsed: Duration) {
+        self.counter(qtype, rcode, proto, zone).inc();
         self.latency.observe(elapsed.as_secs_f64());
     }
 
-    /// The query counter of a question type and response code, to keep and count on later.
-    pub fn counter(&self, qtype: &str, rcode: &str) -> Counter {
+    /// The query counter of a question type, response code, transport and zone, to keep and
+    /// count on later.
+    pub fn counter(&self, qtype: &str, rcode: &str, proto: &str, zone: &str) -> Counter {
         self.queries
             .get_or_create(&QueryLabels {
-                qtype: qtype.to_string(),
+                r#type: TypeLabel {
+                    r#type: qtype.to_string(),
+                },
                 rcode: rcode.to_string(),
+                proto: proto.to_string(),
+                zone: zone.to_string(),
             })
             .clone()
+    }
+
+    /// Counts the sizes of one query and its answer.
+    pub fn sizes(&self, proto: &str, request: usize, response: usize) {
+        let label = ProtoLabel {
+            proto: proto.to_string(),
+        };
+        self.request_size
+            .get_or_create(&label)
+            .observe(request as f64);
+        self.response_size
+            .get_or_create(&label)
+            .observe(response as f64);
     }
 
     /// The text exposition of every metric.
@@ -152,6 +262,7 @@ impl Metrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.plain);
         if let Some(Live(handler, conns)) = self.live.get() {
             let mut live = Registry::with_prefix("lodestar_dns");
             live.register(

@@ -28,6 +28,7 @@ pub struct Metrics {
     /// Records written or deleted by reconciling.
     pub corrections: Counter,
     registry: Registry,
+    plain: Registry,
 }
 
 impl Metrics {
@@ -42,6 +43,7 @@ impl Metrics {
             reconciles: Counter::default(),
             corrections: Counter::default(),
             registry: Registry::default(),
+            plain: lodestar::process::registry(),
         };
         registry.register(
             "containers",
@@ -75,7 +77,9 @@ impl Metrics {
     fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.plain);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }

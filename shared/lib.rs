@@ -11,12 +11,14 @@
 //! - [`etcd`]: connection settings for etcd (endpoints, user/password, TLS).
 //! - [`registry`]: the [`Registry`] trait and its etcd implementation: one lease per owner,
 //!   records on it, and [`registry::plan`] to reconcile wanted and registered records.
+//! - [`process`]: `lodestar_build_info` and the `process_*` metrics of a binary.
 //! - [`runtime`]: logging set-up, the shutdown signal and reconnect backoff, for long-running processes.
 //! - [`view`]: the immutable [`Snapshot`] of a prefix and the watcher that keeps publishing new ones.
 #![warn(missing_docs)]
 
 pub mod etcd;
 pub mod key;
+pub mod process;
 pub mod record;
 pub mod registry;
 pub mod runtime;

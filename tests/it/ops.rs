@@ -24,8 +24,8 @@ async fn metrics_count_queries_and_show_the_view() {
     let (status, body) = dns.http_get("/metrics").await;
     assert_eq!(status, 200);
     for want in [
-        r#"lodestar_dns_queries_total{qtype="A",rcode="NOERROR"} 1"#,
-        r#"lodestar_dns_queries_total{qtype="A",rcode="NXDOMAIN"} 1"#,
+        r#"lodestar_dns_queries_total{type="A",rcode="NOERROR",proto="udp",zone="webapp.dev."} 1"#,
+        r#"lodestar_dns_queries_total{type="A",rcode="NXDOMAIN",proto="udp",zone="webapp.dev."} 1"#,
         "lodestar_dns_view_records 1",
         "lodestar_dns_view_loaded 1",
         "lodestar_dns_answer_latency_seconds_count",
@@ -251,5 +251,182 @@ fn configuration_errors_fail_fast_with_the_flag_and_the_file() {
                 "{bin} {args:?} took long"
             );
         }
+    }
+}
+
+/// The metric families a binary exposes, from its `# TYPE` lines.
+fn families(body: &str) -> std::collections::BTreeSet<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whole metric names, as the README lists them (not substrings): the DNS server's and the
+/// registrator's families are exactly these, and every sample of a query counter has the
+/// labels dashboards for CoreDNS expect (type, rcode, proto, zone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_names_are_exactly_the_documented_ones() {
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/dev/webapp/x", r#"{"host":"172.17.0.5"}"#)
+        .await;
+    let knot = Knot::start().await;
+    let dns = Dns::for_etcd(&etcd, Some(knot.addr), &["--metrics", "127.0.0.1:0"]);
+    dns.ready().await;
+    query(dns.addr, "x.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    query(dns.addr, "www.example.org.", RecordType::A)
+        .await
+        .unwrap();
+    let (_, body) = dns.http_get("/metrics").await;
+    let want: std::collections::BTreeSet<String> = [
+        "lodestar_dns_queries",
+        "lodestar_dns_answer_latency_seconds",
+        "lodestar_dns_forwarded_queries",
+        "lodestar_dns_forward_cache_hits",
+        "lodestar_dns_upstream_failures",
+        "lodestar_dns_malformed_packets",
+        "lodestar_dns_shed_queries",
+        "lodestar_dns_answer_cache_hits",
+        "lodestar_dns_answer_cache_misses",
+        "lodestar_dns_request_size_bytes",
+        "lodestar_dns_response_size_bytes",
+        "lodestar_dns_forward_requests",
+        "lodestar_dns_forward_failures",
+        "lodestar_dns_forward_request_duration_seconds",
+        "lodestar_dns_view_revision",
+        "lodestar_dns_view_records",
+        "lodestar_dns_view_invalid_keys",
+        "lodestar_dns_view_loaded",
+        "lodestar_dns_view_stale",
+        "lodestar_dns_view_progress_age_seconds",
+        "lodestar_dns_view_skipped_values",
+        "lodestar_dns_answer_cache_entries",
+        "lodestar_dns_tcp_connections",
+        "lodestar_build_info",
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // A labelled family without samples yet (no upstream has failed) is not written.
+    let have = families(&body);
+    assert!(
+        have.is_subset(&want),
+        "unexpected: {:?}",
+        have.difference(&want)
+    );
+    let missing: Vec<_> = want
+        .difference(&have)
+        .filter(|n| *n != "lodestar_dns_forward_failures")
+        .collect();
+    assert!(missing.is_empty(), "missing {missing:?}:\n{body}");
+    assert!(
+        body.contains(r#"lodestar_dns_queries_total{type="A",rcode="NOERROR",proto="udp",zone="webapp.dev."} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"lodestar_dns_queries_total{type="A",rcode="NOERROR",proto="udp",zone="."} 1"#
+        ),
+        "forwarded: zone . {body}"
+    );
+    assert!(
+        body.contains(&format!(
+            r#"lodestar_dns_forward_requests_total{{to="{}"}} 1"#,
+            knot.addr
+        )),
+        "{body}"
+    );
+    assert!(body.contains(&format!(
+        r#"lodestar_build_info{{version="{}"}} 1"#,
+        env!("CARGO_PKG_VERSION")
+    )));
+
+    let reg = Registrator::start(&etcd, "h-metrics", &["--metrics", "127.0.0.1:0"]);
+    let addr = reg.metrics.expect("registrator metrics");
+    let body = eventually(
+        Duration::from_secs(10),
+        "registrator probes ran",
+        || async move {
+            let (_, body) = http_get(addr, "/metrics").await;
+            body.contains("lodestar_registrator_docker_up 1")
+                .then_some(body)
+        },
+    )
+    .await;
+    let want: std::collections::BTreeSet<String> = [
+        "lodestar_registrator_containers",
+        "lodestar_registrator_services",
+        "lodestar_registrator_etcd_errors",
+        "lodestar_registrator_docker_errors",
+        "lodestar_registrator_reconciles",
+        "lodestar_registrator_corrections",
+        "lodestar_registrator_docker_up",
+        "lodestar_registrator_etcd_up",
+        "lodestar_build_info",
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(families(&body), want, "{body}");
+}
+
+/// The Grafana dashboard (`docker/grafana-dashboard.json`) queries only metrics that exist: every
+/// metric name in its expressions is a family the two binaries expose (`_bucket`, `_count`,
+/// `_sum` and `_total` being parts of a family).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_queries_metrics_that_exist() {
+    let json =
+        std::fs::read_to_string(repo_file("docker/grafana-dashboard.json")).expect("dashboard");
+    let dash: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    let mut names = std::collections::BTreeSet::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("lodestar_") || word.starts_with("process_") {
+                    names.insert(word.to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() > 10, "{names:?}");
+    let etcd = Etcd::start().await;
+    let knot = Knot::start().await;
+    // A second upstream that refuses: forwarding failures are counted too.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let dns = Dns::for_etcd(
+        &etcd,
+        Some(knot.addr),
+        &["--metrics", "127.0.0.1:0", "--upstream", &dead],
+    );
+    dns.ready().await;
+    for name in ["www.example.org.", "mail.example.org."] {
+        query(dns.addr, name, RecordType::A).await.unwrap();
+    }
+    let reg = Registrator::start(&etcd, "h-dash", &["--metrics", "127.0.0.1:0"]);
+    let (_, a) = dns.http_get("/metrics").await;
+    let (_, b) = http_get(reg.metrics.expect("metrics"), "/metrics").await;
+    let mut have = families(&a);
+    have.extend(families(&b));
+    for name in &names {
+        let family = ["_bucket", "_count", "_sum", "_total"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            have.contains(family),
+            "the dashboard asks for {name}, which no binary exposes"
+        );
     }
 }
