@@ -15,7 +15,7 @@ TARGET_DIR := $(shell cargo metadata --format-version 1 --no-deps 2>/dev/null | 
 BIN := $(if $(TARGET_DIR),$(TARGET_DIR),$(CURDIR)/target)/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
-DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4
+DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates
 
 .PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-failover cluster cluster-stop
 
@@ -42,10 +42,13 @@ build: deps
 	cargo build --release --bins
 
 ## image: the two images, each a static binary in a FROM scratch image (no registry needed).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+SOURCE := $(shell git remote get-url origin 2>/dev/null || echo local)
 image: build docker-up
 	@ctx=$$(mktemp -d) && cp $(BIN)/lodestar-dns $(BIN)/lodestar-registrator $$ctx/ && strip $$ctx/lodestar-* && \
-	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-dns -t lodestar/dns:latest $$ctx && \
-	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-registrator -t lodestar/registrator:latest $$ctx && \
+	cp /etc/ssl/certs/ca-certificates.crt $$ctx/ && \
+	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-dns --build-arg PORT=9153 --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) -t lodestar/dns:latest $$ctx && \
+	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-registrator --build-arg PORT=9154 --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) -t lodestar/registrator:latest $$ctx && \
 	rm -rf $$ctx && docker images 'lodestar/*'
 
 ## test: every unit and integration test (real etcd, Knot, the binaries), doc tests, clippy, fmt.

@@ -39,6 +39,10 @@ use crate::handler::{Handler, Limits};
 use crate::tcp::{Connections, TcpLimits};
 
 fn main() -> ExitCode {
+    // `--check [URL]`: the image's HEALTHCHECK, before any flag parsing.
+    if let Some(code) = lodestar::runtime::check_mode() {
+        return code;
+    }
     // SkyDNS's flags and environment are understood too (see `skydns`).
     let (args, warnings) = match skydns::translate_args(std::env::args_os().collect()) {
         Ok(x) => x,

@@ -26,6 +26,10 @@ use tracing::{info, warn};
 use crate::config::{Cli, Config};
 
 fn main() -> ExitCode {
+    // `--check [URL]`: the image's HEALTHCHECK, before any flag parsing.
+    if let Some(code) = lodestar::runtime::check_mode() {
+        return code;
+    }
     // `ETCD_*` are still read where `LODESTAR_ETCD_*` are not set. Single-threaded still.
     for (ours, value) in
         lodestar::etcd::env_from_aliases(lodestar::etcd::ENV_NAMES, |k| std::env::var(k).ok())

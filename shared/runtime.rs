@@ -103,3 +103,57 @@ pub async fn run_until_shutdown(token: &CancellationToken, tasks: &TaskTracker, 
         tracing::warn!(grace = ?grace, "some tasks did not stop in time");
     }
 }
+
+/// `BINARY --check [URL]`: the health check a container image runs (`HEALTHCHECK`), with the
+/// binary itself since a `FROM scratch` image has no curl. GETs `URL` (else `LODESTAR_CHECK_URL`,
+/// an `http://HOST:PORT/PATH` on this machine) within 2 s: exit 0 on 200, 1 otherwise. `None`
+/// when the command line is not a check.
+pub fn check_mode() -> Option<ExitCode> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("--check") {
+        return None;
+    }
+    let url = args
+        .next()
+        .or_else(|| std::env::var("LODESTAR_CHECK_URL").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:9153/healthz".to_string());
+    Some(match http_status(&url) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(code) => {
+            eprintln!("{url}: HTTP {code}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// The status code of a plain HTTP/1.0 GET of `url` (`http://HOST:PORT/PATH`), within 2 s.
+fn http_status(url: &str) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("only http:// URLs"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: std::net::SocketAddr = authority
+        .parse()
+        .map_err(|_| bad("the host must be IP:PORT"))?;
+    let limit = Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = s.read(&mut head)?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("not an HTTP answer"))
+}

@@ -430,3 +430,32 @@ async fn the_dashboard_queries_metrics_that_exist() {
         );
     }
 }
+
+/// `--check URL`: the images' HEALTHCHECK through the binary itself (no curl in a scratch image):
+/// exit 0 when the URL answers 200, 1 otherwise.
+#[tokio::test]
+async fn check_mode_tells_health_by_exit_code() {
+    let etcd = Etcd::start().await;
+    let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
+    dns.ready().await;
+    let url = format!("http://{}/healthz", dns.metrics.expect("metrics"));
+    let dead = format!("http://127.0.0.1:{}/healthz", free_port());
+    for (bin, url, ok) in [
+        (env!("CARGO_BIN_EXE_lodestar-dns"), &url, true),
+        (env!("CARGO_BIN_EXE_lodestar-registrator"), &url, true),
+        (env!("CARGO_BIN_EXE_lodestar-dns"), &dead, false),
+    ] {
+        let status = Command::new(bin)
+            .args(["--check", url])
+            .status()
+            .expect("run");
+        assert_eq!(status.success(), ok, "{bin} --check {url}");
+    }
+    // The URL from the environment, as the image sets it.
+    let status = Command::new(env!("CARGO_BIN_EXE_lodestar-dns"))
+        .arg("--check")
+        .env("LODESTAR_CHECK_URL", &url)
+        .status()
+        .expect("run");
+    assert!(status.success());
+}

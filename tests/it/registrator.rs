@@ -550,6 +550,11 @@ async fn runs_as_a_container_from_its_own_image() {
     docker_ready();
     let ctx = tempfile::TempDir::new().unwrap();
     std::fs::copy(bin, ctx.path().join("lodestar-registrator")).unwrap();
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        ctx.path().join("ca-certificates.crt"),
+    )
+    .expect("the CA bundle (apt-get install ca-certificates)");
     let tag = format!("lodestar-test/registrator:{}", std::process::id());
     let dockerfile = path_str(&repo_file("docker/Dockerfile"));
     docker(&[
@@ -559,10 +564,33 @@ async fn runs_as_a_container_from_its_own_image() {
         &dockerfile,
         "--build-arg",
         "BIN=lodestar-registrator",
+        "--build-arg",
+        "VERSION=test",
         "-t",
         &tag,
         &path_str(ctx.path()),
     ]);
+    // Not root; labelled; a health check through the binary itself.
+    assert_eq!(
+        docker(&["image", "inspect", "-f", "{{.Config.User}}", &tag]),
+        "65532:65532"
+    );
+    assert_eq!(
+        docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"org.opencontainers.image.version\"}}",
+            &tag
+        ]),
+        "test"
+    );
+    let gid = std::fs::metadata("/var/run/docker.sock")
+        .map(|m| std::os::unix::fs::MetadataExt::gid(&m).to_string())
+        .expect("the Docker socket");
+    let port = free_port();
+    let metrics = format!("LODESTAR_METRICS=127.0.0.1:{port}");
+    let check = format!("LODESTAR_CHECK_URL=http://127.0.0.1:{port}/healthz");
     let etcd = Etcd::start().await;
     let dns = Dns::for_etcd(&etcd, None, &[]);
     dns.ready().await;
@@ -576,6 +604,14 @@ async fn runs_as_a_container_from_its_own_image() {
         &name,
         "--network",
         "host",
+        "--group-add",
+        &gid,
+        "--health-interval",
+        "1s",
+        "-e",
+        &metrics,
+        "-e",
+        &check,
         "-v",
         "/var/run/docker.sock:/var/run/docker.sock",
         &tag,
@@ -596,6 +632,16 @@ async fn runs_as_a_container_from_its_own_image() {
         Duration::from_secs(5),
         "registered by the containerised registrator",
         || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) },
+    )
+    .await;
+    // The image's HEALTHCHECK (`/app --check`) reports healthy.
+    eventually(
+        Duration::from_secs(30),
+        "the container is healthy",
+        || async {
+            let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]);
+            (status == "healthy").then_some(())
+        },
     )
     .await;
     // `docker stop` sends SIGTERM: it exits cleanly, well within the 5 s grace period.
