@@ -4,6 +4,7 @@
 mod answers;
 mod big;
 mod cluster;
+mod compose;
 mod forward;
 mod migrate;
 mod netns;

@@ -875,3 +875,65 @@ pub fn example_bin(name: &str) -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
     profile_dir.join("examples").join(name)
 }
+
+/// Builds `docker/Dockerfile` for the binary at `bin` (static) as `tag`, metrics port `port`.
+pub fn build_image(bin: &Path, tag: &str, port: u16) {
+    docker_ready();
+    let ctx = TempDir::new().expect("tempdir");
+    let name = bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("binary name");
+    std::fs::copy(bin, ctx.path().join(name)).expect("copy binary");
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        ctx.path().join("ca-certificates.crt"),
+    )
+    .expect("the CA bundle (apt-get install ca-certificates)");
+    docker(&[
+        "build",
+        "-q",
+        "-f",
+        &path_str(&repo_file("docker/Dockerfile")),
+        "--build-arg",
+        &format!("BIN={name}"),
+        "--build-arg",
+        &format!("PORT={port}"),
+        "--build-arg",
+        "VERSION=test",
+        "-t",
+        tag,
+        &path_str(ctx.path()),
+    ]);
+}
+
+/// An etcd image built from Debian's etcd binary and the libraries it links (no registry).
+pub fn build_etcd_image(tag: &str) {
+    docker_ready();
+    let ctx = TempDir::new().expect("tempdir");
+    let etcd = Command::new("sh")
+        .args(["-c", "command -v etcd"])
+        .output()
+        .expect("sh");
+    let etcd = String::from_utf8_lossy(&etcd.stdout).trim().to_string();
+    let mut files = vec![etcd.clone()];
+    let ldd = Command::new("ldd").arg(&etcd).output().expect("ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(path.to_string());
+        }
+    }
+    for f in &files {
+        let dest = ctx.path().join("root").join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(f, &dest).unwrap_or_else(|e| panic!("copy {f}: {e}"));
+    }
+    std::fs::create_dir_all(ctx.path().join("root/var/lib/etcd")).expect("data dir");
+    std::fs::create_dir_all(ctx.path().join("root/tmp")).expect("tmp");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY root/ /\nENV PATH=/usr/bin:/bin\n",
+    )
+    .expect("Dockerfile");
+    docker(&["build", "-q", "-t", tag, &path_str(ctx.path())]);
+}
