@@ -192,6 +192,25 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     if let Some(dir) = cfg.zones.clone() {
         tasks.spawn(reload_zones_on_hup(dir, handler.clone(), token.clone()));
     }
+    // systemd (`Type=notify`): ready once the first snapshot answers.
+    {
+        let (view, token) = (view.clone(), token.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if view.load().is_some() {
+                    if let Err(error) = lodestar::runtime::sd_notify("READY=1") {
+                        warn!(%error, "could not tell systemd that the server is ready");
+                    }
+                    return;
+                }
+            }
+        });
+    }
 
     for addr in &cfg.listen {
         let (udp, tcp) = bind_pair(*addr)

@@ -93,6 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         metrics,
     };
     tasks.spawn(reconciler.run(rx, token.clone()));
+    // systemd (`Type=notify`): running; /readyz says whether Docker and etcd answer.
+    if let Err(error) = lodestar::runtime::sd_notify("READY=1") {
+        warn!(%error, "could not tell systemd that the registrator is ready");
+    }
 
     // 4 s: within the 5 s a supervisor (docker stop, systemd) usually waits before SIGKILL.
     lodestar::runtime::run_until_shutdown(&token, &tasks, Duration::from_secs(4)).await;

@@ -157,3 +157,31 @@ fn http_status(url: &str) -> std::io::Result<u16> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| bad("not an HTTP answer"))
 }
+
+/// Tells systemd (`Type=notify`) something about this service, e.g. `READY=1`: one datagram to
+/// `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace). Nothing when the variable is
+/// not set (not under systemd); an error only when it is set and the datagram cannot be sent.
+#[cfg(unix)]
+pub fn sd_notify(state: &str) -> std::io::Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let socket = UnixDatagram::unbound()?;
+    let path = path.to_string_lossy().to_string();
+    if let Some(name) = path.strip_prefix('@') {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            socket.send_to_addr(state.as_bytes(), &addr)?;
+            return Ok(());
+        }
+        #[cfg(not(target_os = "linux"))]
+        return Err(std::io::Error::other(format!(
+            "abstract socket {name} unsupported"
+        )));
+    }
+    socket.send_to(state.as_bytes(), path)?;
+    Ok(())
+}

@@ -459,3 +459,76 @@ async fn check_mode_tells_health_by_exit_code() {
         .expect("run");
     assert!(status.success());
 }
+
+/// The native systemd units pass `systemd-analyze verify` (with ExecStart pointing at the binaries
+/// built here, since verify checks that the executable exists).
+#[test]
+fn systemd_units_verify() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    for (unit, bin) in [
+        ("lodestar-dns.service", env!("CARGO_BIN_EXE_lodestar-dns")),
+        (
+            "lodestar-registrator.service",
+            env!("CARGO_BIN_EXE_lodestar-registrator"),
+        ),
+    ] {
+        let text = std::fs::read_to_string(repo_file(&format!("systemd/{unit}"))).expect("unit");
+        let name = unit.rsplit('/').next().unwrap_or(unit);
+        assert!(
+            text.contains("Type=notify") && text.contains("DynamicUser=yes"),
+            "{unit}"
+        );
+        let text = text.replace(
+            &format!("/usr/local/bin/{}", name.trim_end_matches(".service")),
+            bin,
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        let out = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (apt-get install systemd)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{unit}: {err}");
+        // verify only warns about a setting it cannot parse ("ignoring"): none may be there.
+        assert!(err.trim().is_empty(), "{unit}: {err}");
+    }
+}
+
+/// `Type=notify`: READY=1 goes to $NOTIFY_SOCKET once the first snapshot answers.
+#[tokio::test]
+async fn sd_notify_says_ready_once_the_view_is_loaded() {
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).expect("bind");
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/dev/webapp/a", r#"{"host":"10.0.0.1"}"#)
+        .await;
+    let ep = etcd.endpoint();
+    let notify = path_str(&sock_path);
+    let dns = Dns::start_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--domain",
+            "webapp.dev",
+            "--etcd",
+            &ep,
+            "--no-forward",
+        ],
+        &[("NOTIFY_SOCKET", notify.as_str())],
+        1,
+    );
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(20), sock.recv(&mut buf))
+        .await
+        .expect("READY within 20 s")
+        .expect("recv");
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means answering.
+    let m = query(dns.addr, "a.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(data(&m), ["10.0.0.1"]);
+}
