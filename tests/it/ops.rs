@@ -532,3 +532,29 @@ async fn sd_notify_says_ready_once_the_view_is_loaded() {
         .unwrap();
     assert_eq!(data(&m), ["10.0.0.1"]);
 }
+
+/// `make run` finds the binaries where cargo puts them: with `CARGO_TARGET_DIR` set (a shared
+/// target directory), not under ./target (it used to start a path that did not exist).
+#[test]
+fn make_run_locates_the_binaries_through_cargo() {
+    let out = Command::new("make")
+        .args(["-s", "-p", "-n", "stop"])
+        .current_dir(repo_file(""))
+        .env("CARGO_TARGET_DIR", "/tmp/lodestar-shared-target")
+        .output()
+        .expect("make");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bin = text
+        .lines()
+        .find(|l| l.starts_with("BIN := "))
+        .expect("the BIN variable");
+    assert!(
+        bin.starts_with("BIN := /tmp/lodestar-shared-target/") && bin.ends_with("/release"),
+        "{bin}"
+    );
+    let makefile = std::fs::read_to_string(repo_file("Makefile")).expect("Makefile");
+    assert!(
+        makefile.contains("exited at once; the end of"),
+        "dying processes are reported"
+    );
+}
