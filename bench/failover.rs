@@ -118,6 +118,69 @@ async fn follower(etcd: &EtcdCluster) -> (usize, usize) {
     panic!("no leader");
 }
 
+/// The figures of rounds of one kind of fault.
+#[derive(Default)]
+struct Rounds {
+    /// Fault -> a record written on the healthy side answered by the server of the faulty host, ms.
+    gaps: Vec<f64>,
+    /// Answer times of a steady client of that server during the rounds, ms.
+    times: Vec<f64>,
+    /// Its wrong or missing answers.
+    bad: u64,
+}
+
+impl Rounds {
+    /// One round: a steady client asks host `h`'s server; `fault` hits `h`'s member; a record
+    /// named `label` is written through the leader and timed until `h`'s server answers it.
+    async fn run(
+        &mut self,
+        net: &Net,
+        etcd: &mut EtcdCluster,
+        h: usize,
+        leader: usize,
+        label: &str,
+        fault: Fault,
+    ) {
+        let probe = prober(
+            vec![addr(net, h)],
+            "steady.webapp.dev.".into(),
+            "10.9.0.1".into(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let base = match fault {
+            Fault::Kill => 10,
+            Fault::Partition => 11,
+        };
+        let ip = format!("10.{base}.0.{}", self.gaps.len() + 1);
+        let t = Instant::now();
+        match fault {
+            Fault::Kill => etcd.kill(h),
+            Fault::Partition => net.partition_peers(h),
+        }
+        etcd.put(
+            leader,
+            &format!("/skydns/dev/webapp/{label}/x"),
+            &format!(r#"{{"host":"{ip}"}}"#),
+        )
+        .await;
+        let answered = until(addr(net, h), &format!("{label}.webapp.dev."), &ip, t).await;
+        self.gaps.push(ms(answered));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (times, bad) = finish(probe).await;
+        self.times.extend(times);
+        self.bad += bad;
+    }
+}
+
+/// What happens to a member in a round.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// SIGKILL.
+    Kill,
+    /// Its peer port dropped both ways: it loses its leader, its clients still reach it.
+    Partition,
+}
+
 pub async fn failover(o: &Opts) {
     let rounds = o.rounds.max(1);
     let net = Net::create(3);
@@ -130,75 +193,37 @@ pub async fn failover(o: &Opts) {
         servers.push(Some(fresh_dns(&net, &etcd, i, dir.path()).await));
     }
 
-    let (mut kill_gap, mut kill_times, mut kill_bad) = (Vec::new(), Vec::new(), 0u64);
+    let mut kill = Rounds::default();
+    let mut part = Rounds::default();
     for r in 0..rounds {
         let (h, leader) = follower(&etcd).await;
+        // The old server goes first: a new one beside it would share its port (SO_REUSEPORT).
         servers[h] = None;
         servers[h] = Some(fresh_dns(&net, &etcd, h, dir.path()).await);
-        let probe = prober(
-            vec![addr(&net, h)],
-            "steady.webapp.dev.".into(),
-            "10.9.0.1".into(),
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let ip = format!("10.10.0.{}", r + 1);
-        let t = Instant::now();
-        etcd.kill(h);
-        etcd.put(
-            leader,
-            &format!("/skydns/dev/webapp/k{r}/x"),
-            &format!(r#"{{"host":"{ip}"}}"#),
-        )
-        .await;
-        kill_gap.push(ms(until(
-            addr(&net, h),
-            &format!("k{r}.webapp.dev."),
-            &ip,
-            t,
-        )
-        .await));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (times, bad) = finish(probe).await;
-        kill_times.extend(times);
-        kill_bad += bad;
+        kill.run(&net, &mut etcd, h, leader, &format!("k{r}"), Fault::Kill)
+            .await;
         etcd.restart(&net, h);
         etcd.wait_leader(h, Duration::from_secs(30)).await;
     }
-
-    let (mut part_gap, mut part_times, mut part_bad) = (Vec::new(), Vec::new(), 0u64);
     for r in 0..rounds {
         let (h, leader) = follower(&etcd).await;
+        // The old server goes first: a new one beside it would share its port (SO_REUSEPORT).
         servers[h] = None;
         servers[h] = Some(fresh_dns(&net, &etcd, h, dir.path()).await);
-        let probe = prober(
-            vec![addr(&net, h)],
-            "steady.webapp.dev.".into(),
-            "10.9.0.1".into(),
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let ip = format!("10.11.0.{}", r + 1);
-        let t = Instant::now();
-        net.partition_peers(h);
-        etcd.put(
+        part.run(
+            &net,
+            &mut etcd,
+            h,
             leader,
-            &format!("/skydns/dev/webapp/p{r}/x"),
-            &format!(r#"{{"host":"{ip}"}}"#),
+            &format!("p{r}"),
+            Fault::Partition,
         )
         .await;
-        part_gap.push(ms(until(
-            addr(&net, h),
-            &format!("p{r}.webapp.dev."),
-            &ip,
-            t,
-        )
-        .await));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let (times, bad) = finish(probe).await;
-        part_times.extend(times);
-        part_bad += bad;
         net.heal_peers(h);
         etcd.wait_leader(h, Duration::from_secs(30)).await;
     }
+    let (kill_gap, kill_times, kill_bad) = (kill.gaps, kill.times, kill.bad);
+    let (part_gap, part_times, part_bad) = (part.gaps, part.times, part.bad);
 
     // The healthy side while the registrator's host is cut off for 15 s (lease TTL 6 s).
     docker_ready();

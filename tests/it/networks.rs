@@ -12,14 +12,6 @@ use crate::support::*;
 
 const SOON: Duration = Duration::from_secs(5);
 
-async fn stack(host: &str, extra: &[&str]) -> (Etcd, Dns, Registrator) {
-    let etcd = Etcd::start().await;
-    let dns = Dns::for_etcd(&etcd, None, &[]);
-    dns.ready().await;
-    let reg = Registrator::start(&etcd, host, extra);
-    (etcd, dns, reg)
-}
-
 /// A Docker network, removed when dropped.
 struct Net {
     name: String,

@@ -520,34 +520,37 @@ async fn skydns_bed() -> (Etcd, Knot, Dns) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skydns_dns_test_cases() {
     let (_etcd, _upstream, dns) = skydns_bed().await;
+    run_table("SkyDNS", dns.addr, &cases(), compare).await;
+}
+
+/// Asks every case of a peer's table (CHAOS class where the case says) and fails with the list
+/// of cases whose answer `check` refuses, each with why.
+async fn run_table(
+    peer: &str,
+    addr: std::net::SocketAddr,
+    all: &[Case],
+    check: fn(&Case, &Message) -> Result<(), String>,
+) {
     let mut failed = BTreeMap::new();
-    let all = cases();
-    for c in &all {
+    for c in all {
         let mut q = message(c.qname, c.qtype);
         if c.chaos {
             if let Some(query) = q.queries.first_mut() {
                 query.set_query_class(DNSClass::CH);
             }
         }
-        let result = match exchange(dns.addr, &q, false).await {
-            Ok(m) => compare(c, &m),
+        let result = match exchange(addr, &q, false).await {
+            Ok(m) => check(c, &m),
             Err(e) => Err(e.to_string()),
         };
         if let Err(why) = result {
-            failed.insert(
-                format!(
-                    "{} {}{}",
-                    c.qname,
-                    c.qtype,
-                    if c.chaos { " CH" } else { "" }
-                ),
-                why,
-            );
+            let class = if c.chaos { " CH" } else { "" };
+            failed.insert(format!("{} {}{class}", c.qname, c.qtype), why);
         }
     }
     assert!(
         failed.is_empty(),
-        "{} of {} SkyDNS cases failed:\n{}",
+        "{} of {} {peer} cases failed:\n{}",
         failed.len(),
         all.len(),
         failed
@@ -1207,28 +1210,7 @@ async fn coredns_bed(records: &[(String, String)]) -> (Etcd, Dns) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coredns_etcd_plugin_cases() {
     let (_etcd, dns) = coredns_bed(&coredns_services()).await;
-    let mut failed = BTreeMap::new();
-    let all = coredns_cases();
-    for c in &all {
-        let result = match exchange(dns.addr, &message(c.qname, c.qtype), false).await {
-            Ok(m) => coredns_compare(c, &m),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(why) = result {
-            failed.insert(format!("{} {}", c.qname, c.qtype), why);
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} of {} CoreDNS cases failed:\n{}",
-        failed.len(),
-        all.len(),
-        failed
-            .iter()
-            .map(|(k, v)| format!("  {k}: {v}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    run_table("CoreDNS", dns.addr, &coredns_cases(), coredns_compare).await;
 }
 
 /// cname_test.go Test 0: an SRV whose target is a chain of six CNAMEs in the zone: the chain and

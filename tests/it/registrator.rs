@@ -10,14 +10,6 @@ use crate::support::*;
 
 const SOON: Duration = Duration::from_secs(3);
 
-async fn stack(host: &str, extra: &[&str]) -> (Etcd, Dns, Registrator) {
-    let etcd = Etcd::start().await;
-    let dns = Dns::for_etcd(&etcd, None, &[]);
-    dns.ready().await;
-    let reg = Registrator::start(&etcd, host, extra);
-    (etcd, dns, reg)
-}
-
 async fn nxdomain(dns: &Dns, name: &str) -> bool {
     query(dns.addr, name, RecordType::A)
         .await

@@ -937,3 +937,25 @@ pub fn build_etcd_image(tag: &str) {
     .expect("Dockerfile");
     docker(&["build", "-q", "-t", tag, &path_str(ctx.path())]);
 }
+
+/// Waits (20 s at most) until `dns` answers `name` A with `want` among its addresses.
+pub async fn until_a_contains(dns: &Dns, name: &str, want: &str) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{name} = {want}: {}", dns.logs()),
+        || async {
+            let m = query(dns.addr, name, RecordType::A).await.ok()?;
+            data(&m).contains(&want.to_string()).then_some(())
+        },
+    )
+    .await;
+}
+
+/// etcd, a DNS server over it (ready) and a registrator for host `host` with `extra` flags.
+pub async fn stack(host: &str, extra: &[&str]) -> (Etcd, Dns, Registrator) {
+    let etcd = Etcd::start().await;
+    let dns = Dns::for_etcd(&etcd, None, &[]);
+    dns.ready().await;
+    let reg = Registrator::start(&etcd, host, extra);
+    (etcd, dns, reg)
+}
