@@ -400,3 +400,132 @@ async fn a_dual_stack_network_answers_aaaa() {
     })
     .await;
 }
+
+/// An IPv6-only host (a network namespace made here: loopback and one global IPv6 address, no
+/// IPv4): the registrator, started without `--ip`, registers published ports at that IPv6 address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_only_host_registers_its_ipv6_address() {
+    docker_ready();
+    let ns = format!("ls6-{}", std::process::id());
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "{args:?}");
+    };
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    run(&["ip", "netns", "add", &ns]);
+    let _ns = Ns(ns.clone());
+    run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    // An interface for the address (a veth pair whose other end stays unconfigured outside).
+    let outer = format!("l6v{}", std::process::id());
+    run(&[
+        "ip", "link", "add", &outer, "type", "veth", "peer", "name", "eth6", "netns", &ns,
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        "2001:db8:6::5/64",
+        "dev",
+        "eth6",
+        "nodad",
+    ]);
+    run(&["ip", "-n", &ns, "link", "set", "eth6", "up"]);
+    let enter = |program: &str| {
+        let mut c = std::process::Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{ns}"))
+            .arg("--")
+            .arg(program);
+        c
+    };
+    // etcd inside the host, on its loopback.
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let mut etcd = enter("etcd")
+        .args(["--data-dir", &path_str(&dir.path().join("data"))])
+        .args([
+            "--listen-client-urls",
+            "http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:2379",
+        ])
+        .args([
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+        ])
+        .args([
+            "--initial-cluster",
+            "default=http://127.0.0.1:2380",
+            "--log-level",
+            "error",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("etcd");
+    let mut reg = enter(env!("CARGO_BIN_EXE_lodestar-registrator"))
+        .args([
+            "--etcd",
+            "http://127.0.0.1:2379",
+            "--domain",
+            "webapp.dev",
+            "--host-id",
+            "h6",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("registrator");
+    let n = unique("v6host");
+    let ctr = Ctr::run(
+        "v6host",
+        &[
+            "-p",
+            "80",
+            "-e",
+            &format!("SERVICE_NAME={n}"),
+            "-e",
+            "SERVICE_ID=r",
+        ],
+    );
+    let port = host_port(&ctr, "80/tcp");
+    let key = format!("/skydns/dev/webapp/{n}/r");
+    let value = eventually(SOON * 4, "registered on the IPv6-only host", || {
+        let out = enter("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                "127.0.0.1:2379",
+                "get",
+                "--print-value-only",
+                &key,
+            ])
+            .output();
+        async move {
+            let v = String::from_utf8_lossy(&out.ok()?.stdout)
+                .trim()
+                .to_string();
+            (!v.is_empty()).then_some(v)
+        }
+    })
+    .await;
+    let svc: serde_json::Value = serde_json::from_str(&value).expect("JSON");
+    assert_eq!(svc["host"], "2001:db8:6::5", "{value}");
+    assert_eq!(svc["port"].as_u64().map(|p| p.to_string()), Some(port));
+    let _ = reg.kill();
+    let _ = reg.wait();
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+}
