@@ -620,8 +620,9 @@ async fn runs_as_a_container_from_its_own_image() {
     let n = unique("img");
     let _c = Ctr::run("img", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
     let fqdn = format!("{n}.webapp.dev.");
+    // Generous: the engine starts two containers while the other tests load the machine.
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "registered by the containerised registrator",
         || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) },
     )
