@@ -94,17 +94,24 @@ enum Outcome {
     Drop,
 }
 
-/// A question that needs the upstreams.
+/// A question whose answer needs waiting (an upstream, a stub zone, the static zones' catalog).
 struct Pending {
     query: Query,
     request: Message,
     raw: Vec<u8>,
-    /// `None`: forward the whole query. `Some`: our answer, with CNAME targets to resolve.
-    partial: Option<Records>,
-    /// The nameservers of the stub zone the name is in (instead of the upstreams).
-    stub: Option<Vec<std::net::SocketAddr>>,
+    then: Later,
+}
+
+/// What a [`Pending`] question waits for.
+enum Later {
+    /// The upstreams answer the whole question.
+    Forward,
+    /// Our answer, with CNAME targets to resolve upstream.
+    Resolve(Box<Records>),
+    /// The nameservers of the stub zone the name is in.
+    Stub(Vec<std::net::SocketAddr>),
     /// A name in a static zone: the zones' catalog answers it.
-    static_zone: bool,
+    Static,
 }
 
 impl Handler {
@@ -416,45 +423,22 @@ impl Handler {
                 }
             }
             Decision::Large => return Outcome::Large,
-            Decision::Forward => {
+            decision @ (Decision::Forward
+            | Decision::Resolve(_)
+            | Decision::Stub(_)
+            | Decision::Static) => {
+                let then = match decision {
+                    Decision::Resolve(records) => Later::Resolve(Box::new(records)),
+                    Decision::Stub(servers) => Later::Stub(servers),
+                    Decision::Static => Later::Static,
+                    _ => Later::Forward,
+                };
                 return Outcome::Forward(Box::new(Pending {
                     query: q,
                     request,
                     raw: raw.to_vec(),
-                    partial: None,
-                    stub: None,
-                    static_zone: false,
-                }))
-            }
-            Decision::Resolve(records) => {
-                return Outcome::Forward(Box::new(Pending {
-                    query: q,
-                    request,
-                    raw: raw.to_vec(),
-                    partial: Some(records),
-                    stub: None,
-                    static_zone: false,
-                }))
-            }
-            Decision::Stub(servers) => {
-                return Outcome::Forward(Box::new(Pending {
-                    query: q,
-                    request,
-                    raw: raw.to_vec(),
-                    partial: None,
-                    stub: Some(servers),
-                    static_zone: false,
-                }))
-            }
-            Decision::Static => {
-                return Outcome::Forward(Box::new(Pending {
-                    query: q,
-                    request,
-                    raw: raw.to_vec(),
-                    partial: None,
-                    stub: None,
-                    static_zone: true,
-                }))
+                    then,
+                }));
             }
             refusal @ (Decision::Refused
             | Decision::NotReady
@@ -490,44 +474,14 @@ impl Handler {
             query,
             request,
             raw,
-            partial,
-            stub,
-            static_zone,
+            then,
         } = pending;
-        if static_zone {
-            let zones = self.zones.load_full();
-            let answer = zones
-                .answer(
-                    &raw,
-                    client,
-                    query.transport,
-                    query.limit(),
-                    query.edns.is_some(),
-                )
-                .await;
-            return answer.unwrap_or_else(|| {
-                respond::encode(
-                    &query,
-                    ResponseCode::ServFail,
-                    false,
-                    false,
-                    Body::default(),
-                )
-            });
-        }
-        if let Some(servers) = stub {
-            self.metrics.forwarded.inc();
-            let timeout = self.upstream_timeout;
-            return match crate::forward::stub_forward(&servers, &request, query.transport, timeout)
-                .await
-            {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    tracing::debug!(%error, "stub zone forwarding failed");
-                    respond::encode(&query, ResponseCode::ServFail, false, true, Body::default())
-                }
-            };
-        }
+        let partial = match then {
+            Later::Static => return self.static_answer(&query, &raw, client).await,
+            Later::Stub(servers) => return self.stub_answer(&query, &request, &servers).await,
+            Later::Forward => None,
+            Later::Resolve(records) => Some(*records),
+        };
         let Some(forwarder) = &self.forwarder else {
             return respond::encode(&query, ResponseCode::Refused, false, false, Body::default());
         };
@@ -572,6 +526,43 @@ impl Handler {
                 records.rotate = false;
                 let body = Body::records(&records, 0);
                 respond::encode(&query, ResponseCode::NoError, true, true, body)
+            }
+        }
+    }
+}
+
+impl Handler {
+    /// The static zones' catalog answers a question inside them.
+    async fn static_answer(&self, query: &Query, raw: &[u8], client: IpAddr) -> Vec<u8> {
+        let zones = self.zones.load_full();
+        let answer = zones
+            .answer(
+                raw,
+                client,
+                query.transport,
+                query.limit(),
+                query.edns.is_some(),
+            )
+            .await;
+        answer.unwrap_or_else(|| {
+            respond::encode(query, ResponseCode::ServFail, false, false, Body::default())
+        })
+    }
+
+    /// A stub zone's nameservers answer a question inside it.
+    async fn stub_answer(
+        &self,
+        query: &Query,
+        request: &Message,
+        servers: &[std::net::SocketAddr],
+    ) -> Vec<u8> {
+        self.metrics.forwarded.inc();
+        let timeout = self.upstream_timeout;
+        match crate::forward::stub_forward(servers, request, query.transport, timeout).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::debug!(%error, "stub zone forwarding failed");
+                respond::encode(query, ResponseCode::ServFail, false, true, Body::default())
             }
         }
     }
