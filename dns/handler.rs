@@ -225,7 +225,7 @@ impl Handler {
         let step = self.handle_inner(raw, client, transport, started);
         if let Step::Reply(bytes) = &step {
             self.metrics
-                .sizes(proto_name(transport), raw.len(), bytes.len());
+                .sizes(transport == Transport::Tcp, raw.len(), bytes.len());
             self.log(client, transport, started, bytes);
         }
         step
@@ -302,7 +302,7 @@ impl Handler {
         let request_len = job.raw.len();
         let bytes = self.complete_inner(job).await?;
         self.metrics
-            .sizes(proto_name(transport), request_len, bytes.len());
+            .sizes(transport == Transport::Tcp, request_len, bytes.len());
         self.log(client, transport, started, &bytes);
         Some(bytes)
     }
