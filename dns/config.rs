@@ -216,7 +216,7 @@ impl Config {
         let id = cli
             .server_id
             .clone()
-            .or_else(hostname)
+            .or_else(lodestar::runtime::hostname)
             .unwrap_or_else(|| "lodestar".to_string());
         let version = if cli.hide_version {
             None
@@ -298,12 +298,6 @@ fn mailbox(s: &str) -> Option<Name> {
     let mut n = Name::from_ascii(&text).ok()?;
     n.set_fqdn(true);
     Some(n)
-}
-
-fn hostname() -> Option<String> {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let h = h.trim();
-    (!h.is_empty()).then(|| h.to_string())
 }
 
 #[cfg(test)]

@@ -57,8 +57,10 @@ pub fn decide(
     if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Decision::BadVersion;
     }
+    // Lower case once: every lookup below is by it.
+    let lower = q.name.to_lowercase();
     if q.qclass == DNSClass::CH {
-        return match authority.chaos.answer(&q.name.to_lowercase(), q.qtype) {
+        return match authority.chaos.answer(&lower, q.qtype) {
             Some(answer) => Decision::Local {
                 answer,
                 dep: Dep::Static,
@@ -72,7 +74,7 @@ pub fn decide(
     if matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
         return Decision::NotImplemented;
     }
-    if let Some(servers) = stubs.find(&q.name.to_lowercase()) {
+    if let Some(servers) = stubs.find(&lower) {
         let looped = q.edns.as_ref().is_some_and(|e| {
             matches!(
                 e.option(EdnsCode::Unknown(LOOP_OPTION)),
@@ -85,7 +87,7 @@ pub fn decide(
             (false, false) => Decision::Refused,
         };
     }
-    if zones.holds(&q.name.to_lowercase()) {
+    if zones.holds(&lower) {
         return Decision::Static;
     }
     let (answer, dep) = match snap {
@@ -93,7 +95,7 @@ pub fn decide(
             Some(found) => found,
             None => return Decision::Large,
         },
-        None if authority.domain_of(&q.name.to_lowercase()).is_some() => return Decision::NotReady,
+        None if authority.domain_of(&lower).is_some() => return Decision::NotReady,
         None => (Answer::NotOurs, Dep::Static),
     };
     match answer {
@@ -219,50 +221,21 @@ mod tests {
         let a = auth();
         let big = q("big.webapp.dev.", RecordType::A);
         let small = q("i7.big.webapp.dev.", RecordType::A);
-        assert_eq!(
-            decide(
-                &big,
-                Some(&snap),
-                &a,
-                &zones,
-                &StubZones::default(),
-                true,
-                true,
-                Budget::INLINE
-            ),
-            Decision::Large
-        );
-        assert!(matches!(
-            decide(
-                &big,
-                Some(&snap),
-                &a,
-                &zones,
-                &StubZones::default(),
-                true,
-                true,
-                Budget::FULL
-            ),
-            Decision::Local {
-                answer: Answer::Records(_),
-                ..
-            }
-        ));
-        assert!(matches!(
-            decide(
-                &small,
-                Some(&snap),
-                &a,
-                &zones,
-                &StubZones::default(),
-                true,
-                true,
-                Budget::INLINE
-            ),
-            Decision::Local {
-                answer: Answer::Records(_),
-                ..
-            }
-        ));
+        let stubs = StubZones::default();
+        let run = |query: &Query, budget| {
+            decide(query, Some(&snap), &a, &zones, &stubs, true, true, budget)
+        };
+        let records = |d: Decision| {
+            matches!(
+                d,
+                Decision::Local {
+                    answer: Answer::Records(_),
+                    ..
+                }
+            )
+        };
+        assert_eq!(run(&big, Budget::INLINE), Decision::Large);
+        assert!(records(run(&big, Budget::FULL)));
+        assert!(records(run(&small, Budget::INLINE)));
     }
 }

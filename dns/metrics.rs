@@ -119,6 +119,20 @@ impl Metrics {
     /// Creates the metrics, with the view's figures read from `view` at scrape time.
     pub fn new(view: Arc<View>) -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("lodestar_dns");
+        let request_size: Family<ProtoLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(size_histogram);
+        let response_size: Family<ProtoLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(size_histogram);
+        let sizes = |proto: &str| {
+            let label = ProtoLabel {
+                proto: proto.to_string(),
+            };
+            (
+                request_size.get_or_create(&label).clone(),
+                response_size.get_or_create(&label).clone(),
+            )
+        };
+        let size_histograms = [sizes("udp"), sizes("tcp")];
         let m = Metrics {
             queries: Family::default(),
             latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
@@ -129,12 +143,9 @@ impl Metrics {
             shed: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
-            request_size: Family::new_with_constructor(size_histogram),
-            response_size: Family::new_with_constructor(size_histogram),
-            size_histograms: [
-                (size_histogram(), size_histogram()),
-                (size_histogram(), size_histogram()),
-            ],
+            request_size,
+            response_size,
+            size_histograms,
             upstreams: UpstreamMetrics {
                 requests: Family::default(),
                 failures: Family::default(),
@@ -143,19 +154,6 @@ impl Metrics {
             live: std::sync::OnceLock::new(),
             registry: Registry::default(),
             plain: Registry::default(),
-        };
-        let sizes = |proto: &str| {
-            let label = ProtoLabel {
-                proto: proto.to_string(),
-            };
-            (
-                m.request_size.get_or_create(&label).clone(),
-                m.response_size.get_or_create(&label).clone(),
-            )
-        };
-        let m = Metrics {
-            size_histograms: [sizes("udp"), sizes("tcp")],
-            ..m
         };
         registry.register(
             "request_size_bytes",

@@ -164,37 +164,34 @@ pub fn translate_args(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>
     Ok((out, warnings))
 }
 
-/// Our environment variables and the names they are also read from, first match wins: the
-/// etcd ones' older `ETCD_*` names, then SkyDNS's.
+/// SkyDNS's environment variables, as aliases of ours (read when ours is not set).
 pub const ENV: &[(&str, &[&str])] = &[
     ("LODESTAR_LISTEN", &["SKYDNS_ADDR"]),
     ("LODESTAR_DOMAIN", &["SKYDNS_DOMAIN"]),
     ("LODESTAR_UPSTREAM", &["SKYDNS_NAMESERVERS"]),
     ("LODESTAR_PREFIX", &["SKYDNS_PATH_PREFIX"]),
-    (
-        "LODESTAR_ETCD_ENDPOINTS",
-        &["ETCD_ENDPOINTS", "ETCD_MACHINES"],
-    ),
-    ("LODESTAR_ETCD_USER", &["ETCD_USER", "ETCD_USERNAME"]),
-    ("LODESTAR_ETCD_PASSWORD", &["ETCD_PASSWORD"]),
-    ("LODESTAR_ETCD_CACERT", &["ETCD_CACERT"]),
-    ("LODESTAR_ETCD_CERT", &["ETCD_CERT", "ETCD_TLSPEM"]),
-    ("LODESTAR_ETCD_KEY", &["ETCD_KEY", "ETCD_TLSKEY"]),
+    ("LODESTAR_ETCD_ENDPOINTS", &["ETCD_MACHINES"]),
+    ("LODESTAR_ETCD_USER", &["ETCD_USERNAME"]),
+    ("LODESTAR_ETCD_CERT", &["ETCD_TLSPEM"]),
+    ("LODESTAR_ETCD_KEY", &["ETCD_TLSKEY"]),
 ];
 
-/// Our environment variables to set from the other names, where ours are not set.
+/// Our environment variables to set from the other names, where ours are not set: the etcd
+/// options' older `ETCD_*` names first ([`lodestar::etcd::ENV_NAMES`]), then SkyDNS's.
 pub fn env_aliases(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
-    lodestar::etcd::env_from_aliases(ENV, get)
-        .into_iter()
-        .map(|(ours, v)| {
-            // SkyDNS's prefix has no leading slash (`skydns`); ours does.
-            if ours == "LODESTAR_PREFIX" && !v.starts_with('/') {
-                (ours, format!("/{}", v.trim_matches('/')))
-            } else {
-                (ours, v)
-            }
-        })
-        .collect()
+    let mut set = lodestar::etcd::env_from_aliases(lodestar::etcd::ENV_NAMES, &get);
+    let known =
+        |k: &str| get(k).or_else(|| set.iter().find(|(o, _)| *o == k).map(|(_, v)| v.clone()));
+    let skydns = lodestar::etcd::env_from_aliases(ENV, known);
+    set.extend(skydns.into_iter().map(|(ours, v)| {
+        // SkyDNS's prefix has no leading slash (`skydns`); ours does.
+        if ours == "LODESTAR_PREFIX" && !v.starts_with('/') {
+            (ours, format!("/{}", v.trim_matches('/')))
+        } else {
+            (ours, v)
+        }
+    }));
+    set
 }
 
 /// SkyDNS's settings as it keeps them in etcd (`/skydns/config`): the fields Lodestar uses.

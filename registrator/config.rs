@@ -130,7 +130,8 @@ impl Config {
         }
         let host_id = match cli.host_id {
             Some(h) => h,
-            None => hostname().context("no --host-id given and the hostname is unknown")?,
+            None => lodestar::runtime::hostname()
+                .context("no --host-id given and the hostname is unknown")?,
         };
         let host_id = host_id.trim().to_string();
         if host_id.is_empty() || host_id.contains('/') {
@@ -200,12 +201,6 @@ impl Config {
             metrics: cli.metrics,
         })
     }
-}
-
-fn hostname() -> Option<String> {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let h = h.trim();
-    (!h.is_empty()).then(|| h.to_string())
 }
 
 /// This host's primary address: the IPv4 address of the interface with the default route, else

@@ -275,20 +275,18 @@ impl EtcdConfig {
     }
 }
 
-/// One member: connected, answering, with a leader.
+/// One member: connected, answering, with a leader ([`check_member`]), all within
+/// [`MEMBER_TIMEOUT`].
 async fn connect_member(endpoint: &str, opts: ConnectOptions) -> Result<Client, EtcdError> {
     let work = async {
         let mut client = Client::connect([endpoint], Some(opts)).await?;
         // A lazily connecting channel only fails on first use: ask for status to know now.
-        let status = client.status().await?;
-        Ok::<_, EtcdError>((client, status.leader()))
+        check_member(&mut client, endpoint).await?;
+        Ok::<_, EtcdError>(client)
     };
-    match tokio::time::timeout(MEMBER_TIMEOUT, work).await {
-        Err(_) => Err(EtcdError::Timeout(MEMBER_TIMEOUT)),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok((_, 0))) => Err(EtcdError::NoLeader(endpoint.to_string())),
-        Ok(Ok((client, _))) => Ok(client),
-    }
+    tokio::time::timeout(MEMBER_TIMEOUT, work)
+        .await
+        .map_err(|_| EtcdError::Timeout(MEMBER_TIMEOUT))?
 }
 
 /// Checks that the member `client` talks to still answers within [`MEMBER_TIMEOUT`] and has a

@@ -185,3 +185,11 @@ pub fn sd_notify(state: &str) -> std::io::Result<()> {
     socket.send_to(state.as_bytes(), path)?;
     Ok(())
 }
+
+/// This machine's hostname (`/proc/sys/kernel/hostname`), `None` when unknown or empty: the
+/// registrator's default host id and the DNS server's default CHAOS id.
+pub fn hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    (!h.is_empty()).then(|| h.to_string())
+}
