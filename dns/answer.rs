@@ -556,8 +556,7 @@ impl<'a> Lookup<'a> {
                     .into_iter()
                     .filter(|(_, e)| e.host != Host::None)
                     .filter(|(p, e)| {
-                        let target = target_name(p, e).map(|t| t.to_lowercase());
-                        seen.insert((e.service.priority(), e.service.port, target))
+                        seen.insert((e.service.priority(), e.service.port, target_key(p, e)))
                     })
                     .collect();
                 let pw: Vec<(u16, u16)> = serving
@@ -922,6 +921,42 @@ fn pick_group(found: &[(&str, &Entry)]) -> Option<String> {
     match best {
         Some((_, g)) if !disagree => Some(g.to_string()),
         _ => None,
+    }
+}
+
+/// What [`target_name`] would make of a record, as a key that costs no allocation in the common
+/// case (it runs over every record of an SRV question, 100,000 under a large apex): a host name
+/// as written (lower-cased only when it has capitals), an address record's key path minus its
+/// `targetstrip` segments (paths are lower case). Equal keys, equal targets.
+#[derive(Hash, PartialEq, Eq)]
+enum TargetKey<'a> {
+    Host(std::borrow::Cow<'a, str>),
+    Path(&'a str),
+}
+
+fn target_key<'a>(path: &'a str, e: &'a Entry) -> Option<TargetKey<'a>> {
+    match &e.host {
+        Host::Name(h) => {
+            let h = h.trim_end_matches('.');
+            Some(TargetKey::Host(
+                if h.bytes().any(|b| b.is_ascii_uppercase()) {
+                    std::borrow::Cow::Owned(h.to_ascii_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(h)
+                },
+            ))
+        }
+        Host::V4(_) | Host::V6(_) => {
+            // The name's leftmost labels are the path's last segments; one label always stays.
+            let segments = path.split('/').count();
+            let strip = (e.service.targetstrip as usize).min(segments.saturating_sub(1));
+            let mut end = path.len();
+            for _ in 0..strip {
+                end = path[..end].rfind('/').unwrap_or(0);
+            }
+            Some(TargetKey::Path(&path[..end]))
+        }
+        Host::None => None,
     }
 }
 

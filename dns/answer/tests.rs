@@ -396,3 +396,37 @@ fn empty_apex_is_nodata_not_nxdomain() {
     let got = lines(&auth().answer(&Snapshot::default(), &name("webapp.dev."), RecordType::A));
     assert_eq!(got, ["NODATA"]);
 }
+
+#[test]
+fn srv_dedup_keys_agree_with_the_targets_they_stand_for() {
+    let snap = Snapshot::from_values([
+        (
+            "dev/webapp/bar/x",
+            br#"{"host":"10.0.0.1","targetstrip":1}"#.as_slice(),
+            1,
+        ),
+        (
+            "dev/webapp/bar/y",
+            br#"{"host":"10.0.0.2","targetstrip":1}"#,
+            1,
+        ),
+        ("dev/webapp/bar/z", br#"{"host":"10.0.0.3"}"#, 1),
+        (
+            "dev/webapp/bar/w",
+            br#"{"host":"10.0.0.4","targetstrip":9}"#,
+            1,
+        ),
+        ("dev/webapp/h/a", br#"{"host":"WWW.Example.org."}"#, 1),
+        ("dev/webapp/h/b", br#"{"host":"www.example.org"}"#, 1),
+        ("dev/webapp/h/c", br#"{"host":"mail.example.org"}"#, 1),
+    ]);
+    let all: Vec<(&str, &Entry)> = snap.subtree("dev/webapp").collect();
+    for (p1, e1) in &all {
+        for (p2, e2) in &all {
+            let same_key = target_key(p1, e1) == target_key(p2, e2);
+            let same_name = target_name(p1, e1).map(|n| n.to_lowercase())
+                == target_name(p2, e2).map(|n| n.to_lowercase());
+            assert_eq!(same_key, same_name, "{p1} {p2}");
+        }
+    }
+}
