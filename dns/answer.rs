@@ -551,12 +551,20 @@ impl<'a> Lookup<'a> {
                 // Records without a host make no SRV, so they take no share of the weights.
                 // Records that would make the same SRV (priority, port, target) make one, and
                 // share one weight (SkyDNS's dedup).
+                // Address records without `targetstrip` have their own key path as target, and
+                // paths are unique: they can only meet another target when some record strips
+                // labels, so only then are they hashed (the common large set costs nothing).
+                let address = |e: &Entry| matches!(e.host, Host::V4(_) | Host::V6(_));
+                let strips = entries
+                    .iter()
+                    .any(|(_, e)| address(e) && e.service.targetstrip > 0);
                 let mut seen = HashSet::new();
                 let serving: Vec<(&str, &Entry)> = entries
                     .into_iter()
                     .filter(|(_, e)| e.host != Host::None)
                     .filter(|(p, e)| {
-                        seen.insert((e.service.priority(), e.service.port, target_key(p, e)))
+                        (address(e) && !strips)
+                            || seen.insert((e.service.priority(), e.service.port, target_key(p, e)))
                     })
                     .collect();
                 let pw: Vec<(u16, u16)> = serving
