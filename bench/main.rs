@@ -353,6 +353,18 @@ struct Load {
 
 /// Offers `qps` for `seconds` to `addr` from CPU 0, measuring `pid`'s CPU time.
 fn offer(addr: SocketAddr, pid: u32, file: &Path, qps: u32, seconds: u32) -> Load {
+    offer_with(addr, pid, file, qps, seconds, false)
+}
+
+/// [`offer`], with the DNSSEC OK bit on every query when `dnssec` (dnsperf -D).
+fn offer_with(
+    addr: SocketAddr,
+    pid: u32,
+    file: &Path,
+    qps: u32,
+    seconds: u32,
+    dnssec: bool,
+) -> Load {
     let before = cpu_seconds(pid);
     let out = Command::new("taskset")
         .args([
@@ -378,6 +390,7 @@ fn offer(addr: SocketAddr, pid: u32, file: &Path, qps: u32, seconds: u32) -> Loa
             "-q",
             "2000",
         ])
+        .args(if dnssec { &["-D"][..] } else { &[][..] })
         .output()
         .expect("dnsperf runs (apt-get install dnsperf)");
     let after = cpu_seconds(pid);
@@ -564,6 +577,136 @@ async fn cost(o: &Opts) {
         o.services, o.qps, o.seconds, o.rounds
     );
     cost_table(&b, o);
+    dnssec_table(&b, &e, o).await;
+}
+
+/// The cost mixes with DO set on every query: Lodestar signing online with an ECDSA P-256 key
+/// (`--dnssec-key`, a pair made by dnssec-keygen) beside Knot signing the same zone online
+/// (`mod-onlinesign`, black lies as ours) and Knot serving it signed ahead of time
+/// (`dnssec-signing: on`, automatic keys, NSEC chain). All on CPU 1, one worker each.
+async fn dnssec_table(b: &Bed, etcd: &Etcd, o: &Opts) {
+    let policy =
+        "policy:\n  - id: ec\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n";
+    let online_conf = format!("{policy}mod-onlinesign:\n  - id: ol\n    policy: ec\n");
+    let z = zone(o.services);
+    let ex = example_org();
+    let online = Knot::configured(
+        &[("webapp.dev", &z), ("example.org", &ex)],
+        1,
+        support::free_port(),
+        &online_conf,
+        "    module: mod-onlinesign/ol\n",
+    )
+    .await;
+    let signed = Knot::configured(
+        &[("webapp.dev", &z), ("example.org", &ex)],
+        1,
+        support::free_port(),
+        policy,
+        "    dnssec-signing: on\n    dnssec-policy: ec\n",
+    )
+    .await;
+    let online_pid = pid_listening_udp(online.addr.port()).expect("knot's pid");
+    let signed_pid = pid_listening_udp(signed.addr.port()).expect("knot's pid");
+    pin(online_pid, "1");
+    pin(signed_pid, "1");
+    // Knot signs the zone in the background: wait until the last name is signed.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let last = format!("svc{}.webapp.dev.", o.services - 1);
+    let t = Instant::now();
+    while !signed_answer(&sock, signed.addr, &last) {
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "knot did not sign the zone"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new("dnssec-keygen")
+        .args(["-q", "-K"])
+        .arg(b.dir.path())
+        .args(["-a", "ECDSAP256SHA256", "-f", "KSK", "webapp.dev"])
+        .output()
+        .expect("dnssec-keygen runs (apt-get install bind9-utils)");
+    let key = b
+        .dir
+        .path()
+        .join(String::from_utf8_lossy(&out.stdout).trim())
+        .display()
+        .to_string();
+    let lodestar = Server::binary(
+        env!("CARGO_BIN_EXE_lodestar-dns"),
+        &["--threads", "1", "--dnssec-key", &key],
+        etcd,
+        b._upstream.addr,
+        "1",
+    );
+    wait_loaded(lodestar.addr, o.services);
+    println!("\n### The same with DO on every query (dnsperf -D): signed answers, ECDSA P-256\n");
+    println!("| mix | server | answered | lost | avg latency | CPU per query (user part) | / Knot online | / Knot pre-signed |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let servers: Vec<(&str, SocketAddr, u32)> = vec![
+        ("Knot online (mod-onlinesign)", online.addr, online_pid),
+        ("Knot pre-signed (dnssec-signing)", signed.addr, signed_pid),
+        ("Lodestar", lodestar.addr, lodestar.pid()),
+    ];
+    for mix in ["names", "srv", "nxdomain"] {
+        let file = queries(b.dir.path(), mix, o.services);
+        for (_, addr, pid) in &servers {
+            offer_with(*addr, *pid, &file, o.qps, 2, true);
+        }
+        let mut runs: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
+        for _ in 0..o.rounds {
+            for (label, addr, pid) in &servers {
+                runs.entry(label)
+                    .or_default()
+                    .push(offer_with(*addr, *pid, &file, o.qps, o.seconds, true));
+            }
+        }
+        let med = |s: &str| median(runs[s].iter().map(|l| l.cpu_us).collect());
+        let online_cost = med(servers[0].0);
+        let signed_cost = med(servers[1].0);
+        for (server, _, _) in &servers {
+            let r = &runs[server];
+            let answered: u64 = r.iter().map(|l| l.answered).sum();
+            let lost: u64 = r.iter().map(|l| l.lost).sum();
+            let sent: u64 = r.iter().map(|l| l.sent).sum();
+            let lat = median(r.iter().map(|l| l.latency_ms).collect());
+            let user = median(r.iter().map(|l| l.user_us).collect());
+            println!(
+                "| {mix} | {server} | {answered} of {sent} | {lost} | {lat:.3} ms | {:.2} µs ({user:.2} µs) | {:.2}x | {:.2}x |",
+                med(server),
+                med(server) / online_cost,
+                med(server) / signed_cost
+            );
+        }
+    }
+}
+
+/// Whether `name` A at `addr` comes back with an RRSIG (asked with DO).
+fn signed_answer(sock: &UdpSocket, addr: SocketAddr, name: &str) -> bool {
+    let mut m = Message::query();
+    m.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii(name).expect("name"),
+        RecordType::A,
+    ));
+    let mut e = hickory_proto::op::Edns::new();
+    e.set_max_payload(1232);
+    e.set_dnssec_ok(true);
+    m.set_edns(e);
+    let Ok(bytes) = m.to_vec() else { return false };
+    if sock.send_to(&bytes, addr).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    let Ok((n, _)) = sock.recv_from(&mut buf) else {
+        return false;
+    };
+    Message::from_vec(&buf[..n]).is_ok_and(|r| {
+        r.answers
+            .iter()
+            .any(|a| a.record_type() == RecordType::RRSIG)
+    })
 }
 
 async fn cost2(o: &Opts) {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
 use lodestar::Snapshot;
 use prometheus_client::metrics::counter::Counter;
@@ -17,6 +18,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::answer::{Answer, Dep};
 use crate::query::Query;
 use crate::respond::{self, Body};
+use crate::sign::Signers;
 
 /// Rotations of one answer that are encoded and sent in turn.
 const MAX_VARIANTS: usize = 16;
@@ -35,11 +37,20 @@ pub struct Cached {
     weight: usize,
     /// The counter of its question type and response code, counted on every hit.
     pub counter: Counter,
+    /// The keys its RRsets are signed with (a query with DO in a signed domain), and when.
+    signers: Option<(Arc<Signers>, Instant)>,
 }
 
 impl Cached {
     /// The answer to `query` (normalised: id 0, lower case) built from snapshot `generation`.
-    pub fn new(generation: u64, dep: Dep, query: Query, answer: Answer, counter: Counter) -> Self {
+    pub fn new(
+        generation: u64,
+        dep: Dep,
+        query: Query,
+        answer: Answer,
+        counter: Counter,
+        signers: Option<Arc<Signers>>,
+    ) -> Self {
         let (variants, weight) = match &answer {
             Answer::Records(r) => {
                 let n = if r.rotate { r.answers.len() } else { 1 };
@@ -58,11 +69,26 @@ impl Cached {
             next: AtomicUsize::new(0),
             weight,
             counter,
+            signers: signers.map(|s| (s, Instant::now())),
+        }
+    }
+
+    /// Encodes every rotation now (a signed answer is built on a worker, never on the receive
+    /// loop that later sends it).
+    pub fn prepare(&self) {
+        for i in 0..self.variants.len() {
+            self.variant(i);
         }
     }
 
     /// Whether this answer is still the one `snap` would give.
     pub fn valid(&self, snap: &Snapshot) -> bool {
+        // Signatures are not sent when they are older than a day (they are valid for a week).
+        if let Some((_, signed)) = &self.signers {
+            if signed.elapsed() > crate::sign::REUSE {
+                return false;
+            }
+        }
         match &self.dep {
             Dep::Static => true,
             _ if self.generation == snap.generation() => true,
@@ -75,6 +101,11 @@ impl Cached {
     pub fn next_variant(&self) -> &[u8] {
         let count = self.variants.len().max(1);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        self.variant(i)
+    }
+
+    fn variant(&self, i: usize) -> &[u8] {
+        let count = self.variants.len().max(1);
         let Some(slot) = self.variants.get(i) else {
             return &[];
         };
@@ -92,7 +123,7 @@ impl Cached {
                 rcode,
                 true,
                 false,
-                Body::of(&self.answer, rotation),
+                Body::of(&self.answer, rotation).signed(self.signers.as_ref().map(|s| &*s.0)),
             )
         })
     }
@@ -186,11 +217,12 @@ mod tests {
                 query(),
                 answer(3),
                 Counter::default(),
+                None,
             ),
         );
         c.insert(
             b"all",
-            Cached::new(g, Dep::All, query(), answer(1), Counter::default()),
+            Cached::new(g, Dep::All, query(), answer(1), Counter::default(), None),
         );
         s.put("dev/webapp/y/1", br#"{"host":"10.0.0.8"}"#, 2);
         let now = view.publish(&mut s, false);

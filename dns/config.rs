@@ -74,6 +74,11 @@ pub struct Cli {
     /// Log every answered query at INFO (client, name, type, rcode, time), as SkyDNS's -verbose.
     #[arg(long, env = "LODESTAR_LOG_QUERIES", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_queries: bool,
+    /// Sign answers with this DNSSEC key pair: the base name of the files `dnssec-keygen` writes
+    /// (`Kwebapp.dev.+013+12345` for `.key` and `.private`), as SkyDNS's -dnssec (repeatable or
+    /// comma-separated: several keys, several domains, or a static zone's origin).
+    #[arg(long, env = "LODESTAR_DNSSEC_KEY", value_delimiter = ',')]
+    pub dnssec_key: Vec<PathBuf>,
     /// Directory of RFC 1035 zone files (`*.zone`) to serve beside etcd.
     #[arg(long, env = "LODESTAR_ZONES")]
     pub zones: Option<PathBuf>,
@@ -120,6 +125,7 @@ pub struct Config {
     pub prefix: Prefix,
     pub upstreams: Vec<SocketAddr>,
     pub zones: Option<PathBuf>,
+    pub dnssec_keys: Vec<PathBuf>,
     pub allow_recursion: Vec<IpNet>,
     pub metrics: Option<SocketAddr>,
     pub load_page: i64,
@@ -243,6 +249,7 @@ impl Config {
             prefix,
             upstreams,
             zones: cli.zones,
+            dnssec_keys: cli.dnssec_key,
             allow_recursion,
             metrics: cli.metrics,
             load_page: cli.load_page,

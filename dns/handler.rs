@@ -26,6 +26,7 @@ use crate::forward::{Forwarder, Transport};
 use crate::metrics::Metrics;
 use crate::query::{self, Query};
 use crate::respond::{self, Body};
+use crate::sign::Signers;
 use crate::stub::StubZones;
 use crate::wire;
 use crate::zones::StaticZones;
@@ -62,6 +63,8 @@ pub struct Handler {
     upstream_timeout: std::time::Duration,
     /// The stub zones of one generation of the view.
     stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>)>,
+    /// DNSSEC keys of the signed domains (none: nothing is signed).
+    signers: Arc<Signers>,
 }
 
 /// What the receive loop does with a packet.
@@ -140,7 +143,14 @@ impl Handler {
             log_queries: limits.log_queries,
             upstream_timeout: limits.upstream_timeout,
             stub_zones: arc_swap::ArcSwap::from_pointee((0, Arc::new(StubZones::default()))),
+            signers: Arc::new(Signers::none()),
         }
+    }
+
+    /// Signs the answers of the signed domains (`--dnssec-key`) for queries with DO.
+    pub fn signing(mut self, signers: Arc<Signers>) -> Handler {
+        self.signers = signers;
+        self
     }
 
     /// The `zone` label of a question: its served domain or static zone, else `.`.
@@ -189,6 +199,11 @@ impl Handler {
     /// Entries in the answer cache.
     pub fn cached_answers(&self) -> usize {
         self.cache.len()
+    }
+
+    /// RRset signatures in the signature cache.
+    pub fn cached_signatures(&self) -> u64 {
+        self.signers.cached()
     }
 
     fn may_recurse(&self, client: IpAddr) -> bool {
@@ -378,6 +393,11 @@ impl Handler {
                 return respond::malformed(&m).map_or(Outcome::Drop, Outcome::Reply);
             }
         };
+        // Signing is never done on a receive loop: a signed answer not yet cached goes to a worker.
+        let dnssec = q.dnssec_ok() && self.signers.signs(&q.name);
+        if dnssec && budget == Budget::INLINE {
+            return Outcome::Large;
+        }
         let recurse = self.may_recurse(client);
         let snap = self.view.load();
         let stubs = self.stubs(snap.as_deref());
@@ -394,6 +414,8 @@ impl Handler {
         let qtype = q.qtype.to_string();
         let (bytes, rcode) = match decision {
             Decision::Local { answer, dep } => {
+                let answer = self.with_dnssec(answer, &q, dnssec);
+                let signers = dnssec.then(|| self.signers.clone());
                 let rcode = respond::rcode_of(&answer);
                 let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
                 let quick = wire::quick_parse(raw).filter(|_| cacheable);
@@ -408,8 +430,17 @@ impl Handler {
                             proto_name(q.transport),
                             &zone,
                         );
-                        let built =
-                            Cached::new(snap.generation(), dep, q.normalised(), answer, counter);
+                        let built = Cached::new(
+                            snap.generation(),
+                            dep,
+                            q.normalised(),
+                            answer,
+                            counter,
+                            signers,
+                        );
+                        if dnssec {
+                            built.prepare();
+                        }
                         let entry = self.cache.insert(&key, built);
                         let mut bytes = entry.next_variant().to_vec();
                         wire::patch(&mut bytes, raw, quick.qname, recurse);
@@ -417,7 +448,7 @@ impl Handler {
                     }
                     _ => {
                         let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-                        let body = Body::of(&answer, rotation);
+                        let body = Body::of(&answer, rotation).signed(signers.as_deref());
                         (respond::encode(&q, rcode, true, recurse, body), rcode)
                     }
                 }
@@ -515,16 +546,18 @@ impl Handler {
                 }
                 // A CNAME only where its target resolved; nothing left: NODATA.
                 crate::answer::prune_dangling_cnames(&mut records.answers);
+                let dnssec = query.dnssec_ok() && self.signers.signs(&query.name);
+                let signers = dnssec.then_some(&*self.signers);
                 if records.answers.is_empty() {
-                    let nodata = Records {
-                        authorities: records.soa.take().into_iter().collect(),
-                        ..Records::default()
+                    let nodata = match records.soa.take() {
+                        Some(soa) => self.with_dnssec(Answer::NoData(soa), &query, dnssec),
+                        None => Answer::Records(Records::default()),
                     };
-                    let body = Body::records(&nodata, 0);
+                    let body = Body::of(&nodata, 0).signed(signers);
                     return respond::encode(&query, ResponseCode::NoError, true, true, body);
                 }
                 records.rotate = false;
-                let body = Body::records(&records, 0);
+                let body = Body::records(&records, 0).signed(signers);
                 respond::encode(&query, ResponseCode::NoError, true, true, body)
             }
         }
@@ -532,6 +565,30 @@ impl Handler {
 }
 
 impl Handler {
+    /// DNSSEC's part of a local answer: the DNSKEY set at a signed domain's apex (asked with or
+    /// without DO), and with DO the NSEC that proves a negative answer ([`crate::sign::secure`]).
+    fn with_dnssec(&self, answer: Answer, q: &Query, dnssec: bool) -> Answer {
+        let lower = q.name.to_lowercase();
+        let answer = match answer {
+            Answer::NoData(_) if q.qtype == hickory_proto::rr::RecordType::DNSKEY => match self
+                .signers
+                .dnskeys(&lower, &q.name, self.authority.default_ttl)
+            {
+                Some(keys) => Answer::Records(Records {
+                    answers: keys,
+                    ..Records::default()
+                }),
+                None => answer,
+            },
+            other => other,
+        };
+        if !dnssec {
+            return answer;
+        }
+        let apex = self.signers.zones().any(|z| *z == lower);
+        crate::sign::secure(answer, &q.name, q.qtype, apex)
+    }
+
     /// The static zones' catalog answers a question inside them.
     async fn static_answer(&self, query: &Query, raw: &[u8], client: IpAddr) -> Vec<u8> {
         let zones = self.zones.load_full();

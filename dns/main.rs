@@ -9,10 +9,12 @@ mod config;
 mod decide;
 mod forward;
 mod handler;
+mod keys;
 mod listen;
 mod metrics;
 mod query;
 mod respond;
+mod sign;
 mod skydns;
 mod stub;
 mod tcp;
@@ -27,6 +29,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
+use hickory_proto::rr::Name;
 use lodestar::View;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -112,9 +115,11 @@ async fn skydns_config(mut cli: Cli, given: &HashSet<String>) -> Cli {
     cli
 }
 
-/// SIGHUP: the zone files are read again; a set that does not load leaves the one in service.
+/// SIGHUP (and once a day when keys sign them): the zone files are read again; a set that does
+/// not load leaves the one in service.
 async fn reload_zones_on_hup(
     dir: std::path::PathBuf,
+    keys: Arc<Vec<keys::ZoneKey>>,
     handler: Arc<Handler>,
     token: CancellationToken,
 ) {
@@ -123,12 +128,16 @@ async fn reload_zones_on_hup(
         warn!("cannot listen for SIGHUP: zone files will not be reloaded");
         return;
     };
+    // Signed static zones are signed again once a day (their signatures last a week).
+    let mut resign = tokio::time::interval(sign::REUSE);
+    resign.tick().await;
     loop {
         tokio::select! {
             () = token.cancelled() => return,
             got = hup.recv() => if got.is_none() { return },
+            _ = resign.tick(), if !keys.is_empty() => {},
         }
-        match zones::StaticZones::load_dir(&dir) {
+        match zones::StaticZones::load_dir(&dir, &keys) {
             Ok(z) => {
                 let origins: Vec<String> = z.origins().map(|o| o.to_string()).collect();
                 info!(?origins, "static zones reloaded");
@@ -139,6 +148,25 @@ async fn reload_zones_on_hup(
     }
 }
 
+/// The `--dnssec-key` pairs, each logged with the DS record its parent zone should publish.
+fn load_keys(cfg: &config::Config) -> anyhow::Result<Vec<keys::ZoneKey>> {
+    let mut out = Vec::new();
+    for base in &cfg.dnssec_keys {
+        let key = keys::ZoneKey::load(base).context("--dnssec-key")?;
+        let ds = key.ds().map(|ds| ds.to_string()).unwrap_or_default();
+        info!(
+            zone = %key.zone,
+            tag = key.tag,
+            algorithm = %key.algorithm(),
+            ksk = key.is_ksk(),
+            ds = %format!("{} IN DS {ds}", key.zone),
+            "DNSSEC signing key loaded"
+        );
+        out.push(key);
+    }
+    Ok(out)
+}
+
 async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let cli = skydns_config(cli, &given).await;
     let cfg = Config::from_cli(cli)?;
@@ -147,8 +175,9 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let view = Arc::new(View::new());
     let metrics = metrics::Metrics::new(view.clone());
 
+    let keys = Arc::new(load_keys(&cfg)?);
     let zones = match &cfg.zones {
-        Some(dir) => zones::StaticZones::load_dir(dir)
+        Some(dir) => zones::StaticZones::load_dir(dir, &keys)
             .with_context(|| format!("loading zones from {}", dir.display()))?,
         None => zones::StaticZones::default(),
     };
@@ -178,19 +207,48 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
         log_queries: cfg.log_queries,
         upstream_timeout: cfg.upstream_timeout,
     };
-    let handler = Arc::new(Handler::new(
-        view.clone(),
-        cfg.authority.clone(),
-        zones,
-        forwarder,
-        cfg.allow_recursion.clone(),
-        metrics.clone(),
-        limits,
-    ));
+    for origin in zones.origins() {
+        if !keys.iter().any(|k| k.zone == *origin) {
+            continue;
+        }
+        info!(zone = %origin, "static zone signed (NSEC chain)");
+    }
+    let static_origins: Vec<Name> = zones.origins().cloned().collect();
+    for key in keys.iter() {
+        let served = cfg.authority.domains.iter().any(|d| d.name == key.zone)
+            || static_origins.contains(&key.zone);
+        if !served {
+            anyhow::bail!(
+                "--dnssec-key: the key for {} (tag {}) belongs to no domain served (--domain) \
+                 and no static zone",
+                key.zone,
+                key.tag
+            );
+        }
+    }
+    let signers =
+        Arc::new(sign::Signers::new(&keys).context("--dnssec-key: preparing the signing keys")?);
+    let handler = Arc::new(
+        Handler::new(
+            view.clone(),
+            cfg.authority.clone(),
+            zones,
+            forwarder,
+            cfg.allow_recursion.clone(),
+            metrics.clone(),
+            limits,
+        )
+        .signing(signers),
+    );
     let conns = Arc::new(Connections::new(TcpLimits::default()));
     metrics.watch_handler(handler.clone(), conns.clone());
     if let Some(dir) = cfg.zones.clone() {
-        tasks.spawn(reload_zones_on_hup(dir, handler.clone(), token.clone()));
+        tasks.spawn(reload_zones_on_hup(
+            dir,
+            keys.clone(),
+            handler.clone(),
+            token.clone(),
+        ));
     }
     // systemd (`Type=notify`): ready once the first snapshot answers.
     {

@@ -283,6 +283,11 @@ impl Metrics {
                 ConstGauge::new(handler.cached_answers() as i64),
             );
             live.register(
+                "dnssec_signatures_cached",
+                "RRset signatures held for reuse (0 without --dnssec-key)",
+                ConstGauge::new(handler.cached_signatures() as i64),
+            );
+            live.register(
                 "tcp_connections",
                 "Open TCP connections",
                 ConstGauge::new(conns.len() as i64),

@@ -84,6 +84,11 @@ impl Query {
         limit(self.transport, self.edns.as_ref().map(Edns::max_payload))
     }
 
+    /// Whether the client asked for DNSSEC records (the DO bit of its OPT, RFC 3225).
+    pub fn dnssec_ok(&self) -> bool {
+        self.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok)
+    }
+
     /// The same question, lower case, with id 0 and no flags: the form answers are cached in.
     pub fn normalised(&self) -> Query {
         Query {

@@ -17,6 +17,7 @@ use hickory_proto::ProtoError;
 
 use crate::answer::{Answer, Records};
 use crate::query::{Malformed, Query, OUR_UDP_PAYLOAD};
+use crate::sign::Signers;
 
 /// The sections of a response, borrowed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,6 +30,9 @@ pub struct Body<'a> {
     pub authorities: &'a [Record],
     /// Additional records; only those owned by a target of a sent answer go out.
     pub additionals: &'a [Record],
+    /// The keys to sign with, when the query has DO: every RRset sent in a signed domain gets
+    /// its RRSIGs ([`write_signed`]).
+    pub signers: Option<&'a Signers>,
 }
 
 impl<'a> Body<'a> {
@@ -51,7 +55,13 @@ impl<'a> Body<'a> {
             rotation: if r.rotate { rotation } else { 0 },
             authorities: &r.authorities,
             additionals: &r.additionals,
+            signers: None,
         }
+    }
+
+    /// The same body, signed with `signers` (for a query with DO).
+    pub fn signed(self, signers: Option<&'a Signers>) -> Body<'a> {
+        Body { signers, ..self }
     }
 }
 
@@ -81,14 +91,20 @@ pub fn encode(
     metadata.response_code = rcode;
     let mut question = Question::query(q.name.clone(), q.qtype);
     question.set_query_class(q.qclass);
+    let dnssec_ok = q.dnssec_ok();
     let edns = q.edns.as_ref().map(|_| {
         let mut ours = Edns::new();
         ours.set_max_payload(OUR_UDP_PAYLOAD);
-        ours.set_dnssec_ok(false);
+        // RFC 3225: DO is copied into the response.
+        ours.set_dnssec_ok(dnssec_ok);
         ours.set_rcode_high(rcode.high());
         ours
     });
-    match write(metadata, Some(&question), body, edns.as_ref(), q.limit()) {
+    let written = match body.signers.filter(|_| dnssec_ok) {
+        Some(signers) => write_signed(metadata, &question, body, edns.as_ref(), q.limit(), signers),
+        None => write(metadata, Some(&question), body, edns.as_ref(), q.limit()),
+    };
+    match written {
         Ok(bytes) => bytes,
         // Only an internal inconsistency gets here (a record hickory cannot encode): say
         // SERVFAIL rather than nothing.
@@ -150,27 +166,8 @@ fn write(
         (authorities, truncated) = emitted(enc.emit_all(body.authorities.iter()))?;
     }
     if !truncated && !body.additionals.is_empty() {
-        let sent = body.answers[start..]
-            .iter()
-            .chain(&body.answers[..start])
-            .take(usize::from(answers));
-        let mut targets: HashSet<&Name> = sent.filter_map(|r| target_of(&r.data)).collect();
         // A target that is a CNAME in the additional section brings its chain's addresses.
-        for _ in 0..8 {
-            let more: Vec<&Name> = body
-                .additionals
-                .iter()
-                .filter(|r| targets.contains(&r.name))
-                .filter_map(|r| match &r.data {
-                    RData::CNAME(c) if !targets.contains(&c.0) => Some(&c.0),
-                    _ => None,
-                })
-                .collect();
-            if more.is_empty() {
-                break;
-            }
-            targets.extend(more);
-        }
+        let targets = additional_targets(&body, start, usize::from(answers));
         let wanted = body
             .additionals
             .iter()
@@ -183,7 +180,7 @@ fn write(
         enc.emit_all(std::iter::once(&Record::from(edns)))?;
         additionals += 1;
     }
-    metadata.truncation = truncated;
+    metadata.truncation = truncation(truncated, limit, answers);
     let header = Header {
         metadata,
         counts: HeaderCounts {
@@ -195,6 +192,213 @@ fn write(
     };
     place.replace(&mut enc, header)?;
     Ok(buf)
+}
+
+/// [`write`] for a query with DO: every RRset sent in a signed domain is followed by its RRSIGs,
+/// and what is signed is exactly what is sent. Answers are written while room is kept for the
+/// signatures of their RRsets; when not all fit (TC), the RRset part that went out is the one
+/// signed, so a client that cannot retry over TCP still gets records that validate. An
+/// authority RRset goes with its signatures or not at all (TC); an additional one likewise,
+/// without TC. TTLs within an RRset are made equal (the lowest), as signing requires.
+fn write_signed(
+    mut metadata: Metadata,
+    question: &Question,
+    body: Body<'_>,
+    edns: Option<&Edns>,
+    limit: u16,
+    signers: &Signers,
+) -> Result<Vec<u8>, ProtoError> {
+    let mut buf = Vec::with_capacity(usize::from(limit.min(4096)));
+    let mut enc = BinEncoder::new(&mut buf);
+    let opt_room = if edns.is_some() { 11 } else { 0 };
+    let max = limit.saturating_sub(opt_room);
+    enc.set_max_size(max);
+    let place = enc.place::<Header>()?;
+    question.emit(&mut enc)?;
+    let qname = question.name();
+    let n = body.answers.len();
+    let start = if n == 0 { 0 } else { body.rotation % n };
+    let mut rotated: Vec<Record> = body.answers[start..]
+        .iter()
+        .chain(&body.answers[..start])
+        .cloned()
+        .collect();
+    equal_ttls(&mut rotated);
+    let groups = rrsets(&rotated);
+    let reserve: usize = groups
+        .iter()
+        .map(|g| signature_room(signers, &rotated[g[0]], qname))
+        .sum();
+    enc.set_max_size(max.saturating_sub(u16::try_from(reserve).unwrap_or(u16::MAX)));
+    let (sent, mut truncated) = emit_records(&mut enc, rotated.iter(), Some(qname))?;
+    enc.set_max_size(max);
+    let mut answers = sent;
+    for g in &groups {
+        let members: Vec<&Record> = g
+            .iter()
+            .filter(|i| **i < usize::from(sent))
+            .map(|i| &rotated[*i])
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let sigs = signers.sign(&members);
+        let (count, cut) = emit_records(&mut enc, sigs.iter(), Some(qname))?;
+        answers += count;
+        if cut {
+            truncated = true;
+            break;
+        }
+    }
+    let mut authorities = 0;
+    if !truncated {
+        let mut records = body.authorities.to_vec();
+        equal_ttls(&mut records);
+        for g in rrsets(&records) {
+            let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
+            match emit_signed_set(&mut enc, &members, signers, qname)? {
+                Some(count) => authorities += count,
+                None => {
+                    truncated = true;
+                    break;
+                }
+            }
+        }
+    }
+    let mut additionals = 0;
+    if !truncated && !body.additionals.is_empty() {
+        let targets = additional_targets(&body, start, usize::from(sent));
+        let mut records: Vec<Record> = body
+            .additionals
+            .iter()
+            .filter(|r| targets.contains(&r.name))
+            .cloned()
+            .collect();
+        equal_ttls(&mut records);
+        for g in rrsets(&records) {
+            let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
+            // Additional records that do not fit are simply left out: no TC for those.
+            match emit_signed_set(&mut enc, &members, signers, qname)? {
+                Some(count) => additionals += count,
+                None => break,
+            }
+        }
+    }
+    enc.set_max_size(limit);
+    if let Some(edns) = edns {
+        enc.emit_all(std::iter::once(&Record::from(edns)))?;
+        additionals += 1;
+    }
+    metadata.truncation = truncation(truncated, limit, answers);
+    let header = Header {
+        metadata,
+        counts: HeaderCounts {
+            queries: 1,
+            answers,
+            authorities,
+            additionals,
+        },
+    };
+    place.replace(&mut enc, header)?;
+    Ok(buf)
+}
+
+/// TC for a response that left records out, except over TCP when it still holds answers: there
+/// is no larger transport to retry on, and resolvers (BIND's among them) refuse a TCP answer
+/// with TC outright ("truncated TCP response"), where the records that fit 64 KiB (signed as
+/// sent, with DO) serve the client. A TCP answer with nothing in it keeps TC: an empty NOERROR
+/// would read as "no such data".
+fn truncation(truncated: bool, limit: u16, answers: u16) -> bool {
+    truncated && !(limit == u16::MAX && answers > 0)
+}
+
+/// One RRset and its signatures, or nothing when they do not fit: `Some(records written)`.
+fn emit_signed_set(
+    enc: &mut BinEncoder<'_>,
+    members: &[&Record],
+    signers: &Signers,
+    qname: &Name,
+) -> Result<Option<u16>, ProtoError> {
+    let mark = enc.offset();
+    let sigs = signers.sign(members);
+    let (a, cut) = emit_records(enc, members.iter().copied(), Some(qname))?;
+    if !cut {
+        let (b, cut) = emit_records(enc, sigs.iter(), Some(qname))?;
+        if !cut {
+            return Ok(Some(a + b));
+        }
+    }
+    enc.set_offset(mark);
+    enc.trim();
+    Ok(None)
+}
+
+/// The records' RRsets (same owner, same type), as indexes in order of first appearance.
+fn rrsets(records: &[Record]) -> Vec<Vec<usize>> {
+    let mut index: std::collections::HashMap<(&Name, hickory_proto::rr::RecordType), usize> =
+        std::collections::HashMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let g = *index.entry((&r.name, r.record_type())).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    groups
+}
+
+/// Gives every record of an RRset the RRset's lowest TTL (RFC 2181 5.2; a signature has one).
+fn equal_ttls(records: &mut [Record]) {
+    let mut lowest: std::collections::HashMap<(Name, hickory_proto::rr::RecordType), u32> =
+        std::collections::HashMap::new();
+    for r in records.iter() {
+        let t = lowest
+            .entry((r.name.clone(), r.record_type()))
+            .or_insert(r.ttl);
+        *t = (*t).min(r.ttl);
+    }
+    for r in records.iter_mut() {
+        if let Some(t) = lowest.get(&(r.name.clone(), r.record_type())) {
+            r.ttl = *t;
+        }
+    }
+}
+
+/// The most one RRset's signatures take in a message (owner at worst uncompressed).
+fn signature_room(signers: &Signers, first: &Record, qname: &Name) -> usize {
+    let owner = if first.name == *qname {
+        2
+    } else {
+        first.name.len() + 2
+    };
+    signers.room(&first.name, owner)
+}
+
+/// The owners whose records belong in the additional section for the answers sent: targets of
+/// SRV/MX/NS answers, and the chains of CNAMEs among the additional records that they start.
+fn additional_targets<'b>(body: &Body<'b>, start: usize, sent: usize) -> HashSet<&'b Name> {
+    let sent = body.answers[start..]
+        .iter()
+        .chain(&body.answers[..start])
+        .take(sent);
+    let mut targets: HashSet<&Name> = sent.filter_map(|r| target_of(&r.data)).collect();
+    for _ in 0..8 {
+        let more: Vec<&Name> = body
+            .additionals
+            .iter()
+            .filter(|r| targets.contains(&r.name))
+            .filter_map(|r| match &r.data {
+                RData::CNAME(c) if !targets.contains(&c.0) => Some(&c.0),
+                _ => None,
+            })
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        targets.extend(more);
+    }
+    targets
 }
 
 /// Writes records until one does not fit: (records written, whether some did not fit). A record
@@ -312,7 +516,7 @@ mod tests {
             (q(Transport::Udp, None), 512, true),
             (q(Transport::Udp, Some(1232)), 1232, true),
             (q(Transport::Udp, Some(4096)), 1232, true),
-            (q(Transport::Tcp, None), 65535, true),
+            (q(Transport::Tcp, None), 65535, false),
         ] {
             let bytes = encode(&query, ResponseCode::NoError, true, false, body);
             assert!(bytes.len() <= limit, "{} > {limit}", bytes.len());
@@ -363,7 +567,10 @@ mod tests {
         // 12 + 20 (question) + 16 a record: 4,093 fit in 65,535 bytes.
         assert_eq!(m.answers.len(), 4093);
         assert_eq!(m.answers[4092].name.to_string(), "Big.webapp.dev.");
-        assert!(m.metadata.truncation);
+        assert!(
+            !m.metadata.truncation,
+            "no TC over TCP: nothing larger to retry on"
+        );
     }
 
     #[test]
@@ -427,6 +634,59 @@ mod tests {
                 "{owner} belongs to no answer sent"
             );
         }
+    }
+
+    fn with_do(mut query: Query) -> Query {
+        let mut e = query.edns.take().unwrap_or_default();
+        e.set_dnssec_ok(true);
+        query.edns = Some(e);
+        query
+    }
+
+    #[test]
+    fn signed_answers_sign_exactly_what_is_sent() {
+        let signers = Signers::new(&[crate::keys::test_key()]).unwrap();
+        let records = addresses(5000);
+        let rrsigs = |m: &Message| {
+            m.answers
+                .iter()
+                .filter(|r| r.record_type() == hickory_proto::rr::RecordType::RRSIG)
+                .count()
+        };
+        for (query, limit) in [
+            (with_do(q(Transport::Tcp, None)), 65535),
+            (with_do(q(Transport::Udp, Some(1232))), 1232),
+            (with_do(q(Transport::Udp, Some(512))), 512),
+        ] {
+            let tcp = limit == 65535;
+            let body = Body {
+                answers: &records,
+                rotation: 7,
+                signers: Some(&signers),
+                ..Body::default()
+            };
+            let bytes = encode(&query, ResponseCode::NoError, true, false, body);
+            assert!(bytes.len() <= limit, "{} > {limit}", bytes.len());
+            let m = parse(&bytes);
+            assert_eq!(m.metadata.truncation, !tcp);
+            assert!(m.answers.len() > 10, "{limit}: {}", m.answers.len());
+            assert_eq!(rrsigs(&m), 1, "{limit}: one signature for the part sent");
+            assert!(m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
+        }
+        // Without DO nothing is signed.
+        let body = Body {
+            answers: &records[..3],
+            signers: Some(&signers),
+            ..Body::default()
+        };
+        let m = parse(&encode(
+            &q(Transport::Udp, Some(1232)),
+            ResponseCode::NoError,
+            true,
+            false,
+            body,
+        ));
+        assert_eq!((m.answers.len(), rrsigs(&m)), (3, 0));
     }
 
     #[test]

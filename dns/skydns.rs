@@ -90,6 +90,7 @@ fn flag(name: &str) -> Option<Flag> {
         "username" => Flag::Value("--etcd-user", same),
         "password" => Flag::Value("--etcd-password", same),
         "hostmaster" => Flag::Value("--hostmaster", same),
+        "dnssec" => Flag::Value("--dnssec-key", same),
         "path-prefix" => Flag::Value("--prefix", prefix),
         "rtimeout" => Flag::Value("--upstream-timeout", go_duration_ms),
         "no-rec" => Flag::Switch("--no-forward"),
@@ -170,6 +171,7 @@ pub const ENV: &[(&str, &[&str])] = &[
     ("LODESTAR_DOMAIN", &["SKYDNS_DOMAIN"]),
     ("LODESTAR_UPSTREAM", &["SKYDNS_NAMESERVERS"]),
     ("LODESTAR_PREFIX", &["SKYDNS_PATH_PREFIX"]),
+    ("LODESTAR_DNSSEC_KEY", &["SKYDNS_DNSSEC"]),
     ("LODESTAR_ETCD_ENDPOINTS", &["ETCD_MACHINES"]),
     ("LODESTAR_ETCD_USER", &["ETCD_USERNAME"]),
     ("LODESTAR_ETCD_CERT", &["ETCD_TLSPEM"]),
@@ -216,6 +218,8 @@ pub struct SkydnsConfig {
     pub ttl: Option<u32>,
     /// `min_ttl`.
     pub min_ttl: Option<u32>,
+    /// `dnssec`: the base name of a BIND key pair.
+    pub dnssec: Option<String>,
 }
 
 impl SkydnsConfig {
@@ -245,6 +249,12 @@ impl SkydnsConfig {
         if let (Some(h), false) = (&self.hostmaster, given("hostmaster")) {
             cli.hostmaster = Some(h.clone());
             applied.push("hostmaster");
+        }
+        if let (Some(k), false) = (&self.dnssec, given("dnssec_key")) {
+            if !k.is_empty() {
+                cli.dnssec_key = vec![k.into()];
+                applied.push("dnssec");
+            }
         }
         if let (Some(ns), false) = (&self.nameservers, given("upstream")) {
             cli.upstream = ns.clone();

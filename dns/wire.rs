@@ -14,6 +14,8 @@ pub struct Quick<'a> {
     pub qclass: u16,
     /// The client's EDNS payload size, when it sent an OPT (version 0).
     pub edns: Option<u16>,
+    /// The DO bit of that OPT.
+    pub dnssec_ok: bool,
 }
 
 /// Reads a plain query (RFC 1035 4.1), or `None`.
@@ -50,6 +52,7 @@ pub fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
     let qtype = u16::from_be_bytes([*p.get(i)?, *p.get(i + 1)?]);
     let qclass = u16::from_be_bytes([*p.get(i + 2)?, *p.get(i + 3)?]);
     i += 4;
+    let mut dnssec_ok = false;
     let edns = if ar == 1 {
         // OPT: root name, TYPE 41, CLASS = payload size, TTL = ext-rcode, version, flags; RDATA.
         let opt = p.get(i..i + 11)?;
@@ -58,6 +61,7 @@ pub fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
         }
         let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
         i += 11 + rdlen;
+        dnssec_ok = opt[7] & 0x80 != 0;
         Some(u16::from_be_bytes([opt[3], opt[4]]))
     } else {
         None
@@ -67,15 +71,17 @@ pub fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
         qtype,
         qclass,
         edns,
+        dnssec_ok,
     })
 }
 
-/// Writes the cache key of a question into `key`: type, class, EDNS, size limit, lower-case name.
+/// Writes the cache key of a question into `key`: type, class, EDNS and DO, size limit,
+/// lower-case name.
 pub fn cache_key(q: &Quick<'_>, limit: u16, key: &mut Vec<u8>) {
     key.clear();
     key.extend_from_slice(&q.qtype.to_be_bytes());
     key.extend_from_slice(&q.qclass.to_be_bytes());
-    key.push(u8::from(q.edns.is_some()));
+    key.push(u8::from(q.edns.is_some()) | u8::from(q.dnssec_ok) << 1);
     key.extend_from_slice(&limit.to_be_bytes());
     key.extend(q.qname.iter().map(u8::to_ascii_lowercase));
 }

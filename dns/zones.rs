@@ -19,6 +19,7 @@ use hickory_proto::op::{Edns, Message};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
@@ -26,6 +27,7 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneType};
 
 use crate::forward::Transport;
+use crate::keys::ZoneKey;
 
 /// Why the zones could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +72,9 @@ impl std::fmt::Debug for StaticZones {
 }
 
 impl StaticZones {
-    /// Loads every `*.zone` file of `dir`.
-    pub fn load_dir(dir: &Path) -> Result<StaticZones, ZoneError> {
+    /// Loads every `*.zone` file of `dir`; a zone whose origin has keys in `keys` is signed
+    /// (hickory-server's signer: RRSIGs on every RRset, an NSEC chain, the DNSKEY set).
+    pub fn load_dir(dir: &Path, keys: &[ZoneKey]) -> Result<StaticZones, ZoneError> {
         let read_err = |source| ZoneError::Read {
             path: dir.to_path_buf(),
             source,
@@ -102,17 +105,37 @@ impl StaticZones {
                     _ => {}
                 }
             }
-            let handler =
+            let signing: Vec<&ZoneKey> = keys.iter().filter(|k| k.zone == origin).collect();
+            let proof = (!signing.is_empty()).then_some(NxProofKind::Nsec);
+            let mut handler =
                 InMemoryZoneHandler::<hickory_server::net::runtime::TokioRuntimeProvider>::new(
                     origin.clone(),
                     records,
                     ZoneType::Primary,
                     AxfrPolicy::Deny,
+                    proof,
                 )
                 .map_err(|reason| ZoneError::Parse {
                     path: f.clone(),
                     reason,
                 })?;
+            if !signing.is_empty() {
+                let sign_err = |reason: String| ZoneError::Parse {
+                    path: f.clone(),
+                    reason: format!("signing: {reason}"),
+                };
+                for key in signing {
+                    let signer = key
+                        .signer(crate::sign::VALIDITY)
+                        .map_err(|e| sign_err(e.to_string()))?;
+                    handler
+                        .add_zone_signing_key_mut(signer)
+                        .map_err(|e| sign_err(e.to_string()))?;
+                }
+                handler
+                    .secure_zone_mut()
+                    .map_err(|e| sign_err(e.to_string()))?;
+            }
             catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
             origins.push(origin);
         }
@@ -281,7 +304,9 @@ mod tests {
     fn a_broken_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad.zone"), "@ IN A\n").unwrap();
-        let err = StaticZones::load_dir(dir.path()).unwrap_err().to_string();
+        let err = StaticZones::load_dir(dir.path(), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.zone"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -289,7 +314,9 @@ mod tests {
             "www 300 IN A 10.0.0.1\n",
         )
         .unwrap();
-        let err = StaticZones::load_dir(dir.path()).unwrap_err().to_string();
+        let err = StaticZones::load_dir(dir.path(), &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("nosoa.test.zone") && err.contains("SOA"),
             "{err}"

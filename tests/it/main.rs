@@ -5,6 +5,7 @@ mod answers;
 mod big;
 mod cluster;
 mod compose;
+mod dnssec;
 mod forward;
 mod migrate;
 mod netns;

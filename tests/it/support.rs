@@ -228,16 +228,28 @@ impl Knot {
 
     /// The same on a given port.
     pub async fn with_zones_on(zones: &[(&str, &str)], workers: usize, port: u16) -> Knot {
+        Knot::configured(zones, workers, port, "", "").await
+    }
+
+    /// Knot with configuration of its own: `global` (sections such as `policy:`) and `each`
+    /// (lines added to every zone, e.g. `    dnssec-signing: on`).
+    pub async fn configured(
+        zones: &[(&str, &str)],
+        workers: usize,
+        port: u16,
+        global: &str,
+        each: &str,
+    ) -> Knot {
         let dir = TempDir::new().expect("tempdir");
         let d = dir.path().display();
         let mut conf = format!(
             "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  udp-workers: {workers}\n  tcp-workers: 1\n  background-workers: 1\n\
-             database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\n\
+             database:\n  storage: \"{d}\"\nlog:\n  - target: stderr\n    any: warning\n{global}\
              template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\nzone:\n"
         );
         for (origin, text) in zones {
             std::fs::write(dir.path().join(format!("{origin}.zone")), text).expect("zone file");
-            conf.push_str(&format!("  - domain: {origin}\n"));
+            conf.push_str(&format!("  - domain: {origin}\n{each}"));
         }
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).expect("knot.conf");
