@@ -622,18 +622,7 @@ async fn dnssec_table(b: &Bed, etcd: &Etcd, o: &Opts) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = Command::new("dnssec-keygen")
-        .args(["-q", "-K"])
-        .arg(b.dir.path())
-        .args(["-a", "ECDSAP256SHA256", "-f", "KSK", "webapp.dev"])
-        .output()
-        .expect("dnssec-keygen runs (apt-get install bind9-utils)");
-    let key = b
-        .dir
-        .path()
-        .join(String::from_utf8_lossy(&out.stdout).trim())
-        .display()
-        .to_string();
+    let key = keygen(b.dir.path(), "webapp.dev");
     let lodestar = Server::binary(
         env!("CARGO_BIN_EXE_lodestar-dns"),
         &["--threads", "1", "--dnssec-key", &key],
@@ -681,6 +670,19 @@ async fn dnssec_table(b: &Bed, etcd: &Etcd, o: &Opts) {
             );
         }
     }
+}
+
+/// An ECDSA P-256 key pair for `zone` made by dnssec-keygen in `dir`: its base name.
+fn keygen(dir: &Path, zone: &str) -> String {
+    let out = Command::new("dnssec-keygen")
+        .args(["-q", "-K"])
+        .arg(dir)
+        .args(["-a", "ECDSAP256SHA256", "-f", "KSK", zone])
+        .output()
+        .expect("dnssec-keygen runs (apt-get install bind9-utils)");
+    dir.join(String::from_utf8_lossy(&out.stdout).trim())
+        .display()
+        .to_string()
 }
 
 /// Whether `name` A at `addr` comes back with an RRSIG (asked with DO).
@@ -1061,6 +1063,10 @@ enum Wire {
     Udp,
     Edns,
     Tcp,
+    /// EDNS 1232 with DO: a signed answer.
+    EdnsDo,
+    /// TCP with DO.
+    TcpDo,
 }
 
 impl Wire {
@@ -1069,7 +1075,13 @@ impl Wire {
             Wire::Udp => "UDP",
             Wire::Edns => "UDP EDNS 1232",
             Wire::Tcp => "TCP",
+            Wire::EdnsDo => "UDP EDNS 1232, DO (signed)",
+            Wire::TcpDo => "TCP, DO (signed)",
         }
+    }
+
+    fn tcp(self) -> bool {
+        matches!(self, Wire::Tcp | Wire::TcpDo)
     }
 }
 
@@ -1081,13 +1093,18 @@ fn timed(
     wire: Wire,
 ) -> Option<(f64, usize, bool)> {
     use std::io::{Read, Write};
-    let m = match wire {
-        Wire::Edns => support::message_edns(name, qtype, 1232),
-        _ => support::message(name, qtype),
+    let mut m = match wire {
+        Wire::Udp | Wire::Tcp => support::message(name, qtype),
+        _ => support::message_edns(name, qtype, 1232),
     };
+    if matches!(wire, Wire::EdnsDo | Wire::TcpDo) {
+        if let Some(e) = m.edns.as_mut() {
+            e.set_dnssec_ok(true);
+        }
+    }
     let bytes = m.to_vec().ok()?;
     let t = Instant::now();
-    let raw = if wire == Wire::Tcp {
+    let raw = if wire.tcp() {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
@@ -1116,12 +1133,34 @@ async fn big(o: &Opts) {
     let etcd = Etcd::start().await;
     load_services(&etcd, o.services).await;
     load_big(&etcd).await;
-    let knot = Knot::with_zones(&[("webapp.dev", &big_zone(o.services))]).await;
+    // Both sign with ECDSA P-256 for queries with DO: Knot the zone ahead of time
+    // (`dnssec-signing`), Lodestar online (`--dnssec-key`); without DO neither signs.
+    let knot = Knot::configured(
+        &[("webapp.dev", &big_zone(o.services))],
+        1,
+        support::free_port(),
+        "policy:\n  - id: ec\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n",
+        "    dnssec-signing: on\n    dnssec-policy: ec\n",
+    )
+    .await;
     let knot_pid = pid_listening_udp(knot.addr.port()).expect("knot's pid");
     pin(knot_pid, "1");
-    let lodestar = Server::lodestar(&etcd, knot.addr, "1");
+    let keys = tempfile::TempDir::new().expect("tempdir");
+    let key = keygen(keys.path(), "webapp.dev");
+    let lodestar = Server::binary(
+        env!("CARGO_BIN_EXE_lodestar-dns"),
+        &["--threads", "1", "--dnssec-key", &key],
+        &etcd,
+        knot.addr,
+        "1",
+    );
     let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let t = Instant::now();
+    while !signed_answer(&sock, knot.addr, "i4999.big5000.webapp.dev.") {
+        assert!(t.elapsed() < Duration::from_secs(300), "knot did not sign the zone");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wait_answer(
         &sock,
         lodestar.addr,
@@ -1152,7 +1191,7 @@ async fn big(o: &Opts) {
         )))
         .collect();
     for (name, records, changed) in &names {
-        for wire in [Wire::Udp, Wire::Edns, Wire::Tcp] {
+        for wire in [Wire::Udp, Wire::Edns, Wire::Tcp, Wire::EdnsDo, Wire::TcpDo] {
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
             let (mut ours_n, mut theirs_n) = ((0, false), (0, false));
