@@ -1158,7 +1158,10 @@ async fn big(o: &Opts) {
     sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
     let t = Instant::now();
     while !signed_answer(&sock, knot.addr, "i4999.big5000.webapp.dev.") {
-        assert!(t.elapsed() < Duration::from_secs(300), "knot did not sign the zone");
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "knot did not sign the zone"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_answer(
