@@ -223,8 +223,8 @@ fn write_signed(
         .chain(&body.answers[..start])
         .cloned()
         .collect();
-    equal_ttls(&mut rotated);
     let groups = rrsets(&rotated);
+    equal_ttls(&mut rotated, &groups);
     let reserve: usize = groups
         .iter()
         .map(|g| signature_room(signers, &rotated[g[0]], qname))
@@ -253,8 +253,9 @@ fn write_signed(
     let mut authorities = 0;
     if !truncated {
         let mut records = body.authorities.to_vec();
-        equal_ttls(&mut records);
-        for g in rrsets(&records) {
+        let groups = rrsets(&records);
+        equal_ttls(&mut records, &groups);
+        for g in groups {
             let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
             match emit_signed_set(&mut enc, &members, signers, qname)? {
                 Some(count) => authorities += count,
@@ -274,8 +275,9 @@ fn write_signed(
             .filter(|r| targets.contains(&r.name))
             .cloned()
             .collect();
-        equal_ttls(&mut records);
-        for g in rrsets(&records) {
+        let groups = rrsets(&records);
+        equal_ttls(&mut records, &groups);
+        for g in groups {
             let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
             // Additional records that do not fit are simply left out: no TC for those.
             match emit_signed_set(&mut enc, &members, signers, qname)? {
@@ -348,19 +350,21 @@ fn rrsets(records: &[Record]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Gives every record of an RRset the RRset's lowest TTL (RFC 2181 5.2; a signature has one).
-fn equal_ttls(records: &mut [Record]) {
-    let mut lowest: std::collections::HashMap<(Name, hickory_proto::rr::RecordType), u32> =
-        std::collections::HashMap::new();
-    for r in records.iter() {
-        let t = lowest
-            .entry((r.name.clone(), r.record_type()))
-            .or_insert(r.ttl);
-        *t = (*t).min(r.ttl);
-    }
-    for r in records.iter_mut() {
-        if let Some(t) = lowest.get(&(r.name.clone(), r.record_type())) {
-            r.ttl = *t;
+/// Gives every record of an RRset (`groups`, from [`rrsets`]) the RRset's lowest TTL (RFC 2181
+/// 5.2; a signature has one).
+fn equal_ttls(records: &mut [Record], groups: &[Vec<usize>]) {
+    for g in groups {
+        let lowest = g
+            .iter()
+            .filter_map(|i| records.get(*i))
+            .map(|r| r.ttl)
+            .min();
+        if let Some(ttl) = lowest {
+            for i in g {
+                if let Some(r) = records.get_mut(*i) {
+                    r.ttl = ttl;
+                }
+            }
         }
     }
 }
@@ -673,6 +677,22 @@ mod tests {
             assert_eq!(rrsigs(&m), 1, "{limit}: one signature for the part sent");
             assert!(m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
         }
+        // An RRset goes out with one TTL, its lowest.
+        let mut mixed = addresses(3);
+        mixed[1].ttl = 10;
+        let m = parse(&encode(
+            &with_do(q(Transport::Udp, Some(1232))),
+            ResponseCode::NoError,
+            true,
+            false,
+            Body {
+                answers: &mixed,
+                signers: Some(&signers),
+                ..Body::default()
+            },
+        ));
+        let ttls: Vec<u32> = m.answers.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [10, 10, 10, 10], "three addresses and their RRSIG");
         // Without DO nothing is signed.
         let body = Body {
             answers: &records[..3],
