@@ -73,12 +73,22 @@ impl Cached {
         }
     }
 
-    /// Encodes every rotation now (a signed answer is built on a worker, never on the receive
-    /// loop that later sends it).
+    /// Encodes every rotation now: a signed answer's rotations are encoded (and signed) by a
+    /// worker, never by the receive loop that later sends them.
     pub fn prepare(&self) {
         for i in 0..self.variants.len() {
             self.variant(i);
         }
+    }
+
+    /// The first rotation, encoded now; the answer to the query that built a signed entry.
+    pub fn first_variant(&self) -> &[u8] {
+        self.variant(0)
+    }
+
+    /// Whether every rotation is encoded.
+    pub fn prepared(&self) -> bool {
+        self.variants.iter().all(|v| v.get().is_some())
     }
 
     /// Whether this answer is still the one `snap` would give.
@@ -101,6 +111,20 @@ impl Cached {
     pub fn next_variant(&self) -> &[u8] {
         let count = self.variants.len().max(1);
         let i = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        if self.signers.is_some() {
+            // Signed rotations are encoded by workers ([`Cached::prepare`]); until one is
+            // ready, a ready one goes out instead of signing here.
+            if let Some(ready) = self
+                .variants
+                .iter()
+                .cycle()
+                .skip(i)
+                .take(count)
+                .find_map(|v| v.get())
+            {
+                return ready;
+            }
+        }
         self.variant(i)
     }
 
@@ -197,6 +221,43 @@ mod tests {
             rotate: true,
             ..Records::default()
         })
+    }
+
+    #[test]
+    fn signed_rotations_are_only_sent_once_a_worker_encoded_them() {
+        let signers = Arc::new(Signers::new(&[crate::keys::test_key()]).unwrap());
+        let mut q = query();
+        let mut e = hickory_proto::op::Edns::new();
+        e.set_dnssec_ok(true);
+        q.edns = Some(e);
+        let c = Cached::new(1, Dep::All, q, answer(3), Counter::default(), Some(signers));
+        let first = c.first_variant().to_vec();
+        assert!(!c.prepared());
+        for _ in 0..5 {
+            assert_eq!(
+                c.next_variant(),
+                first.as_slice(),
+                "no encoding on the hit path"
+            );
+        }
+        assert!(!c.prepared());
+        c.prepare();
+        let firsts: std::collections::BTreeSet<String> = (0..3)
+            .map(|_| {
+                Message::from_vec(c.next_variant()).unwrap().answers[0]
+                    .data
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(firsts.len(), 3, "rotations once prepared");
+        let m = Message::from_vec(&first).unwrap();
+        assert_eq!(
+            m.answers
+                .iter()
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -201,6 +201,30 @@ impl Handler {
         self.cache.len()
     }
 
+    /// Encodes (and signs) the other rotations of a signed answer on a blocking worker, after the
+    /// answer that built it went out.
+    fn prepare_later(&self, entry: Arc<Cached>) {
+        if entry.prepared() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let workers = self.workers.clone();
+                rt.spawn(async move {
+                    let Ok(_worker) = workers.acquire_owned().await else {
+                        return;
+                    };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        lower_priority();
+                        entry.prepare();
+                    })
+                    .await;
+                });
+            }
+            Err(_) => entry.prepare(),
+        }
+    }
+
     /// RRset signatures in the signature cache.
     pub fn cached_signatures(&self) -> u64 {
         self.signers.cached()
@@ -439,10 +463,19 @@ impl Handler {
                             signers,
                         );
                         if dnssec {
-                            built.prepare();
+                            // Encoded before anyone can find it, so no hit ever signs.
+                            built.first_variant();
                         }
                         let entry = self.cache.insert(&key, built);
-                        let mut bytes = entry.next_variant().to_vec();
+                        let first = if dnssec {
+                            // Signed: this answer now, the other rotations by a worker after it.
+                            let bytes = entry.first_variant().to_vec();
+                            self.prepare_later(entry.clone());
+                            bytes
+                        } else {
+                            entry.next_variant().to_vec()
+                        };
+                        let mut bytes = first;
                         wire::patch(&mut bytes, raw, quick.qname, recurse);
                         (bytes, rcode)
                     }

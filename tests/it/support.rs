@@ -253,17 +253,20 @@ impl Knot {
         }
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).expect("knot.conf");
+        let log = std::fs::File::create(dir.path().join("knotd.log")).expect("knotd.log");
         let child = Command::new("knotd")
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("knotd runs (apt-get install knot)");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let first = zones.first().map(|z| z.0).unwrap_or("example.org");
         let probe = format!("{first}.");
-        eventually(Duration::from_secs(20), "knot answers", || {
+        // A zone Knot signs is served once signed: minutes for a large one.
+        let wait = if each.contains("dnssec") { 600 } else { 20 };
+        eventually(Duration::from_secs(wait), "knot answers", || {
             let probe = probe.clone();
             async move {
                 query(addr, &probe, RecordType::SOA)
