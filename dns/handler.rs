@@ -56,6 +56,8 @@ pub struct Handler {
     metrics: Arc<Metrics>,
     cache: AnswerCache,
     workers: Arc<Semaphore>,
+    /// Background work (the other rotations of a signed answer): one at a time.
+    background: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     forwards: Arc<Semaphore>,
     rotation: AtomicUsize,
@@ -137,6 +139,7 @@ impl Handler {
             metrics,
             cache: AnswerCache::default(),
             workers: Arc::new(Semaphore::new(limits.workers.max(1))),
+            background: Arc::new(Semaphore::new(1)),
             admitted: Arc::new(Semaphore::new(limits.admitted.max(1))),
             forwards: Arc::new(Semaphore::new(limits.forwards.max(1))),
             rotation: AtomicUsize::new(0),
@@ -209,9 +212,11 @@ impl Handler {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                let workers = self.workers.clone();
+                // A permit of their own: rotations signed in the background never hold a
+                // worker that a query is waiting for.
+                let background = self.background.clone();
                 rt.spawn(async move {
-                    let Ok(_worker) = workers.acquire_owned().await else {
+                    let Ok(_permit) = background.acquire_owned().await else {
                         return;
                     };
                     let _ = tokio::task::spawn_blocking(move || {

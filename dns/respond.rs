@@ -218,9 +218,13 @@ fn write_signed(
     let qname = question.name();
     let n = body.answers.len();
     let start = if n == 0 { 0 } else { body.rotation % n };
+    // No record takes less than 11 bytes: what can be sent is bounded by the limit, and only
+    // that is copied, grouped and signed (the cost follows what is sent, not what the name has).
+    let at_most = usize::from(limit) / 11 + 1;
     let mut rotated: Vec<Record> = body.answers[start..]
         .iter()
         .chain(&body.answers[..start])
+        .take(at_most)
         .cloned()
         .collect();
     let groups = rrsets(&rotated);
