@@ -606,11 +606,11 @@ impl Handler {
     /// DNSSEC's part of a local answer: the DNSKEY set at a signed domain's apex (asked with or
     /// without DO), and with DO the NSEC that proves a negative answer ([`crate::sign::secure`]).
     fn with_dnssec(&self, answer: Answer, q: &Query, dnssec: bool) -> Answer {
-        let lower = q.name.to_lowercase();
+        // Names compare without regard to letter case: no lower-case copy is needed.
         let answer = match answer {
             Answer::NoData(_) if q.qtype == hickory_proto::rr::RecordType::DNSKEY => match self
                 .signers
-                .dnskeys(&lower, &q.name, self.authority.default_ttl)
+                .dnskeys(&q.name, &q.name, self.authority.default_ttl)
             {
                 Some(keys) => Answer::Records(Records {
                     answers: keys,
@@ -623,7 +623,7 @@ impl Handler {
         if !dnssec {
             return answer;
         }
-        let apex = self.signers.zones().any(|z| *z == lower);
+        let apex = self.signers.zones().any(|z| *z == q.name);
         crate::sign::secure(answer, &q.name, q.qtype, apex)
     }
 

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, OpCode, ResponseCode};
 use hickory_proto::op::{MessageType, Query as Question};
 use hickory_proto::rr::{Name, RData, Record};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, Place};
 use hickory_proto::ProtoError;
 
 use crate::answer::{Answer, Records};
@@ -139,7 +139,7 @@ pub fn malformed(m: &Malformed) -> Option<Vec<u8>> {
 }
 
 fn write(
-    mut metadata: Metadata,
+    metadata: Metadata,
     question: Option<&Question>,
     body: Body<'_>,
     edns: Option<&Edns>,
@@ -175,23 +175,33 @@ fn write(
         // Additional records that do not fit are simply left out: no TC for those.
         (additionals, _) = emitted(enc.emit_all(wanted))?;
     }
+    let counts = HeaderCounts {
+        queries,
+        answers,
+        authorities,
+        additionals,
+    };
+    finish(&mut enc, place, metadata, counts, truncated, edns, limit)?;
+    Ok(buf)
+}
+
+/// The end of every response: the OPT (in the room kept for it), TC, and the header.
+fn finish(
+    enc: &mut BinEncoder<'_>,
+    place: Place<Header>,
+    mut metadata: Metadata,
+    mut counts: HeaderCounts,
+    truncated: bool,
+    edns: Option<&Edns>,
+    limit: u16,
+) -> Result<(), ProtoError> {
     enc.set_max_size(limit);
     if let Some(edns) = edns {
         enc.emit_all(std::iter::once(&Record::from(edns)))?;
-        additionals += 1;
+        counts.additionals += 1;
     }
-    metadata.truncation = truncation(truncated, limit, answers);
-    let header = Header {
-        metadata,
-        counts: HeaderCounts {
-            queries,
-            answers,
-            authorities,
-            additionals,
-        },
-    };
-    place.replace(&mut enc, header)?;
-    Ok(buf)
+    metadata.truncation = truncation(truncated, limit, counts.answers);
+    place.replace(enc, Header { metadata, counts })
 }
 
 /// [`write`] for a query with DO: every RRset sent in a signed domain is followed by its RRSIGs,
@@ -201,7 +211,7 @@ fn write(
 /// authority RRset goes with its signatures or not at all (TC); an additional one likewise,
 /// without TC. TTLs within an RRset are made equal (the lowest), as signing requires.
 fn write_signed(
-    mut metadata: Metadata,
+    metadata: Metadata,
     question: &Question,
     body: Body<'_>,
     edns: Option<&Edns>,
@@ -290,22 +300,13 @@ fn write_signed(
             }
         }
     }
-    enc.set_max_size(limit);
-    if let Some(edns) = edns {
-        enc.emit_all(std::iter::once(&Record::from(edns)))?;
-        additionals += 1;
-    }
-    metadata.truncation = truncation(truncated, limit, answers);
-    let header = Header {
-        metadata,
-        counts: HeaderCounts {
-            queries: 1,
-            answers,
-            authorities,
-            additionals,
-        },
+    let counts = HeaderCounts {
+        queries: 1,
+        answers,
+        authorities,
+        additionals,
     };
-    place.replace(&mut enc, header)?;
+    finish(&mut enc, place, metadata, counts, truncated, edns, limit)?;
     Ok(buf)
 }
 

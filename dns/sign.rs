@@ -138,9 +138,10 @@ impl Signers {
         self.zone_of(&name.to_lowercase()).is_some()
     }
 
-    /// The DNSKEY records of the signed domain whose apex is `lower`, owned by `owner`.
-    pub fn dnskeys(&self, lower: &Name, owner: &Name, ttl: u32) -> Option<Vec<Record>> {
-        let z = self.zones.iter().find(|z| z.zone == *lower)?;
+    /// The DNSKEY records of the signed domain whose apex is `apex` (any letter case), owned by
+    /// `owner`.
+    pub fn dnskeys(&self, apex: &Name, owner: &Name, ttl: u32) -> Option<Vec<Record>> {
+        let z = self.zones.iter().find(|z| z.zone == *apex)?;
         Some(
             z.dnskeys
                 .iter()
