@@ -1483,7 +1483,15 @@ async fn head_of_line(o: &Opts, etcd: &Etcd, lodestar: &Server, knot: &Knot) {
     );
     println!("| server | small answered | lost | p50 | p99 | max | large answers meanwhile |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (label, addr) in [("Knot", knot.addr), ("Lodestar", lodestar.addr)] {
+    for (label, addr, signed) in [
+        ("Knot", knot.addr, false),
+        ("Lodestar", lodestar.addr, false),
+        (
+            "Lodestar, large ones asked with DO (signed)",
+            lodestar.addr,
+            true,
+        ),
+    ] {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut client = etcd.client().await;
         let writer = {
@@ -1519,7 +1527,12 @@ async fn head_of_line(o: &Opts, etcd: &Etcd, lodestar: &Server, knot: &Knot) {
                             } else {
                                 RecordType::A
                             };
-                            if timed(addr, name, qtype, wire).is_some() {
+                            let asked = match (signed, wire) {
+                                (true, Wire::Udp) => Wire::EdnsDo,
+                                (true, _) => Wire::TcpDo,
+                                (false, w) => w,
+                            };
+                            if timed(addr, name, qtype, asked).is_some() {
                                 n += 1;
                             }
                         }

@@ -172,6 +172,9 @@ async fn validators_accept_positive_and_negative_answers() {
             ("redis.webapp.dev", "SRV", "6379 1.redis.webapp.dev."),
             ("db.webapp.dev", "A", "CNAME\tredis.webapp.dev."),
             ("txt.webapp.dev", "TXT", "\"hello\""),
+            // SkyDNS's wildcard label, asked literally: the RRSIG's labels leave out the `*`.
+            ("*.redis.webapp.dev", "A", "10.0.0.1"),
+            ("REDIS.WebApp.dev", "A", "10.0.0.1"),
             ("webapp.dev", "SOA", "ns.dns.webapp.dev."),
             ("webapp.dev", "DNSKEY", "DNSKEY"),
         ] {
