@@ -76,7 +76,16 @@ impl Cached {
     /// Encodes every rotation now: a signed answer's rotations are encoded (and signed) by a
     /// worker, never by the receive loop that later sends them.
     pub fn prepare(&self) {
+        self.prepare_while(|_| true);
+    }
+
+    /// [`Cached::prepare`], one rotation at a time while `current` says this answer is still the
+    /// one to give: under churn an answer already replaced is not signed any further.
+    pub fn prepare_while(&self, current: impl Fn(&Cached) -> bool) {
         for i in 0..self.variants.len() {
+            if !current(self) {
+                return;
+            }
             self.variant(i);
         }
     }
@@ -241,6 +250,11 @@ mod tests {
             );
         }
         assert!(!c.prepared());
+        c.prepare_while(|_| false);
+        assert!(
+            !c.prepared(),
+            "an answer replaced meanwhile is not signed further"
+        );
         c.prepare();
         let firsts: std::collections::BTreeSet<String> = (0..3)
             .map(|_| {

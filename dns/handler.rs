@@ -215,13 +215,14 @@ impl Handler {
                 // A permit of their own: rotations signed in the background never hold a
                 // worker that a query is waiting for.
                 let background = self.background.clone();
+                let view = self.view.clone();
                 rt.spawn(async move {
                     let Ok(_permit) = background.acquire_owned().await else {
                         return;
                     };
                     let _ = tokio::task::spawn_blocking(move || {
                         lower_priority();
-                        entry.prepare();
+                        entry.prepare_while(|e| view.peek().as_ref().is_some_and(|s| e.valid(s)));
                     })
                     .await;
                 });
