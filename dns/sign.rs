@@ -111,9 +111,9 @@ impl Signers {
         }
         let cache = moka::sync::Cache::builder()
             .max_capacity(CACHE_BYTES)
+            // The key (the RRset's canonical content) and about 400 bytes per signature record.
             .weigher(|k: &Vec<u8>, v: &Arc<[Record]>| {
-                let sigs: usize = v.iter().map(|_| 400).sum();
-                u32::try_from(k.len() + sigs).unwrap_or(u32::MAX)
+                u32::try_from(k.len() + v.len() * 400).unwrap_or(u32::MAX)
             })
             .time_to_live(REUSE)
             .build();
