@@ -125,17 +125,18 @@ impl Signers {
         self.zones.iter().map(|z| &z.zone)
     }
 
-    /// The signed domain holding `lower` (a lower-case name), most specific first.
-    fn zone_of(&self, lower: &Name) -> Option<&ZoneSigner> {
+    /// The signed domain holding `name` (any letter case: names compare without it), most
+    /// specific first.
+    fn zone_of(&self, name: &Name) -> Option<&ZoneSigner> {
         self.zones
             .iter()
-            .filter(|z| z.zone.zone_of(lower))
+            .filter(|z| z.zone.zone_of(name))
             .max_by_key(|z| z.zone.num_labels())
     }
 
     /// Whether a name is inside a signed domain.
     pub fn signs(&self, name: &Name) -> bool {
-        self.zone_of(&name.to_lowercase()).is_some()
+        self.zone_of(name).is_some()
     }
 
     /// The DNSKEY records of the signed domain whose apex is `apex` (any letter case), owned by
@@ -162,11 +163,10 @@ impl Signers {
         let Some(first) = rrset.first() else {
             return Arc::from([]);
         };
-        let lower = first.name.to_lowercase();
-        let Some(zone) = self.zone_of(&lower) else {
+        let Some(zone) = self.zone_of(&first.name) else {
             return Arc::from([]);
         };
-        let Ok(canonical) = Canonical::of(&lower, rrset) else {
+        let Ok(canonical) = Canonical::of(&first.name, rrset) else {
             return Arc::from([]);
         };
         let key = canonical.key();
@@ -179,14 +179,14 @@ impl Signers {
             };
             let sigs: Vec<Record> = signers
                 .iter()
-                .filter_map(|s| match rrsig(s, &lower, &canonical) {
+                .filter_map(|s| match rrsig(s, &owner, &canonical) {
                     Ok(data) => Some(Record::from_rdata(
                         owner.clone(),
                         first.ttl,
                         RData::DNSSEC(DNSSECRData::RRSIG(data)),
                     )),
                     Err(error) => {
-                        tracing::warn!(%error, name = %lower, "signing an RRset failed");
+                        tracing::warn!(%error, name = %owner, "signing an RRset failed");
                         None
                     }
                 })
@@ -198,7 +198,7 @@ impl Signers {
     /// The most the signatures of one RRset at `name` take, their owners written in
     /// `owner_len` bytes (0 outside signed domains).
     pub fn room(&self, name: &Name, owner_len: usize) -> usize {
-        let Some(z) = self.zone_of(&name.to_lowercase()) else {
+        let Some(z) = self.zone_of(name) else {
             return 0;
         };
         let one = |s: &DnssecSigner| {
@@ -278,7 +278,8 @@ struct Canonical {
 }
 
 impl Canonical {
-    fn of(lower: &Name, rrset: &[&Record]) -> Result<Canonical, hickory_proto::ProtoError> {
+    /// `name`: the RRset's owner, in any letter case (it is written lower case).
+    fn of(name: &Name, rrset: &[&Record]) -> Result<Canonical, hickory_proto::ProtoError> {
         let first = rrset
             .first()
             .ok_or_else(|| hickory_proto::ProtoError::from("an empty RRset"))?;
@@ -292,11 +293,11 @@ impl Canonical {
         }
         rdatas.sort();
         rdatas.dedup();
-        let mut owner = Vec::with_capacity(lower.len() + 1);
+        let mut owner = Vec::with_capacity(name.len() + 1);
         {
             let mut enc = BinEncoder::new(&mut owner);
             enc.set_name_encoding(NameEncoding::UncompressedLowercase);
-            lower.emit(&mut enc)?;
+            name.emit(&mut enc)?;
         }
         Ok(Canonical {
             owner,
@@ -354,7 +355,7 @@ impl Canonical {
 
 fn rrsig(
     signer: &DnssecSigner,
-    lower: &Name,
+    owner: &Name,
     rrset: &Canonical,
 ) -> Result<RRSIG, hickory_proto::ProtoError> {
     let now = SystemTime::now()
@@ -363,7 +364,7 @@ fn rrsig(
     let input = SigInput {
         type_covered: rrset.rtype,
         algorithm: signer.key().algorithm(),
-        num_labels: lower.num_labels(),
+        num_labels: owner.num_labels(),
         original_ttl: rrset.ttl,
         sig_expiration: SerialNumber::new(now.wrapping_add(VALIDITY.as_secs() as u32)),
         sig_inception: SerialNumber::new(now.wrapping_sub(SKEW)),
@@ -412,7 +413,8 @@ mod tests {
         let lower = owner.to_lowercase();
         for set in sets {
             let refs: Vec<&Record> = set.iter().collect();
-            let c = Canonical::of(&lower, &refs).unwrap();
+            // The owner as asked (mixed case): written lower case all the same.
+            let c = Canonical::of(&owner, &refs).unwrap();
             let input = SigInput {
                 type_covered: c.rtype,
                 algorithm: hickory_proto::dnssec::Algorithm::ECDSAP256SHA256,
