@@ -94,6 +94,21 @@ fn delv(dns: &Dns, anchor: &Path, root: &str, name: &str, qtype: &str) -> String
     )
 }
 
+/// lodestar-dns for webapp.dev on `etcd` (no forwarding) signing with `keys` (and `extra`
+/// flags), once its view is loaded.
+async fn signing(etcd: &Etcd, keys: &str, extra: &[&str]) -> Dns {
+    let mut args = vec!["--dnssec-key", keys];
+    args.extend(extra);
+    let dns = Dns::for_etcd(etcd, None, &args);
+    dns.ready().await;
+    dns
+}
+
+/// `m` asked of `dns` over UDP, or TCP when `tcp`.
+async fn ask(dns: &Dns, m: &Message, tcp: bool) -> Message {
+    exchange(dns.addr, m, tcp).await.expect("answer")
+}
+
 fn validated(out: &str) -> bool {
     out.lines().any(|l| l == "; fully validated")
 }
@@ -147,7 +162,6 @@ async fn validators_accept_positive_and_negative_answers() {
     let etcd = Etcd::start().await;
     put_all(&etcd, &records()).await;
     let dir = TempDir::new().expect("tempdir");
-    let ep = etcd.endpoint();
     for (algorithm, ksk, as_ds) in [
         ("ECDSAP256SHA256", true, true),
         ("ED25519", true, false),
@@ -156,16 +170,7 @@ async fn validators_accept_positive_and_negative_answers() {
         let base = keygen(dir.path(), "webapp.dev", algorithm, ksk);
         let trust = anchor(dir.path(), &base, as_ds);
         let key = path_str(&base);
-        let dns = Dns::start(&[
-            "--domain",
-            "webapp.dev",
-            "--etcd",
-            &ep,
-            "--no-forward",
-            "--dnssec-key",
-            &key,
-        ]);
-        dns.ready().await;
+        let dns = signing(&etcd, &key, &[]).await;
         let ask = |name: &str, t: &str| delv(&dns, &trust, "webapp.dev", name, t);
         for (name, t, want) in [
             ("redis.webapp.dev", "A", "10.0.0.2"),
@@ -214,16 +219,7 @@ async fn validators_accept_positive_and_negative_answers() {
     let wrong = anchor(dir.path(), &other, true);
     let served = keygen(dir.path(), "webapp.dev", "ECDSAP256SHA256", true);
     let key = path_str(&served);
-    let dns = Dns::start(&[
-        "--domain",
-        "webapp.dev",
-        "--etcd",
-        &ep,
-        "--no-forward",
-        "--dnssec-key",
-        &key,
-    ]);
-    dns.ready().await;
+    let dns = signing(&etcd, &key, &[]).await;
     let out = delv(&dns, &wrong, "webapp.dev", "redis.webapp.dev", "A");
     assert!(
         !validated(&out) && out.contains("resolution failed"),
@@ -246,23 +242,20 @@ async fn a_rollover_by_restart_is_trusted_by_either_anchor() {
         anchor(dir.path(), &new, true),
     );
     let both = format!("{},{}", path_str(&old), path_str(&new));
-    let dns = Dns::for_etcd(&etcd, None, &["--dnssec-key", &both]);
-    dns.ready().await;
-    let m = exchange(
-        dns.addr,
+    let dns = signing(&etcd, &both, &[]).await;
+    let m = ask(
+        &dns,
         &with_do("webapp.dev.", RecordType::DNSKEY, 1232),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert_eq!(count(&m, RecordType::DNSKEY), 2);
-    let m = exchange(
-        dns.addr,
+    let m = ask(
+        &dns,
         &with_do("redis.webapp.dev.", RecordType::A, 1232),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert_eq!(count(&m, RecordType::RRSIG), 2, "signed by both keys");
     for trust in [&old_anchor, &new_anchor] {
         for (name, t) in [("redis.webapp.dev", "A"), ("nope.webapp.dev", "A")] {
@@ -272,8 +265,7 @@ async fn a_rollover_by_restart_is_trusted_by_either_anchor() {
     }
     drop(dns);
     let key = path_str(&new);
-    let dns = Dns::for_etcd(&etcd, None, &["--dnssec-key", &key]);
-    dns.ready().await;
+    let dns = signing(&etcd, &key, &[]).await;
     assert!(validated(&delv(
         &dns,
         &new_anchor,
@@ -298,8 +290,7 @@ async fn rrsigs_only_for_do_and_kdig_shows_them() {
     put_all(&etcd, &records()).await;
     let dir = TempDir::new().expect("tempdir");
     let key = path_str(&keygen(dir.path(), "webapp.dev", "ED25519", true));
-    let dns = Dns::for_etcd(&etcd, None, &["--dnssec-key", &key]);
-    dns.ready().await;
+    let dns = signing(&etcd, &key, &[]).await;
 
     let out = Command::new("kdig")
         .arg(format!("@{}", dns.addr.ip()))
@@ -313,13 +304,12 @@ async fn rrsigs_only_for_do_and_kdig_shows_them() {
         "{out}"
     );
 
-    let signed = exchange(
-        dns.addr,
+    let signed = ask(
+        &dns,
         &with_do("redis.webapp.dev.", RecordType::A, 1232),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert_eq!(count(&signed, RecordType::RRSIG), 1, "{signed:?}");
     assert!(signed.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
 
@@ -327,26 +317,23 @@ async fn rrsigs_only_for_do_and_kdig_shows_them() {
         message("redis.webapp.dev.", RecordType::A),
         crate::support::message_edns("redis.webapp.dev.", RecordType::A, 1232),
     ] {
-        let m = exchange(dns.addr, &q, false).await.expect("answer");
+        let m = ask(&dns, &q, false).await;
         assert_eq!(m.answers.len(), 2);
         assert_eq!(count(&m, RecordType::RRSIG), 0, "{m:?}");
         assert!(!m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
     }
-    let plain = exchange(dns.addr, &message("nope.webapp.dev.", RecordType::A), false)
-        .await
-        .expect("answer");
+    let plain = ask(&dns, &message("nope.webapp.dev.", RecordType::A), false).await;
     assert_eq!(plain.metadata.response_code, ResponseCode::NXDomain);
     assert_eq!(
         count(&plain, RecordType::NSEC) + count(&plain, RecordType::RRSIG),
         0
     );
-    let lie = exchange(
-        dns.addr,
+    let lie = ask(
+        &dns,
         &with_do("nope.webapp.dev.", RecordType::A, 1232),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert_eq!(lie.metadata.response_code, ResponseCode::NoError);
     assert_eq!(count(&lie, RecordType::NSEC), 1);
     assert_eq!(
@@ -355,19 +342,16 @@ async fn rrsigs_only_for_do_and_kdig_shows_them() {
         "SOA and NSEC signed: {lie:?}"
     );
 
-    let keys = exchange(dns.addr, &message("webapp.dev.", RecordType::DNSKEY), false)
-        .await
-        .expect("answer");
+    let keys = ask(&dns, &message("webapp.dev.", RecordType::DNSKEY), false).await;
     assert_eq!(count(&keys, RecordType::DNSKEY), 1);
     assert_eq!(count(&keys, RecordType::RRSIG), 0);
     // Not at the apex: no DNSKEY.
-    let below = exchange(
-        dns.addr,
+    let below = ask(
+        &dns,
         &message("redis.webapp.dev.", RecordType::DNSKEY),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert_eq!(count(&below, RecordType::DNSKEY), 0);
 }
 
@@ -380,10 +364,9 @@ async fn a_changed_record_is_signed_again_within_a_second() {
     let base = keygen(dir.path(), "webapp.dev", "ECDSAP256SHA256", true);
     let trust = anchor(dir.path(), &base, true);
     let key = path_str(&base);
-    let dns = Dns::for_etcd(&etcd, None, &["--dnssec-key", &key]);
-    dns.ready().await;
+    let dns = signing(&etcd, &key, &[]).await;
     let q = with_do("redis.webapp.dev.", RecordType::A, 1232);
-    let before = exchange(dns.addr, &q, false).await.expect("answer");
+    let before = ask(&dns, &q, false).await;
     let sig = |m: &Message| {
         m.answers
             .iter()
@@ -444,17 +427,15 @@ async fn signed_answers_that_do_not_fit_set_tc() {
     let base = keygen(dir.path(), "webapp.dev", "ECDSAP256SHA256", true);
     let trust = anchor(dir.path(), &base, true);
     let key = path_str(&base);
-    let dns = Dns::for_etcd(&etcd, None, &["--dnssec-key", &key]);
-    dns.ready().await;
+    let dns = signing(&etcd, &key, &[]).await;
 
     // 40 addresses fit 1232 bytes with their signature; not 512.
-    let big = exchange(
-        dns.addr,
+    let big = ask(
+        &dns,
         &with_do("forty.webapp.dev.", RecordType::A, 1232),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert!(!big.metadata.truncation);
     assert_eq!((big.answers.len(), count(&big, RecordType::RRSIG)), (41, 1));
     let raw = crate::support::udp_raw(
@@ -486,25 +467,23 @@ async fn signed_answers_that_do_not_fit_set_tc() {
         );
     }
     // Without DO the same 512 bytes hold more addresses and no signature.
-    let plain = exchange(
-        dns.addr,
+    let plain = ask(
+        &dns,
         &crate::support::message_edns("forty.webapp.dev.", RecordType::A, 512),
         false,
     )
-    .await
-    .expect("answer");
+    .await;
     assert_eq!(count(&plain, RecordType::RRSIG), 0);
     // delv retries over TCP on TC and validates the whole set.
     let out = delv(&dns, &trust, "webapp.dev", "forty.webapp.dev", "A");
     assert!(validated(&out) && out.contains("10.1.0.39"), "{out}");
     // 5,000 addresses do not fit a TCP message: the part sent is the part signed.
-    let huge = exchange(
-        dns.addr,
+    let huge = ask(
+        &dns,
         &with_do("huge.webapp.dev.", RecordType::A, 1232),
         true,
     )
-    .await
-    .expect("answer");
+    .await;
     assert!(huge.answers.len() > 3000, "{}", huge.answers.len());
     assert!(!huge.metadata.truncation, "no TC over TCP");
     assert_eq!(count(&huge, RecordType::RRSIG), 1);
@@ -527,8 +506,7 @@ async fn static_zones_are_signed() {
     let trust = anchor(dir.path(), &base, false);
     let key = path_str(&base);
     let zdir = path_str(zones.path());
-    let dns = Dns::for_etcd(&etcd, None, &["--zones", &zdir, "--dnssec-key", &key]);
-    dns.ready().await;
+    let dns = signing(&etcd, &key, &["--zones", &zdir]).await;
     let out = delv(&dns, &trust, "static.test", "www.static.test", "A");
     assert!(validated(&out) && out.contains("192.0.2.80"), "{out}");
     let out = delv(&dns, &trust, "static.test", "nope.static.test", "A");
