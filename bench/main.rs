@@ -641,32 +641,15 @@ async fn dnssec_table(b: &Bed, etcd: &Etcd, o: &Opts) {
     ];
     for mix in ["names", "srv", "nxdomain"] {
         let file = queries(b.dir.path(), mix, o.services);
-        for (_, addr, pid) in &servers {
-            offer_with(*addr, *pid, &file, o.qps, 2, true);
-        }
-        let mut runs: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
-        for _ in 0..o.rounds {
-            for (label, addr, pid) in &servers {
-                runs.entry(label)
-                    .or_default()
-                    .push(offer_with(*addr, *pid, &file, o.qps, o.seconds, true));
-            }
-        }
-        let med = |s: &str| median(runs[s].iter().map(|l| l.cpu_us).collect());
-        let online_cost = med(servers[0].0);
-        let signed_cost = med(servers[1].0);
+        let runs = rounds(&servers, &file, o, true);
+        let online_cost = row(&runs[servers[0].0]).1;
+        let signed_cost = row(&runs[servers[1].0]).1;
         for (server, _, _) in &servers {
-            let r = &runs[server];
-            let answered: u64 = r.iter().map(|l| l.answered).sum();
-            let lost: u64 = r.iter().map(|l| l.lost).sum();
-            let sent: u64 = r.iter().map(|l| l.sent).sum();
-            let lat = median(r.iter().map(|l| l.latency_ms).collect());
-            let user = median(r.iter().map(|l| l.user_us).collect());
+            let (cells, cpu) = row(&runs[server]);
             println!(
-                "| {mix} | {server} | {answered} of {sent} | {lost} | {lat:.3} ms | {:.2} µs ({user:.2} µs) | {:.2}x | {:.2}x |",
-                med(server),
-                med(server) / online_cost,
-                med(server) / signed_cost
+                "| {mix} | {server} | {cells} | {:.2}x | {:.2}x |",
+                cpu / online_cost,
+                cpu / signed_cost
             );
         }
     }
@@ -734,34 +717,56 @@ fn cost_table(b: &Bed, o: &Opts) {
     }
     for mix in ["names", "srv", "nxdomain", "forward10"] {
         let file = queries(b.dir.path(), mix, o.services);
-        // Warm-up: caches filled, so that every round measures the same thing.
-        for (_, addr, pid) in &servers {
-            offer(*addr, *pid, &file, o.qps, 2);
-        }
-        let mut runs: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
-        for _ in 0..o.rounds {
-            for (label, addr, pid) in &servers {
-                runs.entry(label)
-                    .or_default()
-                    .push(offer(*addr, *pid, &file, o.qps, o.seconds));
-            }
-        }
-        let med = |s: &str| median(runs[s].iter().map(|l| l.cpu_us).collect());
+        let runs = rounds(&servers, &file, o, false);
+        let knot = row(&runs["Knot"]).1;
         for (server, _, _) in &servers {
-            let r = &runs[server];
-            let answered: u64 = r.iter().map(|l| l.answered).sum();
-            let lost: u64 = r.iter().map(|l| l.lost).sum();
-            let sent: u64 = r.iter().map(|l| l.sent).sum();
-            let lat = median(r.iter().map(|l| l.latency_ms).collect());
+            let (cells, cpu) = row(&runs[server]);
             let shown = if *server == "Knot" {
                 String::new()
             } else {
-                format!("{:.2}x", med(server) / med("Knot"))
+                format!("{:.2}x", cpu / knot)
             };
-            let user = median(r.iter().map(|l| l.user_us).collect());
-            println!("| {mix} | {server} | {answered} of {sent} | {lost} | {lat:.3} ms | {:.2} µs ({user:.2} µs) | {shown} |", med(server));
+            println!("| {mix} | {server} | {cells} | {shown} |");
         }
     }
+}
+
+/// One query file offered to every server in turn: a warm-up (caches filled, so that every
+/// round measures the same thing), then `o.rounds` rounds alternating between the servers; each
+/// server's loads. With `dnssec`, every query has DO.
+fn rounds<'a>(
+    servers: &[(&'a str, SocketAddr, u32)],
+    file: &Path,
+    o: &Opts,
+    dnssec: bool,
+) -> BTreeMap<&'a str, Vec<Load>> {
+    for (_, addr, pid) in servers {
+        offer_with(*addr, *pid, file, o.qps, 2, dnssec);
+    }
+    let mut runs: BTreeMap<&str, Vec<Load>> = BTreeMap::new();
+    for _ in 0..o.rounds {
+        for (label, addr, pid) in servers {
+            runs.entry(label)
+                .or_default()
+                .push(offer_with(*addr, *pid, file, o.qps, o.seconds, dnssec));
+        }
+    }
+    runs
+}
+
+/// A server's cells of a cost row (answered of sent, lost, median latency, median CPU per query
+/// with its user part), and that median CPU per query.
+fn row(loads: &[Load]) -> (String, f64) {
+    let answered: u64 = loads.iter().map(|l| l.answered).sum();
+    let lost: u64 = loads.iter().map(|l| l.lost).sum();
+    let sent: u64 = loads.iter().map(|l| l.sent).sum();
+    let lat = median(loads.iter().map(|l| l.latency_ms).collect());
+    let cpu = median(loads.iter().map(|l| l.cpu_us).collect());
+    let user = median(loads.iter().map(|l| l.user_us).collect());
+    (
+        format!("{answered} of {sent} | {lost} | {lat:.3} ms | {cpu:.2} µs ({user:.2} µs)"),
+        cpu,
+    )
 }
 
 async fn etcd_ranges(etcd: &Etcd) -> u64 {
