@@ -453,8 +453,16 @@ impl<'a> Lookup<'a> {
         let snap: &'a Snapshot = self.snap;
         let mut scanned = 0usize;
         let limit = self.scan;
-        let mut found: Vec<(&'a str, &'a Entry)> = snap
-            .subtree(&base)
+        // With a wildcard, the snapshot's wildcard index narrows the walk to the records that
+        // carry the pattern's rarest fixed label (or are deep enough): a question costs what it
+        // finds, not the size of the subtree above its first wildcard.
+        let wanted: Vec<Option<&str>> = pattern.iter().map(|l| (!wild(l)).then_some(*l)).collect();
+        let walk: Box<dyn Iterator<Item = (&'a str, &'a Entry)> + 'a> =
+            match snap.wildcard_candidates(&base, &wanted) {
+                Some(candidates) => Box::new(candidates),
+                None => Box::new(snap.subtree(&base)),
+            };
+        let mut found: Vec<(&'a str, &'a Entry)> = walk
             .take_while(|_| {
                 scanned += 1;
                 scanned <= limit

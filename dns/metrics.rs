@@ -2,8 +2,8 @@
 //!
 //! The handler and the forwarder count into [`Metrics`]; the view's figures (revision, records,
 //! skipped values) are read from the current snapshot at scrape time, so the watcher does no
-//! metrics work. [`serve`] exposes `/metrics`, `/healthz` and `/readyz` (ready once the first
-//! snapshot is loaded) on `--metrics`.
+//! metrics work. [`serve`] exposes `/metrics`, `/healthz` and `/readyz` (ready while the
+//! snapshot is loaded and follows a watch on an etcd member with a leader) on `--metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -412,26 +412,26 @@ async fn render(State(h): State<Http>) -> impl IntoResponse {
 
 async fn ready(State(h): State<Http>) -> impl IntoResponse {
     match h.view.load() {
-        // A stale view still answers (the last snapshot is better than nothing), so it stays
-        // ready; the body and `view_stale` say so.
+        // Ready only while the snapshot follows etcd: a watch open on a member with a leader.
+        // A stale view still answers from its last snapshot (and says so in its answers'
+        // metrics), but a load balancer or an operator asking "is this right now?" hears no.
         Some(s) => {
             let fresh = h.view.freshness();
-            let stale = match (fresh.is_stale(), fresh.since_heard()) {
-                (false, _) => String::new(),
-                (true, Some(d)) => format!(
-                    " (stale: no watch on an etcd member with a leader; last heard {:.1} s ago)",
-                    d.as_secs_f64()
+            let what = format!("revision {} with {} records", s.revision(), s.len());
+            match (fresh.is_stale(), fresh.since_heard()) {
+                (false, _) => (StatusCode::OK, format!("ready: {what}\n")),
+                (true, Some(d)) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "not ready: stale: no watch on an etcd member with a leader; last heard {:.1} s ago; answering from {what}\n",
+                        d.as_secs_f64()
+                    ),
                 ),
-                (true, None) => " (stale: no watch on an etcd member with a leader)".into(),
-            };
-            (
-                StatusCode::OK,
-                format!(
-                    "ready: revision {} with {} records{stale}\n",
-                    s.revision(),
-                    s.len()
+                (true, None) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: stale: no watch on an etcd member with a leader; answering from {what}\n"),
                 ),
-            )
+            }
         }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -245,6 +245,28 @@ impl EtcdConfig {
             .map_or("", String::as_str)
     }
 
+    /// Whether the member in use is the first endpoint (the host's own member, by convention).
+    pub fn on_first(&self) -> bool {
+        let n = self.endpoints.len().max(1);
+        self.current.0.load(Ordering::Relaxed).is_multiple_of(n)
+    }
+
+    /// Asks the first endpoint whether it is usable (answers within [`MEMBER_TIMEOUT`], has a
+    /// leader): its revision when it is. For going back to it once it is healthy again.
+    pub async fn check_first(&self) -> Result<i64, EtcdError> {
+        let first = self
+            .endpoints
+            .first()
+            .ok_or(EtcdError::Config("at least one etcd endpoint is needed"))?;
+        let mut client = connect_member(first, self.options()?).await?;
+        check_member(&mut client, first).await
+    }
+
+    /// The next [`EtcdConfig::connect`] tries the first endpoint first.
+    pub fn prefer_first(&self) {
+        self.current.0.store(0, Ordering::Relaxed);
+    }
+
     /// The member in use failed: the next [`EtcdConfig::connect`] tries the others first.
     pub fn avoid_current(&self) {
         let n = self.endpoints.len().max(1);

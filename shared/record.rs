@@ -69,10 +69,20 @@ pub enum Host {
     Name(String),
 }
 
+/// The largest record value, in bytes, that Lodestar writes or serves (64 KiB). A value can be
+/// no larger than what etcd accepts in one request (1.5 MiB by default), but a record that large
+/// makes no useful DNS answer (a TXT answer over TCP holds at most 64 KiB) and costs every
+/// reader: the DNS server skips a larger value as it skips one that does not parse, and the
+/// registrator never writes one.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
 /// Why a value is not a usable record.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
+    /// The value is larger than [`MAX_VALUE_BYTES`].
+    #[error("the value is {0} bytes, more than the {MAX_VALUE_BYTES} a record may have")]
+    TooLarge(usize),
     /// The value is not a JSON object of the expected shape.
     #[error("not a SkyDNS record: {0}")]
     Json(#[from] serde_json::Error),
@@ -93,6 +103,9 @@ impl Service {
     /// Parses a record from its stored JSON. A `host` that is neither an address nor a valid
     /// domain name makes the whole record invalid.
     pub fn parse(value: &[u8]) -> Result<Service, RecordError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(RecordError::TooLarge(value.len()));
+        }
         if value.trim_ascii_start().first() != Some(&b'{') {
             return Err(RecordError::NotAnObject);
         }
@@ -241,6 +254,19 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn values_past_the_size_limit_are_refused() {
+        let text = |n: usize| format!(r#"{{"host":"10.0.0.1","text":"{}"}}"#, "x".repeat(n));
+        let at_limit = text(MAX_VALUE_BYTES - text(0).len());
+        assert_eq!(at_limit.len(), MAX_VALUE_BYTES);
+        assert!(Service::parse(at_limit.as_bytes()).is_ok());
+        let over = text(MAX_VALUE_BYTES);
+        assert!(matches!(
+            Service::parse(over.as_bytes()),
+            Err(RecordError::TooLarge(n)) if n == over.len()
+        ));
     }
 
     #[test]

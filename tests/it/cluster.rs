@@ -398,8 +398,8 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
     bed.etcd.wait_leader(2, Duration::from_secs(20)).await;
 
     // Two of three members gone: the last one has no leader, so no server can follow etcd. They
-    // say so (view_stale 1, /readyz still 200 with the reason) and keep answering from the last
-    // snapshot; when the members come back, they follow again.
+    // say so (view_stale 1, /readyz 503 with the reason) and keep answering from the last
+    // snapshot; when the members come back, they follow again (and are ready again).
     bed.etcd.kill(0);
     bed.etcd.kill(1);
     for i in 0..3 {
@@ -414,7 +414,7 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         assert_eq!(a(bed.dns_addr(i), &name).await, Ok(vec![core03.clone()]));
     }
     let (code, body) = http_get(bed.metrics_addr(2), "/readyz").await;
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(code, 503, "{body}");
     assert!(body.contains("stale"), "{body}");
     let age = bed
         .metric(2, "lodestar_dns_view_progress_age_seconds")
@@ -433,6 +433,8 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         )
         .await;
     }
+    let (code, body) = http_get(bed.metrics_addr(2), "/readyz").await;
+    assert_eq!(code, 200, "{body}");
     bed.etcd
         .put(1, "/skydns/dev/webapp/db/db-2", &record("10.1.0.2"))
         .await;

@@ -418,6 +418,14 @@ impl Dns {
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.metrics.expect("started with --metrics"), path).await
     }
+
+    /// The value of an unlabelled metric, `None` when it is not in `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
 }
 
 impl std::ops::Deref for Dns {
@@ -863,6 +871,72 @@ impl DockerProxy {
 impl Drop for DockerProxy {
     fn drop(&mut self) {
         self.cut();
+    }
+}
+
+/// A TCP proxy on a free loopback port in front of `target` (an etcd member, say), so that a
+/// test can cut every client connection and refuse new ones, then let them through again, while
+/// the server behind it runs on.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::new(Mutex::new(Vec::new()));
+        let (o, c) = (open.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !o.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // cut: the connection is dropped at once
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                c.lock().expect("conns").push(task.abort_handle());
+            }
+        });
+        TcpProxy {
+            addr,
+            open,
+            conns,
+            accept,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--etcd`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Closes every connection and drops new ones until [`TcpProxy::heal`].
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().expect("conns").drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }
 

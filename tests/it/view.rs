@@ -232,3 +232,205 @@ async fn a_view_larger_than_one_page_loads_whole() {
     }
     assert!(dns.logs().contains(r#""records":4500"#), "{}", dns.logs());
 }
+
+/// The view's revision and record count, as `/metrics` says them.
+async fn view_state(dns: &Dns) -> (i64, i64) {
+    let rev = dns
+        .metric("lodestar_dns_view_revision")
+        .await
+        .unwrap_or(0.0);
+    let n = dns.metric("lodestar_dns_view_records").await.unwrap_or(0.0);
+    (rev as i64, n as i64)
+}
+
+/// 100,000 keys deleted in one request: etcd sends one watch message of about 6 MB (more than
+/// gRPC's default 4 MiB). The view applies it whole; it never claims the revision of the delete
+/// while still answering the deleted names.
+#[tokio::test]
+async fn a_mass_delete_in_one_request_is_applied_whole() {
+    let etcd = Etcd::start().await;
+    let n = 100_000;
+    let records: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            (
+                format!("/skydns/dev/webapp/big/s{i}/instance-{i}"),
+                format!(
+                    r#"{{"host":"10.{}.{}.{}"}}"#,
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ),
+            )
+        })
+        .collect();
+    put_all(&etcd, &records).await;
+    etcd.put("/skydns/dev/webapp/keep/k1", r#"{"host":"172.17.0.9"}"#)
+        .await;
+    let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
+    dns.ready().await;
+    let one = "instance-77777.s77777.big.webapp.dev.";
+    assert_eq!(a_records(&dns, one).await, ["10.1.47.209"]);
+    assert_eq!(view_state(&dns).await.1, n + 1);
+    let deleted = etcd
+        .client()
+        .await
+        .delete(
+            "/skydns/dev/webapp/big/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("delete the prefix");
+    assert_eq!(deleted.deleted(), n);
+    let rev = deleted.header().map(|h| h.revision()).unwrap_or_default();
+    eventually(
+        Duration::from_secs(60),
+        "the view holds what etcd holds, at the delete's revision",
+        || async { (view_state(&dns).await == (rev, 1)).then_some(()) },
+    )
+    .await;
+    for name in ["s0.big.webapp.dev.", one, "big.webapp.dev."] {
+        let m = query(dns.addr, name, RecordType::A).await.unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+    }
+    assert_eq!(a_records(&dns, "keep.webapp.dev.").await, ["172.17.0.9"]);
+    let (code, body) = dns.http_get("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!("revision {rev} with 1 records")),
+        "{body}"
+    );
+}
+
+/// A cut from etcd while three values of 1.4 MB and a small record are written: the catch-up
+/// after it is one batch of more than 4 MiB. Nothing is skipped: the small record answers, and
+/// the large values are left out for their size (each logged once and counted), not lost.
+#[tokio::test]
+async fn values_past_a_megabyte_written_during_a_cut_lose_nothing() {
+    let etcd = Etcd::start().await;
+    let proxy = TcpProxy::start(([127, 0, 0, 1], etcd.port).into()).await;
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &proxy.url(),
+        "--no-forward",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    dns.ready().await;
+    proxy.cut();
+    eventually(Duration::from_secs(15), "the cut is noticed", || async {
+        (dns.metric("lodestar_dns_view_stale").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let huge = format!(
+        r#"{{"host":"10.0.0.1","text":"{}"}}"#,
+        "x".repeat(1_400_000)
+    );
+    for i in 1..=3 {
+        etcd.put(&format!("/skydns/dev/webapp/huge/h{i}"), &huge)
+            .await;
+    }
+    let rev = etcd
+        .put("/skydns/dev/webapp/small/s1", r#"{"host":"172.17.0.3"}"#)
+        .await;
+    proxy.heal();
+    eventually(
+        Duration::from_secs(30),
+        "the small record written during the cut answers",
+        || async { (a_records(&dns, "small.webapp.dev.").await == ["172.17.0.3"]).then_some(()) },
+    )
+    .await;
+    assert_eq!(view_state(&dns).await, (rev, 1));
+    let m = query(dns.addr, "huge.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        dns.metric("lodestar_dns_view_skipped_values_total").await,
+        Some(3.0)
+    );
+    let logs = dns.logs();
+    assert_eq!(
+        logs.matches("more than the 65536 a record may have")
+            .count(),
+        3,
+        "{logs}"
+    );
+}
+
+/// A server far behind etcd (5,000 single-key writes while it was cut off) catches up 1,000
+/// revisions a response, each stamped with etcd's current revision. Cut again as soon as the
+/// first of them answers, and healed: it resumes from what it applied, and every record answers.
+#[tokio::test]
+async fn a_watcher_far_behind_cut_again_mid_catch_up_loses_nothing() {
+    let etcd = Etcd::start().await;
+    let proxies = [
+        TcpProxy::start(([127, 0, 0, 1], etcd.port).into()).await,
+        TcpProxy::start(([127, 0, 0, 1], etcd.port).into()).await,
+    ];
+    let endpoints = format!("{},{}", proxies[0].url(), proxies[1].url());
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &endpoints,
+        "--no-forward",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    dns.ready().await;
+    let cut = || proxies.iter().for_each(TcpProxy::cut);
+    let heal = || proxies.iter().for_each(TcpProxy::heal);
+    cut();
+    eventually(Duration::from_secs(15), "the cut is noticed", || async {
+        (dns.metric("lodestar_dns_view_stale").await == Some(1.0)).then_some(())
+    })
+    .await;
+    let n = 5_000;
+    let client = etcd.client().await;
+    let mut last = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let puts = chunk.iter().map(|i| {
+            let mut c = client.clone();
+            async move {
+                c.put(
+                    format!("/skydns/dev/webapp/r/r{i}"),
+                    format!(r#"{{"host":"10.9.{}.{}"}}"#, i / 250, i % 250),
+                    None,
+                )
+                .await
+                .expect("put")
+                .header()
+                .map(|h| h.revision())
+                .unwrap_or_default()
+            }
+        });
+        let revs = futures_util::future::join_all(puts).await;
+        last = last.max(revs.into_iter().max().unwrap_or_default());
+    }
+    heal();
+    eventually(
+        Duration::from_secs(30),
+        "the first replayed record answers",
+        || async { (a_records(&dns, "r0.r.webapp.dev.").await == ["10.9.0.0"]).then_some(()) },
+    )
+    .await;
+    cut();
+    let (applied, records) = view_state(&dns).await;
+    eprintln!("cut again at revision {applied} with {records} of {n} records (etcd at {last})");
+    heal();
+    eventually(
+        Duration::from_secs(60),
+        "every record written while cut off is in the view",
+        || async { (view_state(&dns).await == (last, n)).then_some(()) },
+    )
+    .await;
+    for i in [1, 999, 1000, 1001, 2500, 4999] {
+        assert_eq!(
+            a_records(&dns, &format!("r{i}.r.webapp.dev.")).await,
+            [format!("10.9.{}.{}", i / 250, i % 250)],
+            "r{i}"
+        );
+    }
+}
