@@ -63,8 +63,10 @@ pub struct Handler {
     rotation: AtomicUsize,
     log_queries: bool,
     upstream_timeout: std::time::Duration,
-    /// The stub zones of one generation of the view.
-    stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>)>,
+    /// The stub zones of one generation of the view, and the ones refused.
+    stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>, Vec<crate::stub::Refused>)>,
+    /// Held by the one thread that reads a new generation's stub zones.
+    stub_recompute: std::sync::Mutex<()>,
     /// DNSSEC keys of the signed domains (none: nothing is signed).
     signers: Arc<Signers>,
 }
@@ -145,7 +147,12 @@ impl Handler {
             rotation: AtomicUsize::new(0),
             log_queries: limits.log_queries,
             upstream_timeout: limits.upstream_timeout,
-            stub_zones: arc_swap::ArcSwap::from_pointee((0, Arc::new(StubZones::default()))),
+            stub_zones: arc_swap::ArcSwap::from_pointee((
+                0,
+                Arc::new(StubZones::default()),
+                Vec::new(),
+            )),
+            stub_recompute: std::sync::Mutex::new(()),
             signers: Arc::new(Signers::none()),
         }
     }
@@ -249,7 +256,8 @@ impl Handler {
         self.allow_recursion.iter().any(|net| net.contains(&client))
     }
 
-    /// The stub zones of `snap`'s generation, read from it once per generation.
+    /// The stub zones of `snap`'s generation, read from it once per generation; what changed
+    /// from the generation before is logged (one thread recomputes, the others keep the last).
     fn stubs(&self, snap: Option<&lodestar::Snapshot>) -> Arc<StubZones> {
         let Some(snap) = snap else {
             return Arc::new(StubZones::default());
@@ -258,9 +266,16 @@ impl Handler {
         if cached.0 == snap.generation() {
             return cached.1.clone();
         }
-        let fresh = Arc::new(StubZones::from_snapshot(snap, &self.authority.domains));
+        let Ok(_one) = self.stub_recompute.try_lock() else {
+            return cached.1.clone();
+        };
+        let (fresh, refused) = StubZones::from_snapshot(snap, &self.authority.domains);
+        if fresh != *cached.1 || refused != cached.2 {
+            fresh.log_changes(&refused, &cached.1, &cached.2);
+        }
+        let fresh = Arc::new(fresh);
         self.stub_zones
-            .store(Arc::new((snap.generation(), fresh.clone())));
+            .store(Arc::new((snap.generation(), fresh.clone(), refused)));
         fresh
     }
 

@@ -120,6 +120,7 @@ impl Config {
     pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
         lodestar::key::validate_name(&cli.domain)
             .with_context(|| format!("--domain {:?}", cli.domain))?;
+        reserved_domain(&cli.domain)?;
         let prefix =
             Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
         if cli.ttl < 2 {
@@ -203,6 +204,21 @@ impl Config {
     }
 }
 
+/// Refuses a domain whose records would land in a reserved subtree: a label `dns` (stub zones,
+/// NS and apex records of the domain above it) or the reverse trees under `arpa`.
+fn reserved_domain(domain: &str) -> anyhow::Result<()> {
+    let lower = domain.trim_end_matches('.').to_ascii_lowercase();
+    if lower.split('.').any(|l| l == crate::services::RESERVED) {
+        bail!("--domain {domain:?}: the label `dns` is reserved (stub zones, NS and apex records are written there by operators)");
+    }
+    if lower == "arpa" || lower.ends_with(".arpa") {
+        bail!(
+            "--domain {domain:?}: the arpa trees are reserved for PTR records written by operators"
+        );
+    }
+    Ok(())
+}
+
 /// This host's primary address: the IPv4 address of the interface with the default route, else
 /// the first IPv4 address that is not loopback or a container bridge; on a host without IPv4, its
 /// first global IPv6 address (not loopback, not link-local). Never 0.0.0.0, ::, 127.0.0.1 or ::1.
@@ -252,6 +268,22 @@ mod tests {
         list.iter()
             .map(|(n, ip)| (n.to_string(), ip.parse().unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn reserved_domains_are_refused() {
+        for bad in [
+            "dns.webapp.dev",
+            "x.DNS.dev.",
+            "in-addr.arpa",
+            "arpa",
+            "10.in-addr.arpa.",
+        ] {
+            assert!(reserved_domain(bad).is_err(), "{bad}");
+        }
+        for good in ["webapp.dev", "dnsx.dev", "arpa.example"] {
+            assert!(reserved_domain(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -131,6 +131,23 @@ pub enum ServiceError {
         /// The value.
         value: String,
     },
+    /// A name or id would put the record into a reserved subtree (`dns`: stub zones, NS and
+    /// apex records of a served domain), which only operators write.
+    #[error("{key}={value:?} has the label `dns`, which is reserved: records under a `dns` label are stub zones, NS or apex records of a domain, written by operators, never by the registrator")]
+    Reserved {
+        /// The key (or what the name came from: image, compose service, container name).
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// The record would be larger than a record may be ([`lodestar::record::MAX_VALUE_BYTES`]).
+    #[error("the record of port {port} would be {bytes} bytes, more than the {} a record may have (SERVICE_TEXT?)", lodestar::record::MAX_VALUE_BYTES)]
+    TooLarge {
+        /// The container port.
+        port: u16,
+        /// The size of its record's JSON.
+        bytes: usize,
+    },
     /// A numeric key holds something else.
     #[error("{key}={value:?} is not a number in range")]
     Number {
@@ -312,30 +329,33 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             continue;
         }
         let udp = if ep.proto == Proto::Udp { "-udp" } else { "" };
-        let name = match set(&format!("SERVICE_{p}_NAME")) {
-            Some(v) => checked_name(&format!("SERVICE_{p}_NAME"), &v)?,
+        let (name, name_key) = match set(&format!("SERVICE_{p}_NAME")) {
+            Some(v) => {
+                let key = format!("SERVICE_{p}_NAME");
+                (checked_name(&key, &v)?, key)
+            }
             None => match set("SERVICE_NAME") {
                 Some(v) => {
                     let base = checked_name("SERVICE_NAME", &v)?;
-                    if several {
-                        format!("{base}-{p}")
-                    } else {
-                        base
-                    }
+                    let name = if several { format!("{base}-{p}") } else { base };
+                    (name, "SERVICE_NAME".to_string())
                 }
                 None if s.explicit => continue,
                 None => {
                     let base = default_name(c);
-                    if several {
-                        format!("{base}-{p}")
-                    } else {
-                        base
-                    }
+                    let name = if several { format!("{base}-{p}") } else { base };
+                    (
+                        name,
+                        "the default name (compose service, image or container)".to_string(),
+                    )
                 }
             },
         };
-        let id = match set(&format!("SERVICE_{p}_ID")) {
-            Some(v) => checked_label(&format!("SERVICE_{p}_ID"), &v)?,
+        let (id, id_key) = match set(&format!("SERVICE_{p}_ID")) {
+            Some(v) => {
+                let key = format!("SERVICE_{p}_ID");
+                (checked_label(&key, &v)?, key)
+            }
             None => match set("SERVICE_ID") {
                 Some(v) => {
                     let base = checked_label("SERVICE_ID", &v)?;
@@ -344,11 +364,28 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
                     } else {
                         format!("{base}{udp}")
                     };
-                    checked_label("SERVICE_ID", &id)?
+                    (checked_label("SERVICE_ID", &id)?, "SERVICE_ID".to_string())
                 }
-                None => default_id(&s.host_id, &c.name, p, ep.proto),
+                None => (
+                    default_id(&s.host_id, &c.name, p, ep.proto),
+                    "the default id".to_string(),
+                ),
             },
         };
+        // The reserved subtree of any domain a DNS server may serve, at any depth: no label
+        // `dns` below the registrator's domain (its own is checked at start).
+        if name.split('.').any(|l| l == RESERVED) {
+            return Err(ServiceError::Reserved {
+                key: name_key,
+                value: name,
+            });
+        }
+        if id == RESERVED {
+            return Err(ServiceError::Reserved {
+                key: id_key,
+                value: id,
+            });
+        }
         let id = if ep.twin {
             checked_label("SERVICE_ID", &format!("{id}-ipv6"))?
         } else {
@@ -390,10 +427,17 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             value: full.clone(),
             reason: e.to_string(),
         })?;
+        let bytes = svc.to_json().len();
+        if bytes > lodestar::record::MAX_VALUE_BYTES {
+            return Err(ServiceError::TooLarge { port: p, bytes });
+        }
         out.push((full, svc));
     }
     Ok(out)
 }
+
+/// The label of the reserved subtrees (`<domain>/dns/...`: stub zones, NS and apex records).
+pub const RESERVED: &str = "dns";
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ServiceError> {
     value.trim().parse().map_err(|_| ServiceError::Number {

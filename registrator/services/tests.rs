@@ -218,6 +218,53 @@ fn invalid_names_are_refused() {
 }
 
 #[test]
+fn names_in_a_reserved_subtree_are_refused() {
+    // The take-over: a stub zone for `dev.` written by a container's labels.
+    for (k, v) in [
+        ("SERVICE_NAME", "dev.stub.dns"),
+        ("SERVICE_NAME", "ns.dns"),
+        ("SERVICE_NAME", "apex.dns"),
+        ("SERVICE_NAME", "dns"),
+        ("SERVICE_6379_NAME", "x.dns.other"),
+        ("SERVICE_ID", "dns"),
+    ] {
+        let c = container(&[], &[(k, v)], vec![port(6379, 1)]);
+        let err = services(&c, &settings()).unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Reserved { .. }) && err.to_string().contains(k),
+            "{k}={v}: {err}"
+        );
+    }
+    // The image's name too: an image called `dns` gets no default name in the reserved subtree.
+    let mut c = container(&[], &[], vec![port(53, 1)]);
+    c.image = "registry/dns:1".into();
+    assert!(matches!(
+        services(&c, &settings()),
+        Err(ServiceError::Reserved { .. })
+    ));
+    // Labels that merely contain the letters are fine.
+    let c = container(
+        &["SERVICE_NAME=dnsmasq", "SERVICE_ID=mydns"],
+        &[],
+        vec![port(53, 1)],
+    );
+    assert_eq!(services(&c, &settings()).unwrap().len(), 1);
+}
+
+#[test]
+fn a_record_over_the_size_limit_is_refused() {
+    let text = format!(
+        "SERVICE_TEXT={}",
+        "x".repeat(lodestar::record::MAX_VALUE_BYTES)
+    );
+    let c = container(&[&text], &[], vec![port(6379, 1)]);
+    assert!(matches!(
+        services(&c, &settings()),
+        Err(ServiceError::TooLarge { port: 6379, .. })
+    ));
+}
+
+#[test]
 fn udp_ports_and_host_addresses() {
     let mut c = container(
         &[],

@@ -299,3 +299,74 @@ fn rand_suffix() -> u128 {
     static N: AtomicU64 = AtomicU64::new(1);
     u128::from(N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// A stub zone never takes over what this server answers: not a served domain, not a parent of
+/// one, not another served domain's names. A stub zone for a foreign zone is taken as before.
+/// Each is logged.
+#[tokio::test]
+async fn a_stub_zone_never_takes_over_a_served_domain() {
+    let soa = "$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 60\n@ NS ns\nns A 127.0.0.1\n";
+    let hijack = format!("$ORIGIN dev.\n{soa}redis.webapp A 6.6.6.6\nx.other A 6.6.6.6\n");
+    let example = format!("$ORIGIN example.com.\n{soa}www A 192.0.2.80\n");
+    let knot = Knot::with_zones(&[("example.com", &example), ("dev", &hijack)]).await;
+    let etcd = Etcd::start().await;
+    let stub = format!(
+        r#"{{"host":"{}","port":{}}}"#,
+        knot.addr.ip(),
+        knot.addr.port()
+    );
+    let records: Vec<(String, String)> = [
+        (
+            "/skydns/dev/webapp/redis/r1",
+            r#"{"host":"172.17.0.5"}"#.to_string(),
+        ),
+        ("/skydns/dev/other/x", r#"{"host":"10.0.0.7"}"#.to_string()),
+        // Hostile: the parent of both domains, a served domain, another domain's names.
+        ("/skydns/dev/webapp/dns/stub/dev/h1", stub.clone()),
+        ("/skydns/dev/webapp/dns/stub/dev/webapp/h2", stub.clone()),
+        ("/skydns/dev/webapp/dns/stub/dev/other/x/h3", stub.clone()),
+        // A foreign zone, as SkyDNS's stub zones are used.
+        ("/skydns/dev/webapp/dns/stub/com/example/ns1", stub.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    put_all(&etcd, &records).await;
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev,other.dev",
+        "--etcd",
+        &etcd.endpoint(),
+        "--no-forward",
+    ]);
+    dns.ready().await;
+    eventually(
+        Duration::from_secs(10),
+        "the foreign stub answers",
+        || async {
+            let m = query(dns.addr, "www.example.com.", RecordType::A)
+                .await
+                .ok()?;
+            (data(&m) == ["192.0.2.80"]).then_some(())
+        },
+    )
+    .await;
+    let a = |name: &'static str| async move {
+        data(&query(dns.addr, name, RecordType::A).await.expect("answer"))
+    };
+    assert_eq!(a("redis.webapp.dev.").await, ["172.17.0.5"]);
+    assert_eq!(a("x.other.dev.").await, ["10.0.0.7"]);
+    let logs = dns.logs();
+    assert_eq!(logs.matches("stub zone refused").count(), 3, "{logs}");
+    for why in [
+        "it is a parent of the served domain",
+        "it is a served domain",
+        "it is inside the served domain other.dev.",
+    ] {
+        assert!(logs.contains(why), "{why}: {logs}");
+    }
+    assert!(
+        logs.contains("stub zone taken") && logs.contains("example.com."),
+        "{logs}"
+    );
+}

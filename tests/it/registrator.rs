@@ -752,3 +752,63 @@ async fn etcd_down_later_and_a_lost_lease_are_recovered() {
     .await;
     assert!(reg.logs().contains("lease lost"), "{}", reg.logs());
 }
+
+/// Labels can never write into a reserved subtree (a stub zone for `dev.`, an NS or apex record
+/// of the domain): such a container is skipped with a line naming the label, nothing is written
+/// under `<domain>/dns`, and the domain keeps answering from etcd.
+#[tokio::test]
+async fn labels_never_write_into_a_reserved_subtree() {
+    let (etcd, dns, reg) = stack("h-reserved", &[]).await;
+    let id = unique("hijack");
+    let _stub = Ctr::run(
+        "hijack-stub",
+        &[
+            "-p",
+            "53/udp",
+            "-l",
+            "SERVICE_NAME=dev.stub.dns",
+            "-l",
+            "SERVICE_IP=127.0.0.9",
+            "-l",
+            &format!("SERVICE_ID={id}"),
+        ],
+    );
+    let _ns = Ctr::run(
+        "hijack-ns",
+        &[
+            "-p",
+            "80",
+            "-l",
+            "SERVICE_NAME=ns.dns",
+            "-l",
+            "SERVICE_IP=127.0.0.9",
+        ],
+    );
+    let n = unique("ok");
+    let ok = Ctr::run("ok", &["-p", "6379", "-l", &format!("SERVICE_NAME={n}")]);
+    let port = host_port(&ok, "6379/tcp");
+    eventually(SOON, "the ordinary container is registered", || async {
+        srv(&dns, &format!("{n}.webapp.dev."))
+            .await
+            .iter()
+            .any(|s| s.contains(&format!(" {port} ")))
+            .then_some(())
+    })
+    .await;
+    eventually(SOON, "both skips are logged with the label", || async {
+        let logs = reg.logs();
+        (logs.contains("SERVICE_NAME=\\\"dev.stub.dns\\\" has the label `dns`, which is reserved")
+            && logs.contains("SERVICE_NAME=\\\"ns.dns\\\" has the label `dns`, which is reserved"))
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        etcd.keys("/skydns/dev/webapp/dns/").await,
+        Vec::<String>::new()
+    );
+    let m = query(dns.addr, "webapp.dev.", RecordType::NS)
+        .await
+        .unwrap();
+    assert!(m.metadata.authoritative);
+    assert_eq!(data(&m), Vec::<String>::new(), "no NS from a container");
+}

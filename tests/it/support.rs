@@ -175,6 +175,22 @@ impl Etcd {
     pub async fn delete(&self, key: &str) {
         self.client().await.delete(key, None).await.expect("delete");
     }
+
+    /// Every key under `prefix`, in order.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        let opts = etcd_client::GetOptions::new()
+            .with_prefix()
+            .with_keys_only();
+        self.client()
+            .await
+            .get(prefix, Some(opts))
+            .await
+            .expect("get")
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect()
+    }
 }
 
 /// Writes `records` (key, value) into etcd, 128 a transaction.
