@@ -170,19 +170,37 @@ impl Config {
         .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
         // What no retry would fix stops the start here, with one line naming the flag.
         etcd.validate()?;
+        // Never forward to ourselves: an upstream that is one of our own addresses loops.
+        let locals = local_addresses();
         let upstreams = if cli.no_forward {
             Vec::new()
         } else if cli.upstream.is_empty() {
             let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            resolv_conf_nameservers(&text)
+            let all = resolv_conf_nameservers(&text);
+            let (own, others): (Vec<SocketAddr>, Vec<SocketAddr>) = all
                 .into_iter()
-                .filter(|u| !cli.listen.contains(u)) // never forward to ourselves
-                .collect()
+                .partition(|u| own_address(*u, &cli.listen, &locals).is_some());
+            for u in &own {
+                tracing::warn!(upstream = %u, "not forwarding to /etc/resolv.conf's nameserver {u}: it is this server's own address (it would loop)");
+            }
+            if others.is_empty() && !own.is_empty() {
+                tracing::warn!(
+                    "/etc/resolv.conf names only this server: forwarding is off (give --upstream)"
+                );
+            }
+            others
         } else {
-            cli.upstream
+            let ups = cli
+                .upstream
                 .iter()
                 .map(|u| parse_upstream(u))
-                .collect::<anyhow::Result<_>>()?
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for u in &ups {
+                if let Some(l) = own_address(*u, &cli.listen, &locals) {
+                    bail!("--upstream {u} is this server's own address (--listen {l}): forwarding to it would loop");
+                }
+            }
+            ups
         };
         let allow_recursion = if cli.allow_recursion.is_empty() {
             DEFAULT_ALLOW
@@ -258,6 +276,40 @@ impl Config {
     }
 }
 
+/// The addresses of this machine's interfaces.
+fn local_addresses() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs()
+        .map(|l| l.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// The `--listen` address that `upstream` reaches, if it reaches this server: the same address
+/// and port, or the port of a wildcard listener (`0.0.0.0`, or `::` which also takes IPv4) on
+/// one of this machine's addresses (`locals`). Pure.
+pub fn own_address(
+    upstream: SocketAddr,
+    listen: &[SocketAddr],
+    locals: &[IpAddr],
+) -> Option<SocketAddr> {
+    let up_ip = match upstream.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(upstream.ip(), IpAddr::V4),
+        v4 => v4,
+    };
+    listen.iter().copied().find(|l| {
+        if l.port() != upstream.port() {
+            return false;
+        }
+        if l.ip() == up_ip || l.ip() == upstream.ip() {
+            return true;
+        }
+        let family = match l.ip() {
+            IpAddr::V4(_) => up_ip.is_ipv4(),
+            IpAddr::V6(_) => true, // `::` takes both families (IPV6_V6ONLY off, Linux's default)
+        };
+        l.ip().is_unspecified() && family && (locals.contains(&up_ip) || up_ip.is_unspecified())
+    })
+}
+
 /// `10.0.0.2` -> `10.0.0.2:53`; `10.0.0.2:5353` and `[::1]:53` as given.
 fn parse_upstream(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
@@ -320,6 +372,37 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(got, ["10.0.0.2:53", "[fe80::1]:53"]);
+    }
+
+    #[test]
+    fn an_upstream_that_is_this_server_is_recognised() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let locals: Vec<IpAddr> = ["127.0.0.1", "10.0.0.5", "::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let cases: &[(&str, &[&str], bool)] = &[
+            ("127.0.0.1:53", &["127.0.0.1:53"], true),
+            ("127.0.0.1:53", &["127.0.0.1:5353"], false),
+            ("10.0.0.5:53", &["0.0.0.0:53"], true),
+            ("127.0.0.1:53", &["0.0.0.0:53"], true),
+            ("10.0.0.9:53", &["0.0.0.0:53"], false),
+            // 127.0.0.53 is not an interface address: a more specific listener (a local
+            // resolver's) takes its packets.
+            ("127.0.0.53:53", &["0.0.0.0:53"], false),
+            ("[::1]:53", &["0.0.0.0:53"], false),
+            ("[::1]:53", &["[::]:53"], true),
+            ("10.0.0.5:53", &["[::]:53"], true),
+            ("[::ffff:127.0.0.1]:53", &["127.0.0.1:53"], true),
+        ];
+        for (up, listen, want) in cases {
+            let listen: Vec<SocketAddr> = listen.iter().map(|l| sa(l)).collect();
+            assert_eq!(
+                own_address(sa(up), &listen, &locals).is_some(),
+                *want,
+                "{up} with --listen {listen:?}"
+            );
+        }
     }
 
     #[test]

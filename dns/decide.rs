@@ -29,6 +29,9 @@ pub enum Decision {
     Static,
     /// Not our name: the upstreams answer it.
     Forward,
+    /// Not our name, and the question carries this server's own forwarding mark: it went round
+    /// a loop of forwarders back here. SERVFAIL at once, never forwarded again.
+    Loop,
     /// Not our name, and this client may not have it forwarded (or forwarding is off); or a
     /// class other than IN.
     Refused,
@@ -42,18 +45,34 @@ pub enum Decision {
     Large,
 }
 
+/// Who the client is to this server: whether it may use stub zones (`allowed`), have names
+/// forwarded (`may_recurse`), and whether its question carries this server's own forwarding mark
+/// (`looped`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client {
+    /// Inside `--allow-recursion`.
+    pub allowed: bool,
+    /// Allowed, and forwarding is on.
+    pub may_recurse: bool,
+    /// The question was forwarded by this server before.
+    pub looped: bool,
+}
+
 /// Decides what answers `q`, spending at most `budget` on the view.
-#[allow(clippy::too_many_arguments)]
 pub fn decide(
     q: &Query,
     snap: Option<&Snapshot>,
     authority: &Authority,
     zones: &StaticZones,
     stubs: &StubZones,
-    allowed: bool,
-    may_recurse: bool,
+    client: Client,
     budget: Budget,
 ) -> Decision {
+    let Client {
+        allowed,
+        may_recurse,
+        looped,
+    } = client;
     if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Decision::BadVersion;
     }
@@ -99,6 +118,7 @@ pub fn decide(
         None => (Answer::NotOurs, Dep::Static),
     };
     match answer {
+        Answer::NotOurs if may_recurse && looped => Decision::Loop,
         Answer::NotOurs if may_recurse => Decision::Forward,
         Answer::NotOurs => Decision::Refused,
         Answer::Records(r) if !r.external.is_empty() && may_recurse => Decision::Resolve(r),
@@ -151,14 +171,18 @@ mod tests {
         let zones = StaticZones::default();
         let a = auth();
         let run = |query: &Query, loaded: bool, recurse: bool| {
+            let client = Client {
+                allowed: recurse,
+                may_recurse: recurse,
+                looped: false,
+            };
             decide(
                 query,
                 loaded.then_some(&snap),
                 &a,
                 &zones,
                 &StubZones::default(),
-                recurse,
-                recurse,
+                client,
                 Budget::FULL,
             )
         };
@@ -176,6 +200,7 @@ mod tests {
             Decision::Stub(_) => "stub",
             Decision::Static => "static",
             Decision::Forward => "forward",
+            Decision::Loop => "loop",
             Decision::Refused => "refused",
             Decision::NotReady => "not ready",
             Decision::BadVersion => "badvers",
@@ -204,6 +229,25 @@ mod tests {
         for (query, loaded, recurse, want) in cases {
             assert_eq!(kind(&run(query, *loaded, *recurse)), *want, "{query:?}");
         }
+        // A question that carries our own mark: a loop for names that would go upstream, an
+        // ordinary question for our own names.
+        let looped = Client {
+            allowed: true,
+            may_recurse: true,
+            looped: true,
+        };
+        for (name, want) in [("www.example.org.", "loop"), ("a.webapp.dev.", "records")] {
+            let d = decide(
+                &q(name, RecordType::A),
+                Some(&snap),
+                &a,
+                &zones,
+                &StubZones::default(),
+                looped,
+                Budget::FULL,
+            );
+            assert_eq!(kind(&d), want, "{name}");
+        }
     }
 
     #[test]
@@ -222,9 +266,13 @@ mod tests {
         let big = q("big.webapp.dev.", RecordType::A);
         let small = q("i7.big.webapp.dev.", RecordType::A);
         let stubs = StubZones::default();
-        let run = |query: &Query, budget| {
-            decide(query, Some(&snap), &a, &zones, &stubs, true, true, budget)
+        let client = Client {
+            allowed: true,
+            may_recurse: true,
+            looped: false,
         };
+        let run =
+            |query: &Query, budget| decide(query, Some(&snap), &a, &zones, &stubs, client, budget);
         let records = |d: Decision| {
             matches!(
                 d,

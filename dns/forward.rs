@@ -12,8 +12,15 @@
 //!   past the deadline the client gets SERVFAIL, never later.
 //!
 //! Answers are cached (moka, bounded) for their smallest TTL, negative answers for the SOA's
-//! negative TTL (RFC 2308 section 5); a hit is re-encoded with TTLs counted down and the client's
-//! id and question, and made to fit the client (its OPT, its size).
+//! negative TTL (RFC 2308 section 5), keyed by name, type, class, DO and CD (an answer asked with
+//! checking disabled is never served to a client that wants it checked); a hit is re-encoded with
+//! TTLs counted down and the client's id and question, and made to fit the client (its OPT, its
+//! size).
+//!
+//! Loops (an upstream that is, or forwards back to, this server) are cut as CoreDNS's `loop`
+//! plugin would and more: every question this server sends upstream carries its [`ForwardMark`],
+//! an EDNS option with a nonce of this process; a question that arrives carrying it has come back
+//! round, and is answered SERVFAIL at once instead of being sent on again (see `decide`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -61,6 +68,66 @@ struct CacheKey {
     qtype: RecordType,
     qclass: DNSClass,
     dnssec_ok: bool,
+    checking_disabled: bool,
+}
+
+/// The EDNS option code of [`ForwardMark`] (next to SkyDNS's stub loop option, in the range for
+/// local use, RFC 6891 9).
+pub const MARK_OPTION: u16 = crate::stub::LOOP_OPTION + 1;
+
+/// More marks than this on one question is a loop whatever the servers (eight forwarders in a
+/// row is no configuration anyone means).
+const MAX_MARKS: usize = 8;
+
+/// The mark this process puts on every question it forwards: [`MARK_OPTION`] with a random
+/// 8-byte nonce. Other servers' marks are kept, so a loop through several servers is found too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardMark([u8; 8]);
+
+impl ForwardMark {
+    /// A new random mark (one per process).
+    pub fn new() -> ForwardMark {
+        use std::hash::{BuildHasher, Hasher};
+        let h = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        ForwardMark(h.to_be_bytes())
+    }
+
+    /// Whether a question with this OPT has been forwarded by this server before (or through
+    /// more forwarders than anyone configures): it came back round.
+    pub fn looped(&self, edns: Option<&Edns>) -> bool {
+        let Some(edns) = edns else { return false };
+        let marks = edns
+            .options()
+            .get_all(hickory_proto::rr::rdata::opt::EdnsCode::Unknown(
+                MARK_OPTION,
+            ));
+        marks.len() > MAX_MARKS
+            || marks.iter().any(|o| {
+                matches!(o, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(_, d) if d.as_slice() == self.0)
+            })
+    }
+
+    /// Adds this mark to `m` (an OPT of 512 bytes is made when it has none: the client's limit).
+    fn add_to(&self, m: &mut Message) {
+        let edns = m.edns.get_or_insert_with(|| {
+            let mut e = Edns::new();
+            e.set_max_payload(512);
+            e
+        });
+        edns.options_mut()
+            .insert(hickory_proto::rr::rdata::opt::EdnsOption::Unknown(
+                MARK_OPTION,
+                self.0.to_vec(),
+            ));
+    }
+}
+
+impl Default for ForwardMark {
+    fn default() -> Self {
+        ForwardMark::new()
+    }
 }
 
 #[derive(Debug)]
@@ -112,6 +179,7 @@ impl Upstream {
 /// The upstreams, their health, and the cache of their answers.
 pub struct Forwarder {
     upstreams: Vec<Arc<Upstream>>,
+    mark: ForwardMark,
     next: AtomicUsize,
     timeout: Duration,
     cache: Cache<CacheKey, Arc<Cached>>,
@@ -124,8 +192,10 @@ impl Forwarder {
     /// Forwards to `upstreams` (rotating, skipping those that are down), answering each query
     /// within `timeout` in all; caches up to `capacity` answers. Starts the probe task of down
     /// upstreams (it ends with the forwarder); call it inside a Tokio runtime.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         upstreams: Vec<SocketAddr>,
+        mark: ForwardMark,
         timeout: Duration,
         capacity: u64,
         failures: Counter,
@@ -147,6 +217,7 @@ impl Forwarder {
                     })
                 })
                 .collect(),
+            mark,
             next: AtomicUsize::new(0),
             timeout,
             cache,
@@ -178,12 +249,13 @@ impl Forwarder {
         self.upstreams.iter().map(|u| u.addr).collect()
     }
 
-    /// Forwards a client's query (`raw`, parsed as `request`) and returns the answer's bytes with
-    /// the client's id: from the cache, else from the first upstream that answers.
+    /// Forwards a client's query (`request`) and returns the answer's bytes with the client's
+    /// id: from the cache, else from the first upstream that answers. The question goes up as it
+    /// came, with this server's mark added; the answer comes back as the upstream sent it, with
+    /// the OPT taken out when the client sent none.
     pub async fn forward(
         &self,
         request: &Message,
-        raw: &[u8],
         transport: Transport,
     ) -> Result<Vec<u8>, ForwardError> {
         let key = cache_key(request);
@@ -192,7 +264,16 @@ impl Forwarder {
                 return Ok(hit);
             }
         }
-        let (bytes, answer) = self.exchange(raw, request, transport).await?;
+        let (bytes, answer) = self.exchange(request, transport).await?;
+        let bytes = if request.edns.is_none() && answer.edns.is_some() {
+            let mut plain = answer.clone();
+            plain.edns = None;
+            plain
+                .to_vec()
+                .map_err(|e| ForwardError::Encode(e.to_string()))?
+        } else {
+            bytes
+        };
         if let Some(key) = key {
             self.store(key, answer);
         }
@@ -211,12 +292,9 @@ impl Forwarder {
                 return Ok(counted_down(&c));
             }
         }
-        let raw = query
-            .to_vec()
-            .map_err(|e| ForwardError::Encode(e.to_string()))?;
-        let (_, mut answer) = self.exchange(&raw, &query, Transport::Udp).await?;
+        let (_, mut answer) = self.exchange(&query, Transport::Udp).await?;
         if answer.metadata.truncation {
-            answer = self.exchange(&raw, &query, Transport::Tcp).await?.1;
+            answer = self.exchange(&query, Transport::Tcp).await?.1;
         }
         if let Some(key) = key {
             self.store(key, answer.clone());
@@ -268,19 +346,18 @@ impl Forwarder {
         }
     }
 
-    /// Tries each upstream in turn; returns the first valid answer (bytes with the request's id).
+    /// Tries each upstream in turn with `request` marked as ours; returns the first valid answer
+    /// (its bytes with the request's id, and parsed).
     async fn exchange(
         &self,
-        raw: &[u8],
         request: &Message,
         transport: Transport,
     ) -> Result<(Vec<u8>, Message), ForwardError> {
         let Some(question) = request.queries.first() else {
             return Err(ForwardError::Encode("no question".into()));
         };
-        if raw.len() < 12 {
-            return Err(ForwardError::Encode("short query".into()));
-        }
+        let mut outgoing = request.clone();
+        self.mark.add_to(&mut outgoing);
         let deadline = Instant::now() + self.timeout;
         let order = self.order();
         let mut tried = 0;
@@ -303,18 +380,15 @@ impl Forwarder {
             self.per_upstream.requests.get_or_create(&to).inc();
             let sent = Instant::now();
             let id: u16 = rand_id();
-            let mut query = raw.to_vec();
-            query[..2].copy_from_slice(&id.to_be_bytes());
-            let attempt = match transport {
-                Transport::Udp => {
-                    tokio::time::timeout(budget, udp_exchange(upstream.addr, &query, id, question))
-                        .await
-                }
-                Transport::Tcp => {
-                    tokio::time::timeout(budget, tcp_exchange(upstream.addr, &query, id, question))
-                        .await
-                }
-            };
+            outgoing.metadata.id = id;
+            let query = outgoing
+                .to_vec()
+                .map_err(|e| ForwardError::Encode(e.to_string()))?;
+            let attempt = tokio::time::timeout(
+                budget,
+                one_exchange(transport, upstream.addr, &query, id, question),
+            )
+            .await;
             match attempt {
                 Ok(Ok((mut bytes, mut message))) => {
                     upstream.answered();
@@ -341,6 +415,20 @@ impl Forwarder {
             }
         }
         Err(ForwardError::AllFailed { tried })
+    }
+}
+
+/// One exchange over the transport of the client's question.
+async fn one_exchange(
+    transport: Transport,
+    server: SocketAddr,
+    query: &[u8],
+    id: u16,
+    question: &Query,
+) -> std::io::Result<(Vec<u8>, Message)> {
+    match transport {
+        Transport::Udp => udp_exchange(server, query, id, question).await,
+        Transport::Tcp => tcp_exchange(server, query, id, question).await,
     }
 }
 
@@ -383,14 +471,8 @@ pub async fn stub_forward(
         let raw = m
             .to_vec()
             .map_err(|e| ForwardError::Encode(e.to_string()))?;
-        let attempt = match transport {
-            Transport::Udp => {
-                tokio::time::timeout(budget, udp_exchange(server, &raw, id, question)).await
-            }
-            Transport::Tcp => {
-                tokio::time::timeout(budget, tcp_exchange(server, &raw, id, question)).await
-            }
-        };
+        let attempt =
+            tokio::time::timeout(budget, one_exchange(transport, server, &raw, id, question)).await;
         match attempt {
             Ok(Ok((mut bytes, mut answer))) => {
                 if client_edns {
@@ -458,6 +540,7 @@ fn cache_key(request: &Message) -> Option<CacheKey> {
         qtype: q.query_type(),
         qclass: q.query_class(),
         dnssec_ok: request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+        checking_disabled: request.metadata.checking_disabled,
     })
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::answer::{Answer, Authority, Budget, Records};
 use crate::cache::{AnswerCache, Cached};
 use crate::decide::{decide, Decision};
-use crate::forward::{Forwarder, Transport};
+use crate::forward::{ForwardMark, Forwarder, Transport};
 use crate::metrics::Metrics;
 use crate::query::{self, Query};
 use crate::respond::{self, Body};
@@ -69,6 +69,10 @@ pub struct Handler {
     stub_recompute: std::sync::Mutex<()>,
     /// DNSSEC keys of the signed domains (none: nothing is signed).
     signers: Arc<Signers>,
+    /// The mark this server's forwarded questions carry (shared with the forwarder).
+    mark: ForwardMark,
+    /// Whether a forwarding loop was logged already.
+    loop_logged: std::sync::atomic::AtomicBool,
 }
 
 /// What the receive loop does with a packet.
@@ -123,8 +127,10 @@ enum Later {
 
 impl Handler {
     /// Creates a handler.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         view: Arc<View>,
+        mark: ForwardMark,
         authority: Authority,
         zones: StaticZones,
         forwarder: Option<Arc<Forwarder>>,
@@ -154,6 +160,8 @@ impl Handler {
             )),
             stub_recompute: std::sync::Mutex::new(()),
             signers: Arc::new(Signers::none()),
+            mark,
+            loop_logged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -446,14 +454,18 @@ impl Handler {
         let recurse = self.may_recurse(client);
         let snap = self.view.load();
         let stubs = self.stubs(snap.as_deref());
+        let who = crate::decide::Client {
+            allowed: self.allowed(client),
+            may_recurse: recurse,
+            looped: recurse && self.mark.looped(q.edns.as_ref()),
+        };
         let decision = decide(
             &q,
             snap.as_deref(),
             &self.authority,
             &self.zones.load(),
             &stubs,
-            self.allowed(client),
-            recurse,
+            who,
             budget,
         );
         let qtype = q.qtype.to_string();
@@ -525,6 +537,18 @@ impl Handler {
                     then,
                 }));
             }
+            Decision::Loop => {
+                self.metrics.forward_loops.inc();
+                if !self.loop_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        qname = %q.name,
+                        %client,
+                        "forwarding loop: a question this server forwarded came back to it; answering SERVFAIL instead of forwarding it again (check --upstream and the upstreams' own forwarders); logged once"
+                    );
+                }
+                let rcode = ResponseCode::ServFail;
+                (self.error(&q, rcode, client), rcode)
+            }
             refusal @ (Decision::Refused
             | Decision::NotReady
             | Decision::NotImplemented
@@ -572,7 +596,7 @@ impl Handler {
         };
         self.metrics.forwarded.inc();
         match partial {
-            None => match forwarder.forward(&request, &raw, query.transport).await {
+            None => match forwarder.forward(&request, query.transport).await {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::debug!(%error, "forwarding failed");
@@ -581,21 +605,49 @@ impl Handler {
             },
             Some(mut records) => {
                 let flatten = records.flatten.take();
-                for (name, t) in std::mem::take(&mut records.external) {
-                    match forwarder.resolve(name, t).await {
+                // Every outside target at once, all within one deadline, and only so many: one
+                // question never holds a forward slot longer than one upstream timeout.
+                let mut targets = std::mem::take(&mut records.external);
+                targets.truncate(MAX_OUTSIDE_TARGETS);
+                let deadline = tokio::time::Instant::now() + self.upstream_timeout;
+                let asked = targets.iter().map(|(name, t)| {
+                    tokio::time::timeout_at(deadline, forwarder.resolve(name.clone(), *t))
+                });
+                let results = futures_util::future::join_all(asked).await;
+                let mut failed = 0usize;
+                for ((_, t), result) in targets.iter().zip(results) {
+                    let m = match result {
+                        // SERVFAIL is a failure. REFUSED (an upstream that serves other
+                        // zones only) leaves the target without data, as in SkyDNS's table.
+                        Ok(Ok(m)) if m.metadata.response_code != ResponseCode::ServFail => m,
+                        Ok(Ok(m)) => {
+                            failed += 1;
+                            tracing::debug!(rcode = %m.metadata.response_code, "resolving a CNAME target failed upstream");
+                            continue;
+                        }
+                        Ok(Err(error)) => {
+                            failed += 1;
+                            tracing::debug!(%error, "resolving a CNAME target failed");
+                            continue;
+                        }
+                        Err(_) => {
+                            failed += 1;
+                            tracing::debug!("resolving a CNAME target timed out");
+                            continue;
+                        }
+                    };
+                    match &flatten {
                         // Several targets: their addresses are the name's own, no CNAME.
-                        Ok(m) => match &flatten {
-                            Some(owner) => records.answers.extend(
-                                m.answers.into_iter().filter(|r| r.record_type() == t).map(
-                                    |mut r| {
-                                        r.name = owner.clone();
-                                        r
-                                    },
-                                ),
-                            ),
-                            None => records.answers.extend(m.answers),
-                        },
-                        Err(error) => tracing::debug!(%error, "resolving a CNAME target failed"),
+                        Some(owner) => records.answers.extend(
+                            m.answers
+                                .into_iter()
+                                .filter(|r| r.record_type() == *t)
+                                .map(|mut r| {
+                                    r.name = owner.clone();
+                                    r
+                                }),
+                        ),
+                        None => records.answers.extend(m.answers),
                     }
                 }
                 // A CNAME only where its target resolved; nothing left: NODATA.
@@ -603,6 +655,17 @@ impl Handler {
                 let dnssec = query.dnssec_ok() && self.signers.signs(&query.name);
                 let signers = dnssec.then_some(&*self.signers);
                 if records.answers.is_empty() {
+                    // The upstreams did not answer (rather than answering "nothing"): say so,
+                    // instead of an empty answer a resolver would cache as NODATA.
+                    if failed > 0 && failed == targets.len() {
+                        return respond::encode(
+                            &query,
+                            ResponseCode::ServFail,
+                            false,
+                            true,
+                            Body::default(),
+                        );
+                    }
                     let nodata = match records.soa.take() {
                         Some(soa) => self.with_dnssec(Answer::NoData(soa), &query, dnssec),
                         None => Answer::Records(Records::default()),
@@ -617,6 +680,9 @@ impl Handler {
         }
     }
 }
+
+/// The most CNAME targets outside the served domains that one question resolves upstream.
+pub const MAX_OUTSIDE_TARGETS: usize = 8;
 
 impl Handler {
     /// DNSSEC's part of a local answer: the DNSKEY set at a signed domain's apex (asked with or

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Cli, Config};
-use crate::forward::Forwarder;
+use crate::forward::{ForwardMark, Forwarder};
 use crate::handler::{Handler, Limits};
 use crate::tcp::{Connections, TcpLimits};
 
@@ -184,9 +184,13 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     for origin in zones.origins() {
         info!(zone = %origin, "serving static zone");
     }
+    // One mark for this process: on every question it forwards, and looked for on every
+    // question it receives (a loop back to itself).
+    let mark = ForwardMark::new();
     let forwarder = (!cfg.upstreams.is_empty()).then(|| {
         Forwarder::new(
             cfg.upstreams.clone(),
+            mark,
             cfg.upstream_timeout,
             10_000,
             metrics.upstream_failures.clone(),
@@ -231,6 +235,7 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let handler = Arc::new(
         Handler::new(
             view.clone(),
+            mark,
             cfg.authority.clone(),
             zones,
             forwarder,

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub malformed: Counter,
     /// Queries refused or failed at once because a work limit was reached.
     pub shed: Counter,
+    /// Questions that came back carrying this server's own forwarding mark (a loop).
+    pub forward_loops: Counter,
     /// Queries answered from the answer cache.
     pub cache_hits: Counter,
     /// Plain queries whose answer was not in the cache (or no longer good).
@@ -141,6 +143,7 @@ impl Metrics {
             upstream_failures: Counter::default(),
             malformed: Counter::default(),
             shed: Counter::default(),
+            forward_loops: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             request_size,
@@ -214,6 +217,11 @@ impl Metrics {
             "shed_queries",
             "Queries refused or failed at once because a work limit was reached",
             m.shed.clone(),
+        );
+        registry.register(
+            "forward_loops",
+            "Questions that came back carrying this server's own forwarding mark (answered SERVFAIL, not forwarded again)",
+            m.forward_loops.clone(),
         );
         registry.register(
             "answer_cache_hits",

@@ -183,6 +183,9 @@ async fn small_names_are_answered_while_a_large_one_keeps_changing() {
     );
 }
 
+/// A megabyte value is over the record size limit (64 KiB): it is left out of the view like a
+/// value that does not parse (counted, logged once), and a value just under the limit costs one
+/// bounded answer: TC over UDP, whole over TCP.
 #[tokio::test]
 async fn a_megabyte_value_costs_one_bounded_answer() {
     let etcd = Etcd::start().await;
@@ -192,21 +195,32 @@ async fn a_megabyte_value_costs_one_bounded_answer() {
         &format!(r#"{{"text":"{text}"}}"#),
     )
     .await;
+    let text = "y".repeat(60_000);
+    etcd.put(
+        "/skydns/dev/webapp/large",
+        &format!(r#"{{"text":"{text}"}}"#),
+    )
+    .await;
     etcd.put("/skydns/dev/webapp/ok", r#"{"host":"10.1.1.1"}"#)
         .await;
-    let dns = Dns::for_etcd(&etcd, None, &[]);
+    let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
     dns.ready().await;
     for (len, m) in [
         udp(dns.addr, &message("huge.webapp.dev.", RecordType::TXT)).await,
         tcp(dns.addr, &message("huge.webapp.dev.", RecordType::TXT)).await,
     ] {
-        assert!(len <= 65535);
-        assert!(
-            m.metadata.truncation,
-            "a record larger than any message: TC"
-        );
-        assert!(m.answers.is_empty());
+        assert!(len <= 512);
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     }
+    assert_eq!(
+        dns.metric("lodestar_dns_view_skipped_values_total").await,
+        Some(1.0)
+    );
+    let (len, m) = udp(dns.addr, &message("large.webapp.dev.", RecordType::TXT)).await;
+    assert!(len <= 512 && m.metadata.truncation && m.answers.is_empty());
+    let (len, m) = tcp(dns.addr, &message("large.webapp.dev.", RecordType::TXT)).await;
+    assert!(len <= 65535 && !m.metadata.truncation, "{len}");
+    assert_eq!(m.answers.len(), 1);
     let m = query(dns.addr, "ok.webapp.dev.", RecordType::A)
         .await
         .unwrap();

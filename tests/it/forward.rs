@@ -370,3 +370,147 @@ async fn a_stub_zone_never_takes_over_a_served_domain() {
         "{logs}"
     );
 }
+
+/// An upstream that is this server itself is refused at start, with one line naming the flag.
+#[tokio::test]
+async fn an_upstream_that_is_this_server_is_refused_at_start() {
+    let etcd = Etcd::start().await;
+    let own = format!("127.0.0.1:{}", free_port());
+    let args: Vec<String> = [
+        "--listen",
+        own.as_str(),
+        "--upstream",
+        own.as_str(),
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &etcd.endpoint(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (child, logs, _) = spawn_logged(env!("CARGO_BIN_EXE_lodestar-dns"), &args, &[]);
+    let mut dns = Proc::new(child, logs);
+    let status = dns.wait_exit(Duration::from_secs(10)).expect("it exits");
+    assert!(!status.success());
+    let logs = dns.logs();
+    assert!(
+        logs.contains(&format!(
+            "--upstream {own} is this server's own address (--listen {own}): forwarding to it would loop"
+        )),
+        "{logs}"
+    );
+}
+
+/// Two servers that forward to each other (or one whose upstream reaches it again some other
+/// way): a question that comes back carrying a server's own mark gets SERVFAIL at once instead of
+/// going round until every forward slot is taken, the loop is logged once and counted, and a
+/// CNAME to an outside name in such a loop is SERVFAIL, not an empty answer.
+#[tokio::test]
+async fn a_forwarding_loop_is_cut_at_once_and_logged_once() {
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/dev/webapp/ext", r#"{"host":"www.example.org"}"#)
+        .await;
+    let (pa, pb) = (free_port(), free_port());
+    let (la, lb) = (format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}"));
+    let ep = etcd.endpoint();
+    let server = |listen: &str, upstream: &str| {
+        Dns::start_with(
+            &[
+                "--listen",
+                listen,
+                "--upstream",
+                upstream,
+                "--domain",
+                "webapp.dev",
+                "--etcd",
+                &ep,
+                "--metrics",
+                "127.0.0.1:0",
+            ],
+            &[],
+            1,
+        )
+    };
+    let a = server(&la, &lb);
+    let b = server(&lb, &la);
+    a.ready().await;
+    b.ready().await;
+    let t = std::time::Instant::now();
+    let asked = (0..200).map(|i| {
+        let addr = a.addr;
+        async move {
+            query(addr, &format!("n{i}.example.org."), RecordType::A)
+                .await
+                .map(|m| m.metadata.response_code)
+        }
+    });
+    let codes = futures_util::future::join_all(asked).await;
+    let took = t.elapsed();
+    let other: Vec<_> = codes
+        .iter()
+        .filter(|c| c.as_ref().ok() != Some(&ResponseCode::ServFail))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "{} of 200 not SERVFAIL: {:?}",
+        other.len(),
+        other.first()
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "200 looping names took {took:?}"
+    );
+    let m = query(a.addr, "ext.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    let loops = a
+        .metric("lodestar_dns_forward_loops_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(loops >= 201.0, "{loops}");
+    let logs = a.logs();
+    assert_eq!(logs.matches("forwarding loop").count(), 1, "{logs}");
+}
+
+/// A name whose records point at many outside names: all are resolved at once within one
+/// upstream timeout, not one timeout after another.
+#[tokio::test]
+async fn an_outside_cname_fan_out_shares_one_deadline() {
+    let etcd = Etcd::start().await;
+    let records: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            (
+                format!("/skydns/dev/webapp/fan/f{i}"),
+                format!(r#"{{"host":"t{i}.example.org"}}"#),
+            )
+        })
+        .collect();
+    put_all(&etcd, &records).await;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let up = silent.local_addr().unwrap().to_string();
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &etcd.endpoint(),
+        "--upstream",
+        &up,
+        "--upstream-timeout",
+        "500",
+    ]);
+    dns.ready().await;
+    let t = std::time::Instant::now();
+    let m = query(dns.addr, "fan.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::ServFail,
+        "no upstream answered"
+    );
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    drop(silent);
+}
