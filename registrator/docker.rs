@@ -283,6 +283,14 @@ pub fn from_inspect(r: ContainerInspectResponse) -> Container {
         .iter()
         .filter_map(|s| parse_port_spec(s))
         .collect();
+    let mut configured: Vec<(u16, Proto)> = r
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+        .map(|b| b.keys().filter_map(|spec| parse_port_spec(spec)).collect())
+        .unwrap_or_default();
+    configured.sort();
+    configured.dedup();
     let networks = net
         .networks
         .unwrap_or_default()
@@ -310,6 +318,7 @@ pub fn from_inspect(r: ContainerInspectResponse) -> Container {
         health,
         published,
         exposed,
+        configured,
         networks,
         network_mode: r
             .host_config

@@ -1,7 +1,8 @@
 //! Whether the registrator can do its job now: a probe asks the Docker engine (`ping`) and etcd
-//! (a member's status, with a leader) every second, each within two seconds, and keeps the
-//! answers for `/readyz` (503 within a few seconds of losing either), `/healthz`'s body and the
-//! `docker_up` / `etcd_up` gauges.
+//! (a member's status, with a leader) every second, each within two seconds, and the reconciler
+//! says whether its last pass succeeded; `/readyz` is 503 within a few seconds of losing either
+//! dependency and while reconciling fails (etcd answering is not enough: a pass can fail on what
+//! it reads), and `/healthz`'s body and the `docker_up` / `etcd_up` gauges say the same.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +32,8 @@ impl Dependency {
         self.up.load(Ordering::Relaxed)
     }
 
-    fn set(&self, result: Result<(), String>) {
+    /// Records the outcome of the last check (or pass).
+    pub fn set(&self, result: Result<(), String>) {
         let mut down = match self.down.lock() {
             Ok(d) => d,
             Err(p) => p.into_inner(),
@@ -49,14 +51,14 @@ impl Dependency {
         }
     }
 
-    /// `ok`, or `unreachable for N s: why` (`not checked yet` before the first probe).
-    pub fn describe(&self) -> String {
+    /// `ok`, or `<failing> for N s: why` (`not checked yet` before the first probe).
+    pub fn describe(&self, failing: &str) -> String {
         if self.is_up() {
             return "ok".into();
         }
         match self.down.lock().ok().and_then(|d| d.clone()) {
             Some((since, why)) => format!(
-                "unreachable for {:.0} s: {why}",
+                "{failing} for {:.0} s: {why}",
                 since.elapsed().as_secs_f64()
             ),
             None => "not checked yet".into(),
@@ -64,19 +66,31 @@ impl Dependency {
     }
 }
 
-/// Docker's and etcd's states.
+/// Docker's and etcd's states, and the reconciler's.
 #[derive(Debug, Default)]
 pub struct Readiness {
     /// The Docker engine.
     pub docker: Dependency,
     /// etcd.
     pub etcd: Dependency,
+    /// The last reconcile pass (records written and deleted as Docker says).
+    pub reconcile: Dependency,
 }
 
 impl Readiness {
-    /// Both reachable.
+    /// Both reachable, and the last pass succeeded.
     pub fn ready(&self) -> bool {
-        self.docker.is_up() && self.etcd.is_up()
+        self.docker.is_up() && self.etcd.is_up() && self.reconcile.is_up()
+    }
+
+    /// `docker: ...; etcd: ...; reconcile: ...`.
+    pub fn describe(&self) -> String {
+        format!(
+            "docker: {}; etcd: {}; reconcile: {}",
+            self.docker.describe("unreachable"),
+            self.etcd.describe("unreachable"),
+            self.reconcile.describe("failing")
+        )
     }
 }
 

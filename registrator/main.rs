@@ -83,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         metrics.clone(),
         token.clone(),
     ));
+    let host_id = cfg.settings.host_id.clone();
     let reconciler = reconcile::Reconciler {
         etcd: cfg.etcd,
         prefix: cfg.prefix,
@@ -91,14 +92,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         deregister: cfg.deregister,
         cleanup_on_exit: cfg.cleanup_on_exit,
         metrics,
+        readiness,
     };
-    tasks.spawn(reconciler.run(rx, token.clone()));
+    // Not in `tasks`: its end with an error (another live registrator holds this host id) ends
+    // the process.
+    let mut reconciling = tokio::spawn(reconciler.run(rx, token.clone()));
     // systemd (`Type=notify`): running; /readyz says whether Docker and etcd answer.
     if let Err(error) = lodestar::runtime::sd_notify("READY=1") {
         warn!(%error, "could not tell systemd that the registrator is ready");
     }
 
     // 4 s: within the 5 s a supervisor (docker stop, systemd) usually waits before SIGKILL.
-    lodestar::runtime::run_until_shutdown(&token, &tasks, Duration::from_secs(4)).await;
-    Ok(())
+    let grace = Duration::from_secs(4);
+    let fatal = tokio::select! {
+        () = lodestar::runtime::shutdown_signal() => {
+            info!("shutting down");
+            None
+        }
+        r = &mut reconciling => Some(r),
+    };
+    token.cancel();
+    tasks.close();
+    let finished = async {
+        let fatal = match fatal {
+            Some(r) => r,
+            None => reconciling.await,
+        };
+        tasks.wait().await;
+        fatal
+    };
+    match tokio::time::timeout(grace, finished).await {
+        Ok(Ok(Err(e))) => Err(anyhow::Error::new(e).context(format!("--host-id {host_id}"))),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            warn!(grace = ?grace, "some tasks did not stop in time");
+            Ok(())
+        }
+    }
 }

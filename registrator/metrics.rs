@@ -84,8 +84,9 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (the process answers; the body says how Docker and etcd are)
-/// and `/readyz` (200 while both are reachable, else 503 with why) until `token` is cancelled.
+/// Serves `/metrics`, `/healthz` (the process answers; the body says how Docker, etcd and the
+/// reconciler are) and `/readyz` (200 while both are reachable and reconciling succeeds, else
+/// 503 with why) until `token` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
@@ -110,22 +111,12 @@ pub async fn serve(
         )
         .route(
             "/healthz",
-            get(move || async move {
-                format!(
-                    "alive; docker: {}; etcd: {}\n",
-                    r1.docker.describe(),
-                    r1.etcd.describe()
-                )
-            }),
+            get(move || async move { format!("alive; {}\n", r1.describe()) }),
         )
         .route(
             "/readyz",
             get(move || async move {
-                let body = format!(
-                    "docker: {}; etcd: {}\n",
-                    r2.docker.describe(),
-                    r2.etcd.describe()
-                );
+                let body = format!("{}\n", r2.describe());
                 if r2.ready() {
                     (StatusCode::OK, format!("ready: {body}"))
                 } else {

@@ -3,12 +3,19 @@
 //! The reconciler owns the desired state (containers from [`DockerUpdate`]s, turned into services
 //! by [`services`]) and an [`EtcdRegistry`]. After every batch of updates, every `--ttl`/3 (when
 //! it also keeps the lease alive) and after every reconnect it lists what its lease holds and
-//! applies [`plan`]: missing records are written, stale ones deleted, records deleted behind its
-//! back come back. Nothing is reconciled before the first listing from Docker, so a registrator
-//! that starts while Docker is away deletes nothing. While etcd is away it keeps the desired state
-//! and retries with backoff capped at 2 s. Every request is timed out and requires a leader: a
-//! member that stops answering or loses its leader is left at once for the next endpoint, where
-//! the lease is adopted and refreshed (well inside its TTL), so the records never expire.
+//! applies [`plan`]: missing records are written, stale ones deleted (only ever keys on its own
+//! lease), records deleted behind its back come back. Nothing is reconciled before the first
+//! listing from Docker, so a registrator that starts while Docker is away deletes nothing; but
+//! from its first connection to etcd on it holds its lease (adopted after a restart) and keeps it
+//! alive, so the records of containers that run on while Docker is away never expire.
+//!
+//! While etcd is away it keeps the desired state and retries with backoff capped at 2 s. Every
+//! request is timed out and requires a leader: a member that stops answering or loses its leader
+//! is left at once for the next endpoint, where the lease is adopted and refreshed (well inside
+//! its TTL), so the records never expire. A record etcd refuses for itself (over its request
+//! size) is skipped with a warning; the other records go on. Each pass says whether it succeeded
+//! (`/readyz`). One thing ends the reconciler: another live process holds this host id
+//! ([`RegistryError::Claimed`]), which the registrator reports and exits on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +27,10 @@ use lodestar::{Prefix, Service};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::docker::DockerUpdate;
+use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::services::{self, Container, RunState, Settings};
 
@@ -51,6 +59,8 @@ pub struct Reconciler {
     pub cleanup_on_exit: bool,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where each pass says whether it succeeded.
+    pub readiness: Arc<Readiness>,
 }
 
 /// What the reconciler knows.
@@ -61,6 +71,8 @@ struct State {
     last: BTreeMap<String, Vec<(String, Service)>>,
     /// Containers whose labels were refused, with the reason (logged once per reason).
     refused: BTreeMap<String, String>,
+    /// Records etcd refused, with the reason (logged once per reason).
+    rejected: BTreeMap<String, String>,
     listed: bool,
 }
 
@@ -82,17 +94,34 @@ impl State {
         }
     }
 
-    /// Every record this host should hold, by name.
+    /// Every record this host should hold, by name. `registered` is what the lease holds: a
+    /// failed container kept by `--deregister on-success` after a restart finds its records there.
     fn desired(
         &mut self,
         settings: &Settings,
         deregister: Deregister,
+        registered: &BTreeMap<String, Service>,
     ) -> BTreeMap<String, Service> {
         let mut out = BTreeMap::new();
         for (id, c) in &self.containers {
             let failed = matches!(c.state, RunState::Stopped(Some(code)) if code != 0);
             let list = if deregister == Deregister::OnSuccess && failed {
-                self.last.get(id).cloned().unwrap_or_default()
+                match self.last.get(id) {
+                    Some(last) => last.clone(),
+                    None => {
+                        // Not seen running by this process (it restarted): its records are the
+                        // ones of its names on the lease.
+                        let kept: Vec<(String, Service)> =
+                            services::names_when_running(c, settings)
+                                .into_iter()
+                                .filter_map(|n| registered.get(&n).map(|s| (n, s.clone())))
+                                .collect();
+                        if !kept.is_empty() {
+                            self.last.insert(id.clone(), kept.clone());
+                        }
+                        kept
+                    }
+                }
             } else {
                 match services::services(c, settings) {
                     Ok(list) => {
@@ -128,8 +157,12 @@ impl State {
 
 impl Reconciler {
     /// Runs until `token` is cancelled, then leaves the records on the lease (or revokes it with
-    /// `--cleanup-on-exit`).
-    pub async fn run(self, mut rx: mpsc::Receiver<DockerUpdate>, token: CancellationToken) {
+    /// `--cleanup-on-exit`). Returns an error only when another live process holds this host id.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<DockerUpdate>,
+        token: CancellationToken,
+    ) -> Result<(), RegistryError> {
         let mut state = State::default();
         let mut registry: Option<EtcdRegistry> = None;
         let check_every = (self.ttl / 3).max(Duration::from_millis(500));
@@ -137,6 +170,7 @@ impl Reconciler {
         let mut backoff = lodestar::runtime::reconnect_backoff();
         let mut retry_at: Option<Instant> = None;
         let mut failures = 0u32;
+        let mut preferred = PreferredCheck::default();
         loop {
             let mut keep_alive = false;
             tokio::select! {
@@ -152,10 +186,22 @@ impl Reconciler {
                 _ = check.tick() => keep_alive = true,
                 () = sleep_until(retry_at) => retry_at = None,
             }
-            if !state.listed {
-                continue;
+            // Back to the first endpoint (this host's member) once it is healthy again.
+            if keep_alive && registry.is_some() && preferred.due(&self.etcd).await {
+                info!(member = %self.etcd.endpoints.first().map_or("", String::as_str), "the first endpoint is healthy again: moving back to it");
+                self.etcd.prefer_first();
+                registry = None;
             }
-            match self.sync(&mut state, &mut registry, keep_alive).await {
+            let result = if state.listed {
+                self.sync(&mut state, &mut registry, keep_alive).await
+            } else if keep_alive || retry_at.is_none() && registry.is_none() {
+                // Docker not listed yet: nothing to reconcile, but the lease is held from the
+                // start, so that records of containers running meanwhile never expire.
+                self.hold(&mut registry).await
+            } else {
+                continue;
+            };
+            match result {
                 Ok(()) => {
                     if failures > 0 {
                         info!("etcd reachable again; records reconciled");
@@ -163,9 +209,17 @@ impl Reconciler {
                     failures = 0;
                     backoff = lodestar::runtime::reconnect_backoff();
                     retry_at = None;
+                    if state.listed {
+                        self.readiness.reconcile.set(Ok(()));
+                    }
+                }
+                Err(e @ RegistryError::Claimed { .. }) => {
+                    error!(error = %e, owner = %self.settings.host_id, "another live registrator holds this host id: stopping (give each host its own --host-id)");
+                    return Err(e);
                 }
                 Err(error) => {
                     self.metrics.etcd_errors.inc();
+                    self.readiness.reconcile.set(Err(error.to_string()));
                     failures += 1;
                     if failures == 1 || failures.is_power_of_two() {
                         warn!(%error, failures, endpoints = ?self.etcd.endpoints, "etcd unavailable, retrying; keeping the desired state");
@@ -180,18 +234,69 @@ impl Reconciler {
                 }
             }
         }
-        if let (true, Some(reg)) = (self.cleanup_on_exit, registry) {
-            let lease = reg.lease();
-            match reg.revoke().await {
-                Ok(()) => info!(
-                    lease = format!("{lease:x}"),
-                    "lease revoked: this host's records are gone"
-                ),
-                Err(error) => {
-                    warn!(%error, "could not revoke the lease; the records expire with it")
+        match (self.cleanup_on_exit, registry) {
+            (true, Some(reg)) => {
+                let lease = reg.lease();
+                match reg.revoke().await {
+                    Ok(()) => info!(
+                        lease = format!("{lease:x}"),
+                        "lease revoked: this host's records are gone"
+                    ),
+                    Err(error) => {
+                        warn!(%error, "could not revoke the lease; the records expire with it")
+                    }
                 }
             }
+            // A clean stop lets the lease go, records and all, to the next registrator of this
+            // host, which adopts it at once.
+            (false, Some(mut reg)) => match reg.release().await {
+                Ok(()) => info!(
+                    lease = format!("{:x}", reg.lease()),
+                    "lease released: a registrator restarted within --ttl adopts it"
+                ),
+                Err(error) => {
+                    warn!(%error, "could not release the lease; a restart waits to see it unrefreshed before adopting it")
+                }
+            },
+            _ => {}
         }
+        Ok(())
+    }
+
+    /// Connected to etcd with this host's lease (claimed: adopted, or granted), or an error.
+    async fn connected<'r>(
+        &self,
+        registry: &'r mut Option<EtcdRegistry>,
+    ) -> Result<(&'r mut EtcdRegistry, bool), RegistryError> {
+        if registry.is_some() {
+            return registry
+                .as_mut()
+                .map(|r| (r, false))
+                .ok_or(RegistryError::LeaseLost(0));
+        }
+        let (r, origin) = EtcdRegistry::connect(
+            &self.etcd,
+            self.prefix.clone(),
+            &self.settings.host_id,
+            self.ttl,
+        )
+        .await?;
+        match origin {
+            LeaseOrigin::Adopted => {
+                info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "adopted this host's lease: its records stay")
+            }
+            LeaseOrigin::Granted => {
+                info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "granted a new lease")
+            }
+        }
+        Ok((registry.insert(r), true))
+    }
+
+    /// Before the first listing from Docker: hold the lease and keep it alive.
+    async fn hold(&self, registry: &mut Option<EtcdRegistry>) -> Result<(), RegistryError> {
+        let (reg, _) = self.connected(registry).await?;
+        reg.keep_alive().await?;
+        reg.check_owner().await
     }
 
     async fn sync(
@@ -201,28 +306,8 @@ impl Reconciler {
         keep_alive: bool,
     ) -> Result<(), RegistryError> {
         // A new connection (a restart, or a move to another member) refreshes the lease at once.
-        let keep_alive = keep_alive || registry.is_none();
-        let reg = match registry {
-            Some(r) => r,
-            None => {
-                let (r, origin) = EtcdRegistry::connect(
-                    &self.etcd,
-                    self.prefix.clone(),
-                    &self.settings.host_id,
-                    self.ttl,
-                )
-                .await?;
-                match origin {
-                    LeaseOrigin::Adopted => {
-                        info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "adopted this host's lease: its records stay")
-                    }
-                    LeaseOrigin::Granted => {
-                        info!(lease = format!("{:x}", r.lease()), owner = %self.settings.host_id, "granted a new lease")
-                    }
-                }
-                registry.insert(r)
-            }
-        };
+        let (reg, new) = self.connected(registry).await?;
+        let keep_alive = keep_alive || new;
         // A lost lease can show up in any call: take a new one and reconcile from nothing.
         match self.reconcile(state, reg, keep_alive).await {
             Err(RegistryError::LeaseLost(old)) => {
@@ -237,7 +322,8 @@ impl Reconciler {
         }
     }
 
-    /// One pass: keep the lease alive if due, then write what is missing and delete what is stale.
+    /// One pass: keep the lease alive if due (and check that this process still owns it), then
+    /// write what is missing and delete what is stale.
     async fn reconcile(
         &self,
         state: &mut State,
@@ -246,18 +332,29 @@ impl Reconciler {
     ) -> Result<(), RegistryError> {
         if keep_alive {
             reg.keep_alive().await?;
+            reg.check_owner().await?;
         }
-        let desired = state.desired(&self.settings, self.deregister);
-        self.metrics.containers.set(state.containers.len() as i64);
         let registered = reg.registered().await?;
+        let desired = state.desired(&self.settings, self.deregister, &registered);
+        self.metrics.containers.set(state.containers.len() as i64);
         let changes = plan(&desired, &registered);
         self.metrics.reconciles.inc();
         for change in &changes {
             match change {
-                Change::Put(name, svc) => {
-                    reg.register(name, svc).await?;
-                    info!(name, host = %svc.host, port = svc.port, "registered");
-                }
+                Change::Put(name, svc) => match reg.register(name, svc).await {
+                    Ok(()) => {
+                        state.rejected.remove(name);
+                        info!(name, host = %svc.host, port = svc.port, "registered");
+                    }
+                    Err(RegistryError::Rejected { name, why }) => {
+                        if state.rejected.get(&name) != Some(&why) {
+                            warn!(name, error = %why, "etcd refused this record; skipping it (the others go on)");
+                            state.rejected.insert(name, why);
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
                 Change::Delete(name) => {
                     reg.deregister(name).await?;
                     info!(name, "deregistered");
@@ -265,6 +362,7 @@ impl Reconciler {
             }
             self.metrics.corrections.inc();
         }
+        state.rejected.retain(|name, _| desired.contains_key(name));
         self.metrics.services.set(desired.len() as i64);
         if !changes.is_empty() {
             debug!(
@@ -274,6 +372,36 @@ impl Reconciler {
             );
         }
         Ok(())
+    }
+}
+
+/// Whether to go back to the first endpoint: while on another member, it is asked every
+/// [`lodestar::view::PREFER_EVERY`], and must be healthy (a leader) at two checks in a row.
+#[derive(Default)]
+struct PreferredCheck {
+    last: Option<Instant>,
+    healthy_in_a_row: u32,
+}
+
+impl PreferredCheck {
+    async fn due(&mut self, etcd: &EtcdConfig) -> bool {
+        if etcd.on_first()
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < lodestar::view::PREFER_EVERY)
+        {
+            return false;
+        }
+        self.last = Some(Instant::now());
+        match etcd.check_first().await {
+            Ok(_) => self.healthy_in_a_row += 1,
+            Err(_) => self.healthy_in_a_row = 0,
+        }
+        if self.healthy_in_a_row >= 2 {
+            self.healthy_in_a_row = 0;
+            return true;
+        }
+        false
     }
 }
 
@@ -326,14 +454,16 @@ mod tests {
             web("b", RunState::Running),
         ]));
         assert_eq!(
-            st.desired(&settings(), Deregister::Always)
+            st.desired(&settings(), Deregister::Always, &BTreeMap::new())
                 .keys()
                 .collect::<Vec<_>>(),
             ["a.web.webapp.dev", "b.web.webapp.dev"]
         );
         st.apply(DockerUpdate::Changed(Box::new(web("a", RunState::Paused))));
         st.apply(DockerUpdate::Gone("b".into()));
-        assert!(st.desired(&settings(), Deregister::Always).is_empty());
+        assert!(st
+            .desired(&settings(), Deregister::Always, &BTreeMap::new())
+            .is_empty());
     }
 
     #[test]
@@ -345,21 +475,46 @@ mod tests {
         ] {
             let mut st = State::default();
             st.apply(DockerUpdate::Listing(vec![web("a", RunState::Running)]));
-            assert_eq!(st.desired(&settings(), mode).len(), 1);
+            assert_eq!(st.desired(&settings(), mode, &BTreeMap::new()).len(), 1);
             st.apply(DockerUpdate::Changed(Box::new(web(
                 "a",
                 RunState::Stopped(Some(code)),
             ))));
             assert_eq!(
-                st.desired(&settings(), mode).len(),
+                st.desired(&settings(), mode, &BTreeMap::new()).len(),
                 usize::from(kept),
                 "{mode:?} exit {code}"
             );
             st.apply(DockerUpdate::Gone("a".into()));
             assert!(
-                st.desired(&settings(), mode).is_empty(),
+                st.desired(&settings(), mode, &BTreeMap::new()).is_empty(),
                 "removed: gone in every mode"
             );
         }
+    }
+
+    #[test]
+    fn on_success_finds_a_failed_containers_records_after_a_restart() {
+        // This process never saw the container run: its records are found on the lease by the
+        // names it had, from the ports it was configured with.
+        let mut stopped = web("a", RunState::Stopped(Some(137)));
+        stopped.configured = vec![(80, Proto::Tcp)];
+        stopped.published.clear();
+        let record = Service {
+            host: "10.0.0.1".into(),
+            port: 32768,
+            ..Default::default()
+        };
+        let registered: BTreeMap<String, Service> = [
+            ("a.web.webapp.dev".to_string(), record.clone()),
+            ("gone.web.webapp.dev".to_string(), record.clone()),
+        ]
+        .into();
+        let mut st = State::default();
+        st.apply(DockerUpdate::Listing(vec![stopped]));
+        let kept = st.desired(&settings(), Deregister::OnSuccess, &registered);
+        assert_eq!(kept, [("a.web.webapp.dev".to_string(), record)].into());
+        let gone = st.desired(&settings(), Deregister::Always, &registered);
+        assert!(gone.is_empty());
     }
 }

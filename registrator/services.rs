@@ -85,6 +85,9 @@ pub struct Container {
     pub published: Vec<Published>,
     /// Exposed ports (for `--internal`).
     pub exposed: Vec<(u16, Proto)>,
+    /// Ports configured to be published (`-p`), kept by the engine while the container is
+    /// stopped, when `published` is empty.
+    pub configured: Vec<(u16, Proto)>,
     /// Addresses by network name.
     pub networks: BTreeMap<String, (Option<Ipv4Addr>, Option<Ipv6Addr>)>,
     /// Docker's network mode (`bridge`, `host`, a network's name, `container:<id>`).
@@ -493,6 +496,35 @@ pub fn image_base_name(image: &str) -> String {
             .trim_end_matches('-')
             .to_string()
     }
+}
+
+/// The names a stopped container had while it ran: its services as if it were running on the
+/// ports it was configured with (a stopped container has no published ports and no addresses).
+/// For `--deregister on-success` after a restart, to find its records among those on the lease.
+pub fn names_when_running(c: &Container, s: &Settings) -> Vec<String> {
+    let mut running = c.clone();
+    running.state = RunState::Running;
+    running.health = Health::None;
+    if running.published.is_empty() {
+        running.published = c
+            .configured
+            .iter()
+            .map(|(port, proto)| Published {
+                port: *port,
+                proto: *proto,
+                host_ip: None,
+                host_port: 0,
+            })
+            .collect();
+    }
+    for addrs in running.networks.values_mut() {
+        if addrs.0.is_none() && addrs.1.is_none() {
+            addrs.0 = Some(Ipv4Addr::UNSPECIFIED);
+        }
+    }
+    services(&running, s)
+        .map(|list| list.into_iter().map(|(name, _)| name).collect())
+        .unwrap_or_default()
 }
 
 /// Lower case, every character outside `[a-z0-9-]` as `-`, no leading/trailing or doubled `-`.

@@ -27,6 +27,7 @@ use crate::etcd::{EtcdError, REQUEST_TIMEOUT};
 use snapshot::{Stamps, STAMP_SLOTS};
 
 pub use snapshot::{reverse_path, Applied, Entry, Snapshot};
+pub(crate) use watch::too_large;
 pub use watch::{follow, CHECK_EVERY, DEFAULT_PAGE, MAX_MESSAGE_BYTES, PREFER_EVERY};
 
 /// The current snapshot, swapped atomically by the watcher. `None` until the first load.

@@ -732,10 +732,10 @@ async fn etcd_down_later_and_a_lost_lease_are_recovered() {
         .get("/lodestar/owners/skydns/h-lost", None)
         .await
         .unwrap();
-    let lease: i64 = std::str::from_utf8(owner.kvs()[0].value())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let holder: serde_json::Value = serde_json::from_slice(owner.kvs()[0].value()).unwrap();
+    let lease = holder["lease"]
+        .as_i64()
+        .expect("the owner key names its lease");
     client.lease_revoke(lease).await.unwrap();
     eventually(SOON, "records gone with the lease", || async {
         nxdomain(&dns, &fa).await.then_some(())
@@ -811,4 +811,253 @@ async fn labels_never_write_into_a_reserved_subtree() {
         .unwrap();
     assert!(m.metadata.authoritative);
     assert_eq!(data(&m), Vec::<String>::new(), "no NS from a container");
+}
+
+/// The A data of `name`, empty when none.
+async fn a_of(dns: &Dns, name: &str) -> Vec<String> {
+    query(dns.addr, name, RecordType::A)
+        .await
+        .map(|m| data(&m))
+        .unwrap_or_default()
+}
+
+/// A second registrator given the same host id while the first lives (a cloned machine keeps its
+/// hostname) refuses to start, with one line naming --host-id; the first one's records are never
+/// touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_live_registrator_with_the_same_host_id_refuses_to_start() {
+    let (_etcd, dns, _first) = stack("h-clone", &["--ttl", "6"]).await;
+    let etcd = &_etcd;
+    let n = unique("clone");
+    let _c = Ctr::run(
+        "clone",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=web",
+        ],
+    );
+    let name = format!("web.{n}.webapp.dev.");
+    eventually(SOON, "registered by the first", || async {
+        (a_of(&dns, &name).await == ["10.99.0.1"]).then_some(())
+    })
+    .await;
+    // The clone: the same host id, its own address.
+    let mut clone = Registrator::start(etcd, "h-clone", &["--ttl", "6", "--ip", "10.99.0.2"]);
+    let status = clone
+        .wait_exit(Duration::from_secs(15))
+        .expect("the clone stops");
+    assert!(!status.success());
+    let logs = clone.logs();
+    assert!(
+        logs.contains("--host-id h-clone: h-clone is held by another live process"),
+        "{logs}"
+    );
+    // The first holds on: its record never flips nor goes, for longer than a TTL.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        assert_eq!(a_of(&dns, &name).await, ["10.99.0.1"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Restarted while the Docker engine is away (live-restore keeps the containers running): the
+/// adopted lease is kept alive from the start, so the running containers' records never expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_docker_is_down_keeps_the_lease_alive() {
+    let etcd = Etcd::start().await;
+    let dns = Dns::for_etcd(&etcd, None, &[]);
+    dns.ready().await;
+    let mut proxy = DockerProxy::start();
+    let url = proxy.url();
+    let flags = ["--ttl", "3", "--docker", url.as_str()];
+    let mut first = Registrator::start(&etcd, "h-ddown", &flags);
+    let n = unique("ddown");
+    let _c = Ctr::run("ddown", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
+    let fqdn = format!("{n}.webapp.dev.");
+    eventually(SOON, "registered", || async {
+        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+    })
+    .await;
+    proxy.cut();
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(5)).is_some());
+    let second = Registrator::start(&etcd, "h-ddown", &flags);
+    // Three TTLs with Docker away: the record answers all along.
+    let until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < until {
+        assert!(
+            !srv(&dns, &fqdn).await.is_empty(),
+            "the record expired: {}",
+            second.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(second.logs().contains("adopted this host's lease"));
+    proxy.restore();
+    eventually(Duration::from_secs(10), "Docker listed again", || async {
+        second.logs().contains("connected to Docker").then_some(())
+    })
+    .await;
+    assert!(!srv(&dns, &fqdn).await.is_empty());
+}
+
+/// One container whose record would be 1.4 MB (three published ports, a huge SERVICE_TEXT) is
+/// skipped with a line saying why; the host's other containers are registered and removed as
+/// ever, and the registrator stays ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_container_with_a_huge_label_wedges_nothing() {
+    let (etcd, dns, reg) = stack("h-huge", &["--metrics", "127.0.0.1:0"]).await;
+    // Made through the Engine API: the CLI's label files stop at 64 KB a line.
+    docker_ready();
+    let huge = unique("huge");
+    let ports = ["80/tcp", "81/tcp", "82/tcp"];
+    let body = serde_json::json!({
+        "Image": IMAGE,
+        "Cmd": ["sleep", "3600"],
+        "Labels": {
+            "lodestar-test": "1",
+            "SERVICE_NAME": huge,
+            "SERVICE_TEXT": "x".repeat(1_400_000),
+        },
+        "ExposedPorts": ports.iter().map(|p| (p.to_string(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>(),
+        "HostConfig": {
+            "PortBindings": ports.iter().map(|p| (p.to_string(), serde_json::json!([{"HostPort": ""}]))).collect::<serde_json::Map<_, _>>(),
+        },
+    });
+    let dir = tempfile::TempDir::new().expect("tempdir");
+    let file = dir.path().join("create.json");
+    std::fs::write(&file, body.to_string()).expect("request body");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--unix-socket", "/var/run/docker.sock", "-X", "POST"])
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", path_str(&file)))
+        .arg(format!(
+            "http://localhost/v1.41/containers/create?name={huge}"
+        ))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "create: {out:?}");
+    let _big = Ctr { name: huge.clone() };
+    docker(&["start", &huge]);
+    eventually(SOON, "the skip is logged", || async {
+        let logs = reg.logs();
+        (logs.contains(&huge) && logs.contains("more than the 65536 a record may have"))
+            .then_some(())
+    })
+    .await;
+    let n = unique("after");
+    let c = Ctr::run("after", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
+    let fqdn = format!("{n}.webapp.dev.");
+    eventually(
+        SOON,
+        "a container started after it is registered",
+        || async { (!srv(&dns, &fqdn).await.is_empty()).then_some(()) },
+    )
+    .await;
+    drop(c);
+    eventually(SOON, "and removed", || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
+    assert!(etcd
+        .keys(&format!("/skydns/dev/webapp/{huge}"))
+        .await
+        .is_empty());
+    let (code, body) = http_get(reg.metrics.expect("metrics"), "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// /readyz says 503 while reconciling fails even though etcd answers (here: etcd is out of
+/// space and refuses every write), and 200 once the records are written again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_while_reconciling_fails() {
+    let (etcd, dns, reg) = stack("h-nospace", &["--metrics", "127.0.0.1:0"]).await;
+    let addr = reg.metrics.expect("metrics");
+    eventually(SOON, "ready", || async {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let mut client = etcd.client().await;
+    let nospace = |action| {
+        let mut c = client.clone();
+        async move {
+            c.alarm(
+                action,
+                etcd_client::AlarmType::Nospace,
+                Some(etcd_client::AlarmOptions::new()),
+            )
+            .await
+            .expect("alarm")
+        }
+    };
+    nospace(etcd_client::AlarmAction::Activate).await;
+    let n = unique("nospace");
+    let _c = Ctr::run("nospace", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
+    let body = eventually(Duration::from_secs(10), "/readyz 503", || async {
+        let (code, body) = http_get(addr, "/readyz").await;
+        (code == 503).then_some(body)
+    })
+    .await;
+    assert!(
+        body.contains("etcd: ok") && body.contains("reconcile: failing"),
+        "{body}"
+    );
+    nospace(etcd_client::AlarmAction::Deactivate).await;
+    let fqdn = format!("{n}.webapp.dev.");
+    eventually(
+        Duration::from_secs(10),
+        "registered and ready again",
+        || async {
+            (!srv(&dns, &fqdn).await.is_empty() && http_get(addr, "/readyz").await.0 == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = client.status().await;
+}
+
+/// `--deregister on-success` keeps a failed container's records until it is removed, across a
+/// restart of the registrator too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_success_keeps_a_failed_containers_records_across_a_restart() {
+    let flags = ["--deregister", "on-success"];
+    let (etcd, dns, mut first) = stack("h-onsucc", &flags).await;
+    let n = unique("onsucc");
+    let c = Ctr::run("onsucc", &["-p", "80", "-l", &format!("SERVICE_NAME={n}")]);
+    let fqdn = format!("{n}.webapp.dev.");
+    eventually(SOON, "registered", || async {
+        (!srv(&dns, &fqdn).await.is_empty()).then_some(())
+    })
+    .await;
+    docker(&["kill", "-s", "KILL", &c.name]); // exit code 137: a failure
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(!srv(&dns, &fqdn).await.is_empty(), "kept after the failure");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(5)).is_some());
+    let second = Registrator::start(&etcd, "h-onsucc", &flags);
+    eventually(SOON, "the restarted registrator reconciled", || async {
+        second
+            .logs()
+            .contains("adopted this host's lease")
+            .then_some(())
+    })
+    .await;
+    // Several passes (a third of --ttl apart): still there.
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        assert!(!srv(&dns, &fqdn).await.is_empty(), "{}", second.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(c);
+    eventually(SOON, "gone once removed", || async {
+        nxdomain(&dns, &fqdn).await.then_some(())
+    })
+    .await;
 }
