@@ -54,12 +54,15 @@ impl Cached {
         let (variants, weight) = match &answer {
             Answer::Records(r) => {
                 let n = if r.rotate { r.answers.len() } else { 1 };
-                let bytes = (r.answers.len() + r.additionals.len()) * 96;
-                (n.clamp(1, MAX_VARIANTS), bytes)
+                (n.clamp(1, MAX_VARIANTS), weigh(r))
             }
-            _ => (1, 0),
+            Answer::NoData(soa) | Answer::NxDomain(soa) => (1, record_weight(soa)),
+            Answer::NotOurs => (1, 0),
         };
-        let weight = weight + variants * usize::from(query.limit()).min(4096) + 256;
+        // Each rotation, once encoded, holds a message of at most the size limit and at most
+        // about the records' own size.
+        let encoded = usize::from(query.limit()).min(weight + 512);
+        let weight = weight + variants * encoded + 256;
         Cached {
             generation,
             dep,
@@ -162,6 +165,33 @@ impl Cached {
     }
 }
 
+/// What a record holds in memory, about: the struct, its owner name, and its data's own bytes
+/// (a TXT record's strings, a target name). A 60 KB TXT weighs 60 KB, not a fixed guess.
+fn record_weight(r: &hickory_proto::rr::Record) -> usize {
+    use hickory_proto::rr::RData;
+    let data = match &r.data {
+        RData::TXT(t) => t.txt_data.iter().map(|s| s.len() + 24).sum(),
+        RData::CNAME(n) => n.0.len(),
+        RData::NS(n) => n.0.len(),
+        RData::PTR(n) => n.0.len(),
+        RData::SRV(srv) => srv.target.len(),
+        RData::MX(mx) => mx.exchange.len(),
+        RData::SOA(soa) => soa.mname.len() + soa.rname.len(),
+        _ => 0,
+    };
+    std::mem::size_of::<hickory_proto::rr::Record>() + r.name.len() + data
+}
+
+/// The weight of every record of an answer.
+fn weigh(r: &crate::answer::Records) -> usize {
+    r.answers
+        .iter()
+        .chain(&r.authorities)
+        .chain(&r.additionals)
+        .map(record_weight)
+        .sum()
+}
+
 /// The cache: a map from question key to entry, under a reader-writer lock.
 #[derive(Default)]
 pub struct AnswerCache {
@@ -195,6 +225,11 @@ impl AnswerCache {
     /// Entries held (for the metrics).
     pub fn len(&self) -> usize {
         self.map.read().map_or(0, |m| m.len())
+    }
+
+    /// What the entries weigh, bytes (for the metrics).
+    pub fn weight(&self) -> usize {
+        self.weight.load(Ordering::Relaxed)
     }
 }
 
@@ -311,5 +346,36 @@ mod tests {
         let now = view.publish(&mut s, false);
         assert!(c.get(b"x", &now).is_none(), "its own name changed");
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn entries_weigh_what_they_hold() {
+        let owner = Name::from_ascii("t.webapp.dev.").unwrap();
+        let txt = |n: usize| {
+            let strings: Vec<String> = (0..n / 255).map(|_| "x".repeat(255)).collect();
+            Answer::Records(Records {
+                answers: vec![Record::from_rdata(
+                    owner.clone(),
+                    30,
+                    RData::TXT(hickory_proto::rr::rdata::TXT::new(strings)),
+                )],
+                ..Records::default()
+            })
+        };
+        let mut tcp = query();
+        tcp.transport = Transport::Tcp;
+        let big = Cached::new(1, Dep::All, tcp, txt(60_000), Counter::default(), None);
+        // The record's 60 KB, and its one encoded rotation's 60 KB.
+        assert!(big.weight > 2 * 59_000, "{}", big.weight);
+        // Over UDP its rotation is cut at the limit, the record is still held.
+        let small = Cached::new(1, Dep::All, query(), txt(60_000), Counter::default(), None);
+        assert!(
+            small.weight > 59_000 && small.weight < 60_000 + 8_000,
+            "{}",
+            small.weight
+        );
+        assert!(big.weight > small.weight + 50_000);
+        let a = Cached::new(1, Dep::All, query(), answer(3), Counter::default(), None);
+        assert!(a.weight < 4096, "{}", a.weight);
     }
 }

@@ -58,6 +58,8 @@ pub struct Handler {
     workers: Arc<Semaphore>,
     /// Background work (the other rotations of a signed answer): one at a time.
     background: Arc<Semaphore>,
+    /// Signed answers waiting for their other rotations, at most [`MAX_QUEUED_SIGNING`].
+    signing_queue: Arc<Semaphore>,
     admitted: Arc<Semaphore>,
     forwards: Arc<Semaphore>,
     rotation: AtomicUsize,
@@ -148,6 +150,7 @@ impl Handler {
             cache: AnswerCache::default(),
             workers: Arc::new(Semaphore::new(limits.workers.max(1))),
             background: Arc::new(Semaphore::new(1)),
+            signing_queue: Arc::new(Semaphore::new(MAX_QUEUED_SIGNING)),
             admitted: Arc::new(Semaphore::new(limits.admitted.max(1))),
             forwards: Arc::new(Semaphore::new(limits.forwards.max(1))),
             rotation: AtomicUsize::new(0),
@@ -219,12 +222,22 @@ impl Handler {
         self.cache.len()
     }
 
+    /// What the answer cache's entries weigh, bytes.
+    pub fn cached_answer_bytes(&self) -> usize {
+        self.cache.weight()
+    }
+
     /// Encodes (and signs) the other rotations of a signed answer on a blocking worker, after the
     /// answer that built it went out.
     fn prepare_later(&self, entry: Arc<Cached>) {
         if entry.prepared() {
             return;
         }
+        // Bounded: past [`MAX_QUEUED_SIGNING`] entries waiting, the others are not queued (their
+        // first rotation answers until they are built again).
+        let Ok(queued) = self.signing_queue.clone().try_acquire_owned() else {
+            return;
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 // A permit of their own: rotations signed in the background never hold a
@@ -232,6 +245,7 @@ impl Handler {
                 let background = self.background.clone();
                 let view = self.view.clone();
                 rt.spawn(async move {
+                    let _queued = queued;
                     let Ok(_permit) = background.acquire_owned().await else {
                         return;
                     };
@@ -680,6 +694,9 @@ impl Handler {
         }
     }
 }
+
+/// Signed answers that may wait at once for a worker to sign their other rotations.
+pub const MAX_QUEUED_SIGNING: usize = 256;
 
 /// The most CNAME targets outside the served domains that one question resolves upstream.
 pub const MAX_OUTSIDE_TARGETS: usize = 8;

@@ -291,6 +291,11 @@ impl Metrics {
                 ConstGauge::new(handler.cached_answers() as i64),
             );
             live.register(
+                "answer_cache_bytes",
+                "What the answers in the answer cache weigh (records and encoded rotations), bytes",
+                ConstGauge::new(handler.cached_answer_bytes() as i64),
+            );
+            live.register(
                 "dnssec_signatures_cached",
                 "RRset signatures held for reuse (0 without --dnssec-key)",
                 ConstGauge::new(handler.cached_signatures() as i64),

@@ -1,10 +1,13 @@
 //! DNS over TCP that no client can monopolise (RFC 7766).
 //!
-//! Every open connection is in a [`Connections`] table with its client address and the last time
-//! it made progress (a query read or an answer written). When a new connection arrives and the
-//! server is full, or its client already holds its share, the connection that made progress
-//! least recently is closed first: idle ones and ones whose client stopped reading go before
-//! busy ones (RFC 7766 section 6.2.3). Reads wait at most the idle timeout, writes at most the
+//! Every open connection is in a [`Connections`] table with its client (an IPv4 address, or the
+//! /64 of an IPv6 one: one host's share), the last time it made progress (a query read or an
+//! answer written), and whether a query of it is being answered. When a new connection arrives
+//! and the server is full, or its client already holds its share, the idle connection that made
+//! progress least recently is closed (RFC 7766 section 6.2.3); a connection with a query in
+//! progress (being computed, or waiting on an upstream) is never closed for a newcomer: when every
+//! candidate is busy, the newcomer is refused instead. A connection whose answer is ready but
+//! whose client does not read it is not busy: it goes first. Reads wait at most the idle timeout, writes at most the
 //! write timeout, and every connection ends when the shutdown token is cancelled.
 
 use std::collections::HashMap;
@@ -48,8 +51,27 @@ impl Default for TcpLimits {
 
 struct Conn {
     client: IpAddr,
+    /// The client's share key: the address, or its /64 for IPv6.
+    share: IpAddr,
     progress: Instant,
+    /// A query of this connection is being answered.
+    busy: bool,
     close: CancellationToken,
+}
+
+/// The share a client's connections count against: an IPv4 address (or an IPv4-mapped IPv6
+/// one), or the /64 of an IPv6 address (one host's usual allocation). Pure.
+pub fn share_of(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// The open connections.
@@ -69,36 +91,44 @@ impl Connections {
         }
     }
 
-    /// Registers a connection from `client`, first closing the least recently progressing
-    /// connection of that client when it holds its share, and of anyone when the table is full.
-    /// Returns its id and the token that closes it.
-    fn admit(&self, client: IpAddr) -> (u64, CancellationToken) {
+    /// Registers a connection from `client`, first closing the least recently progressing idle
+    /// connection of its share when the share is full, and of anyone when the table is full.
+    /// Its id and the token that closes it; `None` (the newcomer is refused) when there is no
+    /// room and every candidate has a query in progress.
+    fn admit(&self, client: IpAddr) -> Option<(u64, CancellationToken)> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let close = CancellationToken::new();
         let Ok(mut open) = self.open.lock() else {
-            return (id, close);
+            return Some((id, close));
         };
-        let mine = open.values().filter(|c| c.client == client).count();
-        if mine >= self.limits.per_client {
-            evict(&mut open, |c| c.client == client);
+        let share = share_of(client);
+        let mine = open.values().filter(|c| c.share == share).count();
+        if mine >= self.limits.per_client && !evict(&mut open, |c| c.share == share) {
+            return None;
         }
-        if open.len() >= self.limits.connections {
-            evict(&mut open, |_| true);
+        if open.len() >= self.limits.connections && !evict(&mut open, |_| true) {
+            return None;
         }
         open.insert(
             id,
             Conn {
                 client,
+                share,
                 progress: Instant::now(),
+                busy: false,
                 close: close.clone(),
             },
         );
-        (id, close)
+        Some((id, close))
     }
 
-    fn progressed(&self, id: u64) {
+    /// Marks a connection as having a query being answered (`busy`: computed, or waiting on an
+    /// upstream), or not (its answer is ready: writing it waits on the client, whose fault a
+    /// stall is). Either is progress.
+    fn busy(&self, id: u64, busy: bool) {
         if let Some(c) = self.open.lock().ok().as_mut().and_then(|o| o.get_mut(&id)) {
             c.progress = Instant::now();
+            c.busy = busy;
         }
     }
 
@@ -114,16 +144,21 @@ impl Connections {
     }
 }
 
-/// Closes the least recently progressing connection among those `which` selects.
-fn evict(open: &mut HashMap<u64, Conn>, which: impl Fn(&Conn) -> bool) {
+/// Closes the least recently progressing idle connection among those `which` selects; whether
+/// there was one.
+fn evict(open: &mut HashMap<u64, Conn>, which: impl Fn(&Conn) -> bool) -> bool {
     let victim = open
         .iter()
-        .filter(|(_, c)| which(c))
+        .filter(|(_, c)| !c.busy && which(c))
         .min_by_key(|(_, c)| c.progress)
         .map(|(id, _)| *id);
-    if let Some(c) = victim.and_then(|id| open.remove(&id)) {
-        debug!(client = %c.client, "closing the least recently active tcp connection");
-        c.close.cancel();
+    match victim.and_then(|id| open.remove(&id)) {
+        Some(c) => {
+            debug!(client = %c.client, "closing the least recently active idle tcp connection");
+            c.close.cancel();
+            true
+        }
+        None => false,
     }
 }
 
@@ -148,7 +183,10 @@ pub async fn serve(
                 }
             },
         };
-        let (id, close) = conns.admit(peer.ip());
+        let Some((id, close)) = conns.admit(peer.ip()) else {
+            debug!(%peer, "tcp connection refused: no room, and every connection is answering a query");
+            continue; // dropped: closed at once
+        };
         let (handler, conns, token) = (handler.clone(), conns.clone(), token.clone());
         tasks.spawn(async move {
             tokio::select! {
@@ -184,7 +222,7 @@ async fn connection(
         tokio::time::timeout(limits.idle, stream.read_exact(&mut msg))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
-        conns.progressed(id);
+        conns.busy(id, true);
         let reply = match handler.handle(&msg, peer.ip(), Transport::Tcp) {
             Step::Reply(bytes) => bytes,
             Step::Later(job) => match handler.complete(job).await {
@@ -193,6 +231,7 @@ async fn connection(
             },
             Step::Drop => return Ok(()),
         };
+        conns.busy(id, false);
         // Answers are built within 65,535 bytes; anything else is a bug, not something to send.
         let len =
             u16::try_from(reply.len()).map_err(|_| std::io::Error::other("answer too long"))?;
@@ -204,7 +243,7 @@ async fn connection(
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading")
             })??;
-        conns.progressed(id);
+        conns.busy(id, false);
     }
 }
 
@@ -213,7 +252,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_least_recently_active_goes_first() {
+    fn the_least_recently_active_idle_one_goes_first_and_a_busy_one_never() {
         let conns = Connections::new(TcpLimits {
             connections: 3,
             per_client: 2,
@@ -221,19 +260,36 @@ mod tests {
         });
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
-        let (a1, a1_close) = conns.admit(a);
-        let (a2, a2_close) = conns.admit(a);
-        conns.progressed(a1);
-        // A third from the same client closes that client's least recently active one.
-        let (_a3, _) = conns.admit(a);
+        let (a1, a1_close) = conns.admit(a).unwrap();
+        let (a2, a2_close) = conns.admit(a).unwrap();
+        // a1 has a query in progress: a third from the same client closes a2, never a1.
+        conns.busy(a1, true);
+        let (_a3, _) = conns.admit(a).unwrap();
         assert!(a2_close.is_cancelled() && !a1_close.is_cancelled());
         assert_eq!(conns.len(), 2);
-        let (_b1, b1_close) = conns.admit(b);
+        let (b1, b1_close) = conns.admit(b).unwrap();
         assert_eq!(conns.len(), 3);
-        // Full: a new client closes the least recently active of all.
-        let (_b2, _) = conns.admit(b);
-        assert!(a1_close.is_cancelled() && !b1_close.is_cancelled());
+        // Full: a new client closes the least recently active idle one of all (a3), not a1.
+        conns.busy(b1, true);
+        let (_b2, _) = conns.admit(b).unwrap();
+        assert!(!a1_close.is_cancelled() && !b1_close.is_cancelled());
+        assert_eq!(conns.len(), 3);
+        // Every connection busy: the newcomer is refused, nobody is closed.
+        for id in conns.open.lock().unwrap().values_mut() {
+            id.busy = true;
+        }
+        assert!(conns.admit("127.0.0.4".parse().unwrap()).is_none());
         assert_eq!(conns.len(), 3);
         let _ = a2;
+    }
+
+    #[test]
+    fn an_ipv6_client_s_share_is_its_64() {
+        let share = |s: &str| share_of(s.parse().unwrap()).to_string();
+        assert_eq!(share("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(share("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::");
+        assert_ne!(share("2001:db8:1:3::1"), share("2001:db8:1:2::1"));
+        assert_eq!(share("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(share("10.0.0.1"), "10.0.0.1");
     }
 }

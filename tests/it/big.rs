@@ -360,3 +360,31 @@ async fn a_write_retires_only_the_answers_of_the_names_it_touches() {
     .await;
     assert_eq!(m.answers.len(), 3);
 }
+
+/// The answer cache weighs what it holds: twenty 60 KB TXT answers, each asked over UDP and
+/// TCP, weigh at least the 2.4 MB of their records and TCP answers (not a fixed 4 KB each).
+#[tokio::test]
+async fn the_answer_cache_weighs_what_it_holds() {
+    let etcd = Etcd::start().await;
+    let text = "t".repeat(60_000);
+    let records: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            (
+                format!("/skydns/dev/webapp/txt{i}"),
+                format!(r#"{{"text":"{text}"}}"#),
+            )
+        })
+        .collect();
+    put_all(&etcd, &records).await;
+    let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
+    dns.ready().await;
+    for i in 0..20 {
+        let name = format!("txt{i}.webapp.dev.");
+        udp(dns.addr, &message(&name, RecordType::TXT)).await;
+        let (len, _) = tcp(dns.addr, &message(&name, RecordType::TXT)).await;
+        assert!(len > 60_000);
+    }
+    let bytes = dns.metric("lodestar_dns_answer_cache_bytes").await.unwrap();
+    assert!(bytes > 20.0 * 120_000.0, "{bytes}");
+    assert!(bytes < 20.0 * 200_000.0, "{bytes}");
+}

@@ -514,3 +514,56 @@ async fn an_outside_cname_fan_out_shares_one_deadline() {
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     drop(silent);
 }
+
+/// A TCP connection whose query waits on a slow upstream is never closed for newcomers: 200 new
+/// connections from the same client (more than its share of 128) arrive meanwhile, and it still
+/// gets its answer.
+#[tokio::test]
+async fn a_tcp_query_waiting_on_an_upstream_is_never_evicted() {
+    let etcd = Etcd::start().await;
+    // A TCP upstream that takes connections and never answers; it says when one arrives.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = silent.local_addr().unwrap().to_string();
+    let (arrived, mut arrivals) = tokio::sync::mpsc::channel::<()>(8);
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+            let _ = arrived.try_send(());
+        }
+    });
+    let dns = Dns::start(&[
+        "--domain",
+        "webapp.dev",
+        "--etcd",
+        &etcd.endpoint(),
+        "--upstream",
+        &up,
+        "--upstream-timeout",
+        "3000",
+    ]);
+    dns.ready().await;
+    let q = message("www.example.org.", RecordType::A).to_vec().unwrap();
+    let addr = dns.addr;
+    let waiting = tokio::spawn(async move { tcp_raw(addr, &q).await });
+    arrivals
+        .recv()
+        .await
+        .expect("the question reached the upstream");
+    let mut newcomers = Vec::new();
+    for _ in 0..200 {
+        newcomers.push(
+            tokio::net::TcpStream::connect(dns.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let answer = waiting
+        .await
+        .unwrap()
+        .expect("an answer, not a closed connection");
+    let m = hickory_proto::op::Message::from_vec(&answer).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    drop(newcomers);
+    hold.abort();
+}
