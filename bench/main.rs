@@ -1418,6 +1418,47 @@ async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
             );
         }
     }
+    wildcards(lodestar, 2000);
+}
+
+/// Distinct names with a wildcard (each a cache miss, as a client that varies them makes them)
+/// beside plain misses, among the 100,000 records of `shapes`: the server's CPU per answer,
+/// `n` names of each kind asked one after another.
+fn wildcards(lodestar: &Server, n: usize) {
+    type Shape = (&'static str, fn(usize) -> String);
+    let shapes: [Shape; 5] = [
+        ("a plain miss", |k| format!("m{k}.webapp.dev.")),
+        ("`*` and an instance's label", |k| {
+            format!("i{}.*.webapp.dev.", k * 7 % 100_000)
+        }),
+        ("`any` and an instance's label", |k| {
+            format!("i{}.any.webapp.dev.", k * 7 % 100_000)
+        }),
+        ("`*` and a label nobody has", |k| {
+            format!("x{k}.*.webapp.dev.")
+        }),
+        ("wildcards only, deeper than any record", |k| {
+            format!("{}webapp.dev.", "*.any.".repeat(2 + k % 8))
+        }),
+    ];
+    println!("\n### Distinct names with a wildcard beside plain misses ({n} names each, one at a time; server CPU per answer)\n");
+    println!("| question | first name | answers (of the last) | Lodestar CPU per answer |");
+    println!("|---|---|---:|---:|");
+    let pid = lodestar.pid();
+    for (label, name) in shapes {
+        let (u0, s0) = cpu_seconds(pid);
+        let mut last = 0;
+        for k in 0..n {
+            last = timed(lodestar.addr, &name(k), RecordType::A, Wire::Udp)
+                .map_or(0, |(_, answers, _)| answers);
+        }
+        let (u1, s1) = cpu_seconds(pid);
+        println!(
+            "| {label} | `{}` | {last} | {:.1} us |",
+            name(0),
+            (u1 + s1 - u0 - s0) / n as f64 * 1e6
+        );
+    }
 }
 
 /// TCP queries from one client while 512 connections from another address send queries for

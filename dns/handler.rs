@@ -330,7 +330,10 @@ impl Handler {
             Outcome::Reply(bytes) => return Step::Reply(bytes),
             Outcome::Drop => return Step::Drop,
             Outcome::Forward(pending) => Some(pending),
-            Outcome::Large => None,
+            Outcome::Large => {
+                self.metrics.large.inc();
+                None
+            }
         };
         match self.admitted.clone().try_acquire_owned() {
             Ok(permit) => Step::Later(Job {

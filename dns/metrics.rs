@@ -100,6 +100,9 @@ pub struct Metrics {
     pub shed: Counter,
     /// Questions that came back carrying this server's own forwarding mark (a loop).
     pub forward_loops: Counter,
+    /// Answers too costly for a receive loop's budget, built by a worker (large names, signed
+    /// answers not cached yet).
+    pub large: Counter,
     /// Queries answered from the answer cache.
     pub cache_hits: Counter,
     /// Plain queries whose answer was not in the cache (or no longer good).
@@ -144,6 +147,7 @@ impl Metrics {
             malformed: Counter::default(),
             shed: Counter::default(),
             forward_loops: Counter::default(),
+            large: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             request_size,
@@ -222,6 +226,11 @@ impl Metrics {
             "forward_loops",
             "Questions that came back carrying this server's own forwarding mark (answered SERVFAIL, not forwarded again)",
             m.forward_loops.clone(),
+        );
+        registry.register(
+            "worker_answers",
+            "Answers too costly for a receive loop's budget, built by a worker (large names, signed answers)",
+            m.large.clone(),
         );
         registry.register(
             "answer_cache_hits",

@@ -64,6 +64,8 @@ pub async fn follow(
         revision: 0,
         page: page.max(1),
         leases: super::Leases::default(),
+        confirmed: None,
+        lost: false,
     };
     let mut backoff = crate::runtime::reconnect_backoff();
     let mut failures = 0u32;
@@ -109,6 +111,7 @@ pub async fn follow(
                 let member = etcd.current_endpoint().to_string();
                 etcd.avoid_current();
                 if was_watching {
+                    state.lost = true;
                     warn!(%error, member, revision = state.revision,
                         "the view may be stale: lost the watch; answering from the last snapshot, trying the other members");
                     continue;
@@ -136,6 +139,11 @@ struct WatchState {
     page: i64,
     /// Granted TTLs of the leases seen.
     leases: super::Leases,
+    /// When the member followed was last known to be usable (a watch opened on it, or a status
+    /// with a leader): the start of an outage, for the line that ends it.
+    confirmed: Option<Instant>,
+    /// Whether the watch was lost since the last one was opened.
+    lost: bool,
 }
 
 /// Whether an etcd error is a message past the decode limit.
@@ -191,19 +199,20 @@ async fn session(
         .await
         .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT))??;
     *watched = true;
-    // How long nothing was heard from etcd: the outage as clients saw it, not the reconnect.
-    let silent = view.freshness.since_heard();
     view.freshness.set_watching(true);
     view.freshness.heard();
-    match silent {
-        Some(d) if d > CHECK_EVERY * 2 => info!(
+    // How long the view was not following a usable member: from the last time one was known to
+    // be (a member that loses its leader still answers for a while), not from the reconnect.
+    match (std::mem::take(&mut state.lost), state.confirmed) {
+        (true, Some(since)) => info!(
             revision = state.revision,
             member,
-            stale_ms = d.as_millis() as u64,
+            stale_ms = since.elapsed().as_millis() as u64,
             "watching again"
         ),
         _ => debug!(revision = state.revision, member, "watching"),
     }
+    state.confirmed = Some(Instant::now());
     let mut check = tokio::time::interval(CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut preferred = PreferredCheck::default();
@@ -218,6 +227,7 @@ async fn session(
             },
             _ = check.tick() => {
                 check_member(&mut client, &member).await?;
+                state.confirmed = Some(Instant::now());
                 stream.request_progress().await?;
                 if preferred.due(etcd, state.revision).await {
                     return Err(ViewError::Preferred);

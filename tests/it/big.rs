@@ -388,3 +388,61 @@ async fn the_answer_cache_weighs_what_it_holds() {
     assert!(bytes > 20.0 * 120_000.0, "{bytes}");
     assert!(bytes < 20.0 * 200_000.0, "{bytes}");
 }
+
+/// A question with a wildcard costs what it finds, like any other: among 100,000 records,
+/// distinct names with `*` and `any` (each a cache miss) are answered on the receive loop within
+/// its small budget, none is handed to a worker, and each answers exactly what matches.
+#[tokio::test]
+async fn wildcard_questions_cost_what_they_find() {
+    let etcd = Etcd::start().await;
+    let records: Vec<(String, String)> = (0..100_000)
+        .map(|k| {
+            (
+                format!("/skydns/dev/webapp/s{}/r{k}", k % 100),
+                format!(
+                    r#"{{"host":"10.{}.{}.{}"}}"#,
+                    k >> 16,
+                    (k >> 8) & 255,
+                    k & 255
+                ),
+            )
+        })
+        .collect();
+    put_all(&etcd, &records).await;
+    let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
+    dns.ready().await;
+    // (The readiness probe asked the apex, a large answer.)
+    let workers = || async {
+        dns.metric("lodestar_dns_worker_answers_total")
+            .await
+            .expect("lodestar_dns_worker_answers_total")
+    };
+    let before = workers().await;
+    let mut nx = 0;
+    for k in (0..100_000).step_by(997) {
+        let wild = if k % 2 == 0 { "*" } else { "any" };
+        let m = query(dns.addr, &format!("r{k}.{wild}.webapp.dev."), RecordType::A)
+            .await
+            .unwrap();
+        let want = format!("10.{}.{}.{}", k >> 16, (k >> 8) & 255, k & 255);
+        assert_eq!(data(&m), [want], "r{k}.{wild}");
+        let m = query(dns.addr, &format!("x{k}.{wild}.webapp.dev."), RecordType::A)
+            .await
+            .unwrap();
+        nx += usize::from(m.metadata.response_code == ResponseCode::NXDomain);
+    }
+    assert_eq!(nx, 101, "a wildcard name that matches nothing is NXDOMAIN");
+    // Labels that exist, but not in these places.
+    let m = query(dns.addr, "r0.s0.*.webapp.dev.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(
+        workers().await,
+        before,
+        "no wildcard question went to a worker"
+    );
+    // A name with 1,000 instances is a large answer, with a wildcard or without.
+    let (_, m) = tcp(dns.addr, &message("*.s7.webapp.dev.", RecordType::A)).await;
+    assert_eq!(m.answers.len(), 1000);
+}

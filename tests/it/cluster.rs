@@ -272,6 +272,25 @@ async fn tutorial_cluster_answers_everywhere_and_rides_out_a_member_kill_and_a_h
     );
     bed.etcd.restart(&bed.net, 0);
     bed.etcd.wait_leader(0, Duration::from_secs(20)).await;
+    // Once its own member is healthy and caught up again, core-01's server follows it again
+    // (two checks 5 s apart), without a gap in its answers.
+    let probe = Probe::start(vec![bed.dns_addr(0)], &name, &core03);
+    eventually(
+        Duration::from_secs(30),
+        "core-01's server is back on its own member",
+        || async {
+            bed.dns_log(0)
+                .contains("the first endpoint is healthy and caught up again: following it")
+                .then_some(())
+        },
+    )
+    .await;
+    let (total, bad) = probe.finish().await;
+    assert!(
+        bad.is_empty(),
+        "{} of {total} probes failed while moving back: {bad:?}",
+        bad.len()
+    );
 
     // core-03 dies: registrator, server and member SIGKILLed. Its lease (ttl 5 s) expires and the
     // name is gone elsewhere; not before its TTL.
@@ -435,6 +454,17 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
     }
     let (code, body) = http_get(bed.metrics_addr(2), "/readyz").await;
     assert_eq!(code, 200, "{body}");
+    // The line that says the watch is back tells how long the view followed no usable member:
+    // the outage (seconds), not the last reconnect (a millisecond).
+    let log = bed.dns_log(2);
+    let stale_ms = log
+        .lines()
+        .filter(|l| l.contains("watching again"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("stale_ms").and_then(|m| m.as_u64()))
+        .max()
+        .unwrap_or(0);
+    assert!(stale_ms >= 1000, "stale_ms {stale_ms}:\n{}", tail(&log));
     bed.etcd
         .put(1, "/skydns/dev/webapp/db/db-2", &record("10.1.0.2"))
         .await;
