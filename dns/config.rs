@@ -49,6 +49,13 @@ pub struct Cli {
     /// past it the client gets SERVFAIL.
     #[arg(long, env = "LODESTAR_UPSTREAM_TIMEOUT", default_value_t = 2000)]
     pub upstream_timeout: u64,
+    /// Names with fewer labels than this are not forwarded: SERVFAIL (SkyDNS's -ndots). 0: every
+    /// name may be forwarded.
+    #[arg(long, env = "LODESTAR_NDOTS", default_value_t = 0)]
+    pub ndots: u8,
+    /// At start, ask etcd for its members and use those not given too (SkyDNS's -discover).
+    #[arg(long, env = "LODESTAR_DISCOVER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub discover: bool,
     /// Answer only the served domains; refuse every other name.
     #[arg(long, env = "LODESTAR_NO_FORWARD", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_forward: bool,
@@ -118,6 +125,8 @@ pub struct Cli {
 #[derive(Debug)]
 pub struct Config {
     pub log_queries: bool,
+    pub ndots: u8,
+    pub discover: bool,
     pub upstream_timeout: std::time::Duration,
     pub listen: Vec<SocketAddr>,
     pub authority: Authority,
@@ -253,6 +262,8 @@ impl Config {
         }
         Ok(Config {
             log_queries: cli.log_queries,
+            ndots: cli.ndots,
+            discover: cli.discover,
             upstream_timeout: std::time::Duration::from_millis(cli.upstream_timeout),
             listen: cli.listen,
             authority: Authority {

@@ -32,6 +32,9 @@ pub enum Decision {
     /// Not our name, and the question carries this server's own forwarding mark: it went round
     /// a loop of forwarders back here. SERVFAIL at once, never forwarded again.
     Loop,
+    /// Not our name, and shorter than `--ndots` labels: SERVFAIL with RA, not forwarded (as
+    /// SkyDNS's `-ndots`).
+    NotForwarded,
     /// Not our name, and this client may not have it forwarded (or forwarding is off); or a
     /// class other than IN.
     Refused,
@@ -56,6 +59,8 @@ pub struct Client {
     pub may_recurse: bool,
     /// The question was forwarded by this server before.
     pub looped: bool,
+    /// The name has fewer labels than `--ndots`: not forwarded.
+    pub short: bool,
 }
 
 /// Decides what answers `q`, spending at most `budget` on the view.
@@ -72,6 +77,7 @@ pub fn decide(
         allowed,
         may_recurse,
         looped,
+        short,
     } = client;
     if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
         return Decision::BadVersion;
@@ -119,6 +125,7 @@ pub fn decide(
     };
     match answer {
         Answer::NotOurs if may_recurse && looped => Decision::Loop,
+        Answer::NotOurs if may_recurse && short => Decision::NotForwarded,
         Answer::NotOurs if may_recurse => Decision::Forward,
         Answer::NotOurs => Decision::Refused,
         Answer::Records(r) if !r.external.is_empty() && may_recurse => Decision::Resolve(r),
@@ -174,7 +181,7 @@ mod tests {
             let client = Client {
                 allowed: recurse,
                 may_recurse: recurse,
-                looped: false,
+                ..Client::default()
             };
             decide(
                 query,
@@ -201,6 +208,7 @@ mod tests {
             Decision::Static => "static",
             Decision::Forward => "forward",
             Decision::Loop => "loop",
+            Decision::NotForwarded => "not forwarded",
             Decision::Refused => "refused",
             Decision::NotReady => "not ready",
             Decision::BadVersion => "badvers",
@@ -235,6 +243,7 @@ mod tests {
             allowed: true,
             may_recurse: true,
             looped: true,
+            short: false,
         };
         for (name, want) in [("www.example.org.", "loop"), ("a.webapp.dev.", "records")] {
             let d = decide(
@@ -269,7 +278,7 @@ mod tests {
         let client = Client {
             allowed: true,
             may_recurse: true,
-            looped: false,
+            ..Client::default()
         };
         let run =
             |query: &Query, budget| decide(query, Some(&snap), &a, &zones, &stubs, client, budget);

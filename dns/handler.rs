@@ -44,6 +44,8 @@ pub struct Limits {
     pub log_queries: bool,
     /// How long a forwarded (or stub zone) question may take in all.
     pub upstream_timeout: std::time::Duration,
+    /// `--ndots`: names with fewer labels are not forwarded.
+    pub ndots: u8,
 }
 
 /// Everything needed to answer.
@@ -75,6 +77,8 @@ pub struct Handler {
     mark: ForwardMark,
     /// Whether a forwarding loop was logged already.
     loop_logged: std::sync::atomic::AtomicBool,
+    /// `--ndots`.
+    ndots: u8,
 }
 
 /// What the receive loop does with a packet.
@@ -165,6 +169,7 @@ impl Handler {
             signers: Arc::new(Signers::none()),
             mark,
             loop_logged: std::sync::atomic::AtomicBool::new(false),
+            ndots: limits.ndots,
         }
     }
 
@@ -475,6 +480,7 @@ impl Handler {
             allowed: self.allowed(client),
             may_recurse: recurse,
             looped: recurse && self.mark.looped(q.edns.as_ref()),
+            short: usize::from(q.name.num_labels()) < usize::from(self.ndots),
         };
         let decision = decide(
             &q,
@@ -563,6 +569,10 @@ impl Handler {
                         "forwarding loop: a question this server forwarded came back to it; answering SERVFAIL instead of forwarding it again (check --upstream and the upstreams' own forwarders); logged once"
                     );
                 }
+                let rcode = ResponseCode::ServFail;
+                (self.error(&q, rcode, client), rcode)
+            }
+            Decision::NotForwarded => {
                 let rcode = ResponseCode::ServFail;
                 (self.error(&q, rcode, client), rcode)
             }

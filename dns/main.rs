@@ -169,7 +169,20 @@ fn load_keys(cfg: &config::Config) -> anyhow::Result<Vec<keys::ZoneKey>> {
 
 async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let cli = skydns_config(cli, &given).await;
-    let cfg = Config::from_cli(cli)?;
+    let mut cfg = Config::from_cli(cli)?;
+    if cfg.discover {
+        // SkyDNS's -discover: the endpoints given find the cluster's other members.
+        match tokio::time::timeout(Duration::from_secs(5), cfg.etcd.member_urls()).await {
+            Ok(Ok(urls)) => {
+                let added = cfg.etcd.add_endpoints(urls);
+                info!(?added, endpoints = ?cfg.etcd.endpoints, "etcd members discovered");
+            }
+            Ok(Err(error)) => {
+                warn!(%error, "could not list etcd's members: using the endpoints given")
+            }
+            Err(_) => warn!("etcd did not list its members within 5 s: using the endpoints given"),
+        }
+    }
     let token = CancellationToken::new();
     let tasks = TaskTracker::new();
     let view = Arc::new(View::new());
@@ -210,6 +223,7 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
         forwards: 1024,
         log_queries: cfg.log_queries,
         upstream_timeout: cfg.upstream_timeout,
+        ndots: cfg.ndots,
     };
     for origin in zones.origins() {
         if !keys.iter().any(|k| k.zone == *origin) {

@@ -93,13 +93,15 @@ fn flag(name: &str) -> Option<Flag> {
         "dnssec" => Flag::Value("--dnssec-key", same),
         "path-prefix" => Flag::Value("--prefix", prefix),
         "rtimeout" => Flag::Value("--upstream-timeout", go_duration_ms),
+        "ndots" => Flag::Value("--ndots", same),
         "no-rec" => Flag::Switch("--no-forward"),
         "verbose" => Flag::Switch("--log-queries"),
+        "discover" => Flag::Switch("--discover"),
         "round-robin" | "ns-rotate" | "stubzones" | "etcd3" => Flag::Ignored {
             takes_value: false,
             why: "always on in Lodestar",
         },
-        "scache" | "rcache" | "rcache-ttl" | "ndots" => Flag::Ignored {
+        "scache" | "rcache" | "rcache-ttl" => Flag::Ignored {
             takes_value: true,
             why: "SkyDNS cache tuning; Lodestar's caches need none",
         },
@@ -172,6 +174,7 @@ pub const ENV: &[(&str, &[&str])] = &[
     ("LODESTAR_UPSTREAM", &["SKYDNS_NAMESERVERS"]),
     ("LODESTAR_PREFIX", &["SKYDNS_PATH_PREFIX"]),
     ("LODESTAR_DNSSEC_KEY", &["SKYDNS_DNSSEC"]),
+    ("LODESTAR_NDOTS", &["SKYDNS_NDOTS"]),
     ("LODESTAR_ETCD_ENDPOINTS", &["ETCD_MACHINES"]),
     ("LODESTAR_ETCD_USER", &["ETCD_USERNAME"]),
     ("LODESTAR_ETCD_CERT", &["ETCD_TLSPEM"]),
@@ -220,6 +223,8 @@ pub struct SkydnsConfig {
     pub min_ttl: Option<u32>,
     /// `dnssec`: the base name of a BIND key pair.
     pub dnssec: Option<String>,
+    /// `ndots`: names with fewer labels are not forwarded.
+    pub ndots: Option<u8>,
 }
 
 impl SkydnsConfig {
@@ -276,6 +281,10 @@ impl SkydnsConfig {
                 applied.push("ttl");
             }
         }
+        if let (Some(n), false) = (self.ndots, given("ndots")) {
+            cli.ndots = n;
+            applied.push("ndots");
+        }
         if let (Some(t), false) = (self.min_ttl, given("min_ttl")) {
             if t > 0 {
                 cli.min_ttl = Some(t);
@@ -313,6 +322,9 @@ mod tests {
             "-ns-rotate",
             "-rcache",
             "1000",
+            "-ndots",
+            "3",
+            "-discover",
             "--metrics",
             "127.0.0.1:9153",
         ]))
@@ -333,6 +345,9 @@ mod tests {
                 "1500",
                 "--prefix",
                 "/skydns",
+                "--ndots",
+                "3",
+                "--discover",
                 "--metrics",
                 "127.0.0.1:9153"
             ]
@@ -376,7 +391,7 @@ mod tests {
     #[test]
     fn etcd_config_fills_what_was_not_given() {
         let json = br#"{"dns_addr":"127.0.0.1:5353","domain":"skydns.local.","ttl":3600,
-            "min_ttl":60,"nameservers":["8.8.8.8:53"],"read_timeout":1500000000,"no_rec":false,
+            "min_ttl":60,"nameservers":["8.8.8.8:53"],"read_timeout":1500000000,"no_rec":false,"ndots":2,
             "hostmaster":"admin@skydns.local","unknown":1}"#;
         let c = SkydnsConfig::parse(json).unwrap();
         let mut cli = Cli::parse_from(["x", "--domain", "given.dev"]);
@@ -386,6 +401,7 @@ mod tests {
         assert_eq!(cli.min_ttl, Some(60));
         assert_eq!(cli.upstream, ["8.8.8.8:53"]);
         assert_eq!(cli.upstream_timeout, 1500);
+        assert_eq!(cli.ndots, 2);
         assert_eq!(cli.listen, ["127.0.0.1:5353".parse().unwrap()]);
         assert!(!applied.contains(&"domain"));
         assert!(SkydnsConfig::parse(b"{nope").is_err());

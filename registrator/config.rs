@@ -44,8 +44,9 @@ pub struct Cli {
     /// etcd key prefix of the records.
     #[arg(long, env = "LODESTAR_PREFIX", default_value = "/skydns")]
     pub prefix: String,
-    /// Address published ports are reached at (default: this host's primary address).
-    #[arg(long, env = "LODESTAR_IP", conflicts_with = "internal")]
+    /// Address published ports are reached at (default: this host's primary address); with
+    /// --internal, the address of containers on the host's network.
+    #[arg(long, env = "LODESTAR_IP")]
     pub ip: Option<IpAddr>,
     /// Register exposed ports at the containers' own addresses instead of published ports.
     #[arg(long, env = "LODESTAR_INTERNAL", value_parser = clap::builder::BoolishValueParser::new())]

@@ -151,6 +151,11 @@ pub enum ServiceError {
         /// The size of its record's JSON.
         bytes: usize,
     },
+    /// A container on the host's network, and this host's address is not known.
+    #[error(
+        "the container is on the host's network and this host's address is not known: give --ip"
+    )]
+    NoHostAddress,
     /// A numeric key holds something else.
     #[error("{key}={value:?} is not a number in range")]
     Number {
@@ -316,6 +321,13 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
         None => None,
     };
     let network = set("SERVICE_NETWORK");
+    if c.network_mode == "host"
+        && ip.is_none_or(|ip| ip.is_unspecified())
+        && s.host_ip.is_unspecified()
+        && !c.exposed.is_empty()
+    {
+        return Err(ServiceError::NoHostAddress);
+    }
     let eps = endpoints(c, s, ip, network.as_deref());
     let several = eps.iter().filter(|e| !e.twin).count() > 1;
     let mut out = Vec::new();

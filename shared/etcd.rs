@@ -262,6 +262,34 @@ impl EtcdConfig {
         check_member(&mut client, first).await
     }
 
+    /// The client URLs of the cluster's members, as a usable member lists them (for SkyDNS's
+    /// `-discover`: the endpoints given find the others).
+    pub async fn member_urls(&self) -> Result<Vec<String>, EtcdError> {
+        let mut client = self.connect().await?;
+        let members = tokio::time::timeout(REQUEST_TIMEOUT, client.member_list())
+            .await
+            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT))??;
+        Ok(members
+            .members()
+            .iter()
+            .flat_map(|m| m.client_urls().iter().cloned())
+            .collect())
+    }
+
+    /// Adds the URLs that are not endpoints yet, after the given ones (the host's own member
+    /// stays first); those added.
+    pub fn add_endpoints(&mut self, urls: Vec<String>) -> Vec<String> {
+        let mut added = Vec::new();
+        for u in urls {
+            let u = u.trim_end_matches('/').to_string();
+            if !self.endpoints.iter().any(|e| e.trim_end_matches('/') == u) {
+                self.endpoints.push(u.clone());
+                added.push(u);
+            }
+        }
+        added
+    }
+
     /// The next [`EtcdConfig::connect`] tries the first endpoint first.
     pub fn prefer_first(&self) {
         self.current.0.store(0, Ordering::Relaxed);

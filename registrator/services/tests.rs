@@ -534,6 +534,15 @@ fn host_networked_containers_register_their_exposed_ports() {
         ..settings()
     };
     assert_eq!(show(&c, &internal), ["a1.api.webapp.dev 10.0.0.1:7100"]);
+    // No host address known (--internal without --ip, no primary address): said, not silent.
+    let unknown = Settings {
+        host_ip: "0.0.0.0".parse().unwrap(),
+        ..internal
+    };
+    assert_eq!(services(&c, &unknown), Err(ServiceError::NoHostAddress));
+    let mut given = c.clone();
+    given.labels.insert("SERVICE_IP".into(), "10.0.0.9".into());
+    assert_eq!(show(&given, &unknown), ["a1.api.webapp.dev 10.0.0.9:7100"]);
 }
 
 /// Names: SERVICE_<port>_NAME > SERVICE_NAME > compose service > image base name > container name.

@@ -42,6 +42,58 @@ async fn a_skydns_unit_runs_with_the_binary_swapped() {
     assert!(dns.logs().contains("SkyDNS flag -ns-rotate ignored"));
 }
 
+/// SkyDNS's `-discover` and `-ndots`, as a unit that uses them has them: the member given (here
+/// through a proxy) finds the cluster's others, and names with fewer labels than `-ndots` are
+/// not forwarded (SERVFAIL, as SkyDNS), longer ones are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skydns_discover_and_ndots_work() {
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/local/skydns/redis/r1", r#"{"host":"10.0.0.5"}"#)
+        .await;
+    let proxy = crate::support::TcpProxy::start(([127, 0, 0, 1], etcd.port).into()).await;
+    let knot = Knot::start().await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (ep, up) = (proxy.url(), knot.addr.to_string());
+    let dns = Dns::start_with(
+        &[
+            "-addr",
+            &addr,
+            "-domain",
+            "skydns.local.",
+            "-machines",
+            &ep,
+            "-nameservers",
+            &up,
+            "-discover",
+            "-ndots",
+            "3",
+        ],
+        &[],
+        1,
+    );
+    until_a_contains(&dns, "redis.skydns.local.", "10.0.0.5").await;
+    let logs = dns.logs();
+    assert!(
+        logs.contains("etcd members discovered") && logs.contains(&etcd.endpoint()),
+        "{logs}"
+    );
+    until_a_contains(&dns, "www.example.org.", "192.0.2.10").await;
+    let m = query(dns.addr, "example.org.", RecordType::SOA)
+        .await
+        .expect("answer");
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail,
+        "two labels, -ndots 3: not forwarded"
+    );
+    assert!(m.metadata.recursion_available);
+    // The member given goes away: the one discovered keeps the view following etcd.
+    proxy.cut();
+    etcd.put("/skydns/local/skydns/redis/r2", r#"{"host":"10.0.0.6"}"#)
+        .await;
+    until_a_contains(&dns, "redis.skydns.local.", "10.0.0.6").await;
+}
+
 /// SkyDNS's settings in etcd fill what the command line does not set: the domain, the TTL, the
 /// nameservers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

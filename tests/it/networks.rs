@@ -148,6 +148,39 @@ async fn service_ip_and_host_networking() {
     );
 }
 
+/// With --internal, a host-networked container's exposed ports are at --ip (the README's claim),
+/// and without any host address it is skipped with a line that says so, never silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_with_ip_registers_host_networked_containers_there() {
+    let (etcd, dns, reg) = stack("h-intip", &["--internal", "--ip", "10.99.0.17"]).await;
+    let n = unique("hostnet");
+    let c = Ctr::run(
+        "hostnet-int",
+        &[
+            "--network",
+            "host",
+            "--expose",
+            "7100",
+            "-e",
+            &format!("SERVICE_NAME={n}"),
+            "-e",
+            "SERVICE_ID=h",
+        ],
+    );
+    a_of(&dns, &format!("h.{n}.webapp.dev."), "10.99.0.17").await;
+    drop(reg);
+    // No --ip, and an address this host cannot have: a registrator whose host address is unknown.
+    let mut args = vec!["--internal"];
+    args.extend(["--ip", "0.0.0.0"]);
+    let reg = Registrator::start(&etcd, "h-intip2", &args);
+    eventually(Duration::from_secs(5), "the skip is logged", || async {
+        let logs = reg.logs();
+        (logs.contains(&c.name) && logs.contains("this host's address is not known: give --ip"))
+            .then_some(())
+    })
+    .await;
+}
+
 /// Names without SERVICE_NAME: a compose service's label; an image referenced by id gives the
 /// container's name, not `sha256`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
