@@ -1,5 +1,6 @@
 //! Forwarding through the binary, with Knot DNS as the upstream.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -566,4 +567,69 @@ async fn a_tcp_query_waiting_on_an_upstream_is_never_evicted() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     drop(newcomers);
     hold.abort();
+}
+
+/// An upstream that answers as a validating resolver does for a zone whose signatures fail:
+/// SERVFAIL, unless the question has CD (checking disabled), then the data. (A stand-in for a
+/// validator with a broken zone: installing one on the test machine starts a system resolver.)
+async fn validator_with_a_bogus_zone() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            r.metadata.checking_disabled = q.metadata.checking_disabled;
+            r.queries = q.queries.clone();
+            if q.metadata.checking_disabled {
+                if let Some(question) = q.queries.first() {
+                    r.add_answer(Record::from_rdata(
+                        question.name().clone(),
+                        300,
+                        RData::A(A::new(192, 0, 2, 66)),
+                    ));
+                }
+            } else {
+                r.metadata.response_code = ResponseCode::ServFail;
+            }
+            if let Ok(bytes) = r.to_vec() {
+                let _ = sock.send_to(&bytes, from).await;
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// An answer asked with CD (checking disabled) is never served from the forward cache to a
+/// client that wants it checked.
+#[tokio::test]
+async fn an_answer_asked_with_cd_is_not_served_to_clients_without_it() {
+    let etcd = Etcd::start().await;
+    let (upstream, validator) = validator_with_a_bogus_zone().await;
+    let dns = Dns::for_etcd(&etcd, Some(upstream), &[]);
+    dns.ready().await;
+    let mut cd = message("www.bogus.example.", RecordType::A);
+    cd.metadata.checking_disabled = true;
+    let m = exchange(dns.addr, &cd, false).await.unwrap();
+    assert_eq!(data(&m), ["192.0.2.66"], "with CD: the unchecked data");
+    for _ in 0..3 {
+        let m = query(dns.addr, "www.bogus.example.", RecordType::A)
+            .await
+            .unwrap();
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::ServFail,
+            "without CD: the validator's SERVFAIL, not the cached unchecked answer"
+        );
+    }
+    let m = exchange(dns.addr, &cd, false).await.unwrap();
+    assert_eq!(data(&m), ["192.0.2.66"]);
+    validator.abort();
 }
