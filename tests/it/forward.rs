@@ -512,7 +512,7 @@ async fn an_outside_cname_fan_out_shares_one_deadline() {
         ResponseCode::ServFail,
         "no upstream answered"
     );
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
     drop(silent);
 }
 
