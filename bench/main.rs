@@ -6,10 +6,11 @@
 //! cargo bench --bench lodestar -- reads        [--services N] [--qps Q] [--seconds S]
 //! cargo bench --bench lodestar -- propagation  [--writes W]
 //! cargo bench --bench lodestar -- scale        [--sizes 100000,1000000]
-//! cargo bench --bench lodestar -- churn        [--services N] [--qps Q] [--seconds S] [--rounds R]
+//! cargo bench --bench lodestar -- churn        [--services N] [--qps Q] [--seconds S] [--rounds R] [--baseline PATH]
 //! cargo bench --bench lodestar -- big          [--services N] [--seconds S] [--rounds R]
 //! cargo bench --bench lodestar -- cost2        [--services N] [--qps Q] [--seconds S] [--rounds R]
 //! cargo bench --bench lodestar -- tcp          (bench-big's last table alone)
+//! cargo bench --bench lodestar -- wildcards    [--services N] [--baseline PATH]   (bench-big's wildcard table alone)
 //! cargo bench --bench lodestar -- failover     [--rounds R]   (three hosts in network namespaces)
 //! cargo bench --bench lodestar -- all
 //! ```
@@ -97,6 +98,7 @@ fn main() {
             "big" => big(&opts).await,
             "tcp" => big(&Opts { only_tcp: true, ..opts }).await,
             "cost2" => cost2(&opts).await,
+            "wildcards" => wildcard_bench(&opts).await,
             "failover" => failover::failover(&opts).await,
             "all" => {
                 cost(&opts).await;
@@ -110,7 +112,7 @@ fn main() {
             }
             other => {
                 eprintln!(
-                    "unknown benchmark {other:?}: cost, cost2, reads, propagation, scale, churn, big, tcp, failover or all"
+                    "unknown benchmark {other:?}: cost, cost2, reads, propagation, scale, churn, big, tcp, wildcards, failover or all"
                 );
                 std::process::exit(2);
             }
@@ -930,81 +932,81 @@ async fn scale(o: &Opts) {
 
 async fn churn(o: &Opts) {
     let (b, etcd) = bed(o.services).await;
+    let baseline = o.baseline.as_ref().map(|bin| {
+        let server = Server::binary(bin, &[], &etcd, b._upstream.addr, "1");
+        wait_loaded(server.addr, o.services);
+        server
+    });
     let file = queries(b.dir.path(), "names", o.services);
-    offer(b.lodestar.addr, b.lodestar.pid(), &file, o.qps, 2);
-    let mut quiet = Vec::new();
-    let mut busy = Vec::new();
-    let mut changes = 0u64;
-    for _ in 0..o.rounds {
-        quiet.push(offer(
-            b.lodestar.addr,
-            b.lodestar.pid(),
-            &file,
-            o.qps,
-            o.seconds,
-        ));
-        // 1,000 changes a second: 10 records every 10 ms, from CPU 0.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let mut client = etcd.client().await;
-        let n = o.services;
-        let writer = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            let mut v = 0usize;
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                tick.tick().await;
-                let ops: Vec<etcd_client::TxnOp> = (0..10)
-                    .map(|k| {
-                        v += 1;
-                        let i = (v * 7919 + k) % n;
-                        etcd_client::TxnOp::put(
-                            format!("/skydns/dev/webapp/svc{i}/svc{i}-1"),
-                            record(i, v),
-                            None,
-                        )
-                    })
-                    .collect();
-                if client
-                    .txn(etcd_client::Txn::new().and_then(ops))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            v as u64
-        });
-        let (addr, pid, path, qps, secs) = (
-            b.lodestar.addr,
-            b.lodestar.pid(),
-            file.clone(),
-            o.qps,
-            o.seconds,
-        );
-        let load = tokio::task::spawn_blocking(move || offer(addr, pid, &path, qps, secs))
-            .await
-            .expect("dnsperf");
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        changes += writer.await.unwrap_or(0);
-        busy.push(load);
+    let mut servers = vec![("Lodestar", &b.lodestar)];
+    if let Some(base) = &baseline {
+        servers.push(("baseline", base));
     }
-    let q = median(quiet.iter().map(|l| l.cpu_us).collect());
-    let c = median(busy.iter().map(|l| l.cpu_us).collect());
-    let rate = changes as f64 / (o.rounds as f64 * f64::from(o.seconds));
     println!("\n### Query cost while records change\n");
-    println!("| state | answered | lost | CPU per query | vs quiet |");
-    println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| quiet | {} | {} | {q:.2} µs | 1.00x |",
-        quiet.iter().map(|l| l.answered).sum::<u64>(),
-        quiet.iter().map(|l| l.lost).sum::<u64>()
-    );
-    println!(
-        "| {rate:.0} changes/s | {} | {} | {c:.2} µs | {:.2}x |",
-        busy.iter().map(|l| l.answered).sum::<u64>(),
-        busy.iter().map(|l| l.lost).sum::<u64>(),
-        c / q
-    );
+    println!("| server | state | answered | lost | CPU per query | vs quiet |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for (label, server) in servers {
+        offer(server.addr, server.pid(), &file, o.qps, 2);
+        let mut quiet = Vec::new();
+        let mut busy = Vec::new();
+        let mut changes = 0u64;
+        for _ in 0..o.rounds {
+            quiet.push(offer(server.addr, server.pid(), &file, o.qps, o.seconds));
+            // 1,000 changes a second: 10 records every 10 ms, from CPU 0.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = stop.clone();
+            let mut client = etcd.client().await;
+            let n = o.services;
+            let writer = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                let mut v = 0usize;
+                while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                    tick.tick().await;
+                    let ops: Vec<etcd_client::TxnOp> = (0..10)
+                        .map(|k| {
+                            v += 1;
+                            let i = (v * 7919 + k) % n;
+                            etcd_client::TxnOp::put(
+                                format!("/skydns/dev/webapp/svc{i}/svc{i}-1"),
+                                record(i, v),
+                                None,
+                            )
+                        })
+                        .collect();
+                    if client
+                        .txn(etcd_client::Txn::new().and_then(ops))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                v as u64
+            });
+            let (addr, pid, path, qps, secs) =
+                (server.addr, server.pid(), file.clone(), o.qps, o.seconds);
+            let load = tokio::task::spawn_blocking(move || offer(addr, pid, &path, qps, secs))
+                .await
+                .expect("dnsperf");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            changes += writer.await.unwrap_or(0);
+            busy.push(load);
+        }
+        let q = median(quiet.iter().map(|l| l.cpu_us).collect());
+        let c = median(busy.iter().map(|l| l.cpu_us).collect());
+        let rate = changes as f64 / (o.rounds as f64 * f64::from(o.seconds));
+        println!(
+            "| {label} | quiet | {} | {} | {q:.2} µs | 1.00x |",
+            quiet.iter().map(|l| l.answered).sum::<u64>(),
+            quiet.iter().map(|l| l.lost).sum::<u64>()
+        );
+        println!(
+            "| {label} | {rate:.0} changes/s | {} | {} | {c:.2} µs | {:.2}x |",
+            busy.iter().map(|l| l.answered).sum::<u64>(),
+            busy.iter().map(|l| l.lost).sum::<u64>(),
+            c / q
+        );
+    }
 }
 
 // ------------------------------------------------------------------ big names
@@ -1282,19 +1284,7 @@ async fn big(o: &Opts) {
 
 /// The shapes that stalled earlier versions, each timed right after a change under it.
 async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
-    let mut records: Vec<(String, String)> = (0..100_000)
-        .map(|k| {
-            (
-                format!("/skydns/dev/webapp/huge/i{k}"),
-                format!(
-                    r#"{{"host":"10.{}.{}.{}"}}"#,
-                    100 + (k >> 16),
-                    (k >> 8) & 255,
-                    k & 255
-                ),
-            )
-        })
-        .collect();
+    let mut records = huge_records();
     // Every container behind one host address (one --ip): 600 records, one PTR.
     records.extend((0..600).map(|k| {
         (
@@ -1418,13 +1408,13 @@ async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {
             );
         }
     }
-    wildcards(lodestar, 2000);
+    wildcards(&[("Lodestar", lodestar)], 2000);
 }
 
 /// Distinct names with a wildcard (each a cache miss, as a client that varies them makes them)
-/// beside plain misses, among the 100,000 records of `shapes`: the server's CPU per answer,
-/// `n` names of each kind asked one after another.
-fn wildcards(lodestar: &Server, n: usize) {
+/// beside plain misses, among 100,000 records under `huge` (`huge_records`): each server's CPU
+/// per answer, `n` names of each kind asked one after another.
+fn wildcards(servers: &[(&str, &Server)], n: usize) {
     type Shape = (&'static str, fn(usize) -> String);
     let shapes: [Shape; 5] = [
         ("a plain miss", |k| format!("m{k}.webapp.dev.")),
@@ -1437,28 +1427,92 @@ fn wildcards(lodestar: &Server, n: usize) {
         ("`*` and a label nobody has", |k| {
             format!("x{k}.*.webapp.dev.")
         }),
+        // Eleven labels, each `*` or `any` by a bit of k: 2,048 distinct names.
         ("wildcards only, deeper than any record", |k| {
-            format!("{}webapp.dev.", "*.any.".repeat(2 + k % 8))
+            let labels: String = (0..11)
+                .map(|b| if k >> b & 1 == 1 { "*." } else { "any." })
+                .collect();
+            format!("{labels}webapp.dev.")
         }),
     ];
     println!("\n### Distinct names with a wildcard beside plain misses ({n} names each, one at a time; server CPU per answer)\n");
-    println!("| question | first name | answers (of the last) | Lodestar CPU per answer |");
-    println!("|---|---|---:|---:|");
-    let pid = lodestar.pid();
+    let heads: Vec<String> = servers.iter().map(|(l, _)| format!(" {l} |")).collect();
+    println!(
+        "| question | first name | answers (of the last) |{}",
+        heads.concat()
+    );
+    println!("|---|---|---:|{}", "---:|".repeat(servers.len()));
     for (label, name) in shapes {
-        let (u0, s0) = cpu_seconds(pid);
+        let mut cells = String::new();
         let mut last = 0;
-        for k in 0..n {
-            last = timed(lodestar.addr, &name(k), RecordType::A, Wire::Udp)
-                .map_or(0, |(_, answers, _)| answers);
+        for (_, server) in servers {
+            let pid = server.pid();
+            let (u0, s0) = cpu_seconds(pid);
+            for k in 0..n {
+                last = timed(server.addr, &name(k), RecordType::A, Wire::Udp)
+                    .map_or(0, |(_, answers, _)| answers);
+            }
+            let (u1, s1) = cpu_seconds(pid);
+            cells.push_str(&format!(
+                " {:.1} us |",
+                (u1 + s1 - u0 - s0) / n as f64 * 1e6
+            ));
         }
-        let (u1, s1) = cpu_seconds(pid);
-        println!(
-            "| {label} | `{}` | {last} | {:.1} us |",
-            name(0),
-            (u1 + s1 - u0 - s0) / n as f64 * 1e6
+        println!("| {label} | `{}` | {last} |{cells}", name(0));
+    }
+}
+
+/// 100,000 records under one name: `/skydns/dev/webapp/huge/i<k>`.
+fn huge_records() -> Vec<(String, String)> {
+    (0..100_000)
+        .map(|k| {
+            (
+                format!("/skydns/dev/webapp/huge/i{k}"),
+                format!(
+                    r#"{{"host":"10.{}.{}.{}"}}"#,
+                    100 + (k >> 16),
+                    (k >> 8) & 255,
+                    k & 255
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `wildcards` alone: this build (and `--baseline`'s, beside it) over `--services` services and
+/// the 100,000 records under `huge`, each server pinned to CPU 1.
+async fn wildcard_bench(o: &Opts) {
+    let etcd = Etcd::start().await;
+    load_services(&etcd, o.services).await;
+    support::put_all(&etcd, &huge_records()).await;
+    let knot = Knot::start().await;
+    let ours = Server::binary(
+        env!("CARGO_BIN_EXE_lodestar-dns"),
+        &["--threads", "1"],
+        &etcd,
+        knot.addr,
+        "1",
+    );
+    let base = o
+        .baseline
+        .as_ref()
+        .map(|b| Server::binary(b, &["--threads", "1"], &etcd, knot.addr, "1"));
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let mut servers = vec![("Lodestar", &ours)];
+    if let Some(b) = &base {
+        servers.push(("baseline", b));
+    }
+    for (_, s) in &servers {
+        wait_answer(
+            &sock,
+            s.addr,
+            "i99999.huge.webapp.dev.",
+            "10.101.134.159",
+            Duration::from_secs(60),
         );
     }
+    wildcards(&servers, 2000);
 }
 
 /// TCP queries from one client while 512 connections from another address send queries for

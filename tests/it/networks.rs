@@ -269,10 +269,14 @@ async fn readyz_follows_docker_and_etcd() {
     ready(200).await;
     etcd.kill();
     // A reconcile pass may notice first ("reconcile: failing"); the probe says which within 5 s.
-    let body = eventually(Duration::from_secs(5), "/readyz 503 naming etcd", || async {
-        let (code, body) = http_get(addr, "/readyz").await;
-        (code == 503 && body.contains("etcd: unreachable")).then_some(body)
-    })
+    let body = eventually(
+        Duration::from_secs(5),
+        "/readyz 503 naming etcd",
+        || async {
+            let (code, body) = http_get(addr, "/readyz").await;
+            (code == 503 && body.contains("etcd: unreachable")).then_some(body)
+        },
+    )
     .await;
     assert!(body.contains("etcd: unreachable"), "{body}");
     etcd.restart().await;
