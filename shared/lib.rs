@@ -10,10 +10,15 @@
 //!   (`redis-1.redis.webapp.dev` <-> `/skydns/dev/webapp/redis/redis-1`).
 //! - [`etcd`]: connection settings for etcd (endpoints, user/password, TLS).
 //! - [`registry`]: the [`Registry`] trait and its etcd implementation: one lease per owner,
-//!   records on it, and [`registry::plan`] to reconcile wanted and registered records.
+//!   held by one live process ([`registry::owner`]), records on it, and [`registry::plan`] to
+//!   reconcile wanted and registered records.
 //! - [`process`]: `lodestar_build_info` and the `process_*` metrics of a binary.
 //! - [`runtime`]: logging set-up, the shutdown signal and reconnect backoff, for long-running processes.
-//! - [`view`]: the immutable [`Snapshot`] of a prefix and the watcher that keeps publishing new ones.
+//! - [`view`]: the immutable [`Snapshot`] of a prefix (with its wildcard index) and the watcher
+//!   that keeps publishing new ones, never claiming a revision whose events it has not applied.
+//!
+//! Imports go one way: `view` and `registry` use `etcd`, `key` and `record`; `registry` reads
+//! `view`'s message limit; nothing imports `registry`; `runtime` and `process` stand apart.
 #![warn(missing_docs)]
 
 pub mod etcd;
