@@ -1,14 +1,14 @@
 //! The in-memory view of every record under the prefix, and the watcher that keeps it current.
 //!
-//! - [`snapshot`]: the immutable [`Snapshot`] (records by path, address and wildcard indexes,
+//! - `snapshot`: the immutable [`Snapshot`] (records by path, address and wildcard indexes,
 //!   change stamps); pure data.
-//! - [`index`]: the wildcard index a snapshot keeps, so a question with `*` costs what it finds.
-//! - [`watch`]: [`follow`], the shell that loads the prefix, follows an etcd watch and publishes.
+//! - `index`: the wildcard index a snapshot keeps, so a question with `*` costs what it finds.
+//! - `watch`: [`follow`], the shell that loads the prefix, follows an etcd watch and publishes.
 //! - here: [`View`], the current snapshot swapped atomically, and its [`Freshness`].
 //!
 //! Data flows one way: etcd -> `watch` -> a working `Snapshot` -> [`View::publish`] -> readers
 //! ([`View::load`], [`View::peek`]), who never wait on etcd and never see a half-applied response.
-//! The snapshot's revision is only ever one whose events are all applied (see [`watch`]).
+//! The snapshot's revision is only ever one whose events are all applied (see [`follow`]).
 //! This module imports the record model, name mapping and etcd settings of the library, nothing
 //! of the binaries.
 
