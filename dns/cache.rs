@@ -16,7 +16,7 @@ use lodestar::Snapshot;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::answer::{Answer, Dep};
-use crate::query::Query;
+use crate::proto::Query;
 use crate::respond::{self, Body};
 use crate::sign::Signers;
 
@@ -237,7 +237,7 @@ impl AnswerCache {
 mod tests {
     use super::*;
     use crate::answer::Records;
-    use crate::forward::Transport;
+    use crate::proto::Transport;
     use hickory_proto::op::Message;
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};

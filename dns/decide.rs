@@ -6,10 +6,9 @@ use hickory_proto::rr::{DNSClass, RecordType};
 use lodestar::Snapshot;
 
 use crate::answer::{Answer, Authority, Budget, Dep, Records};
-use crate::query::Query;
-use crate::stub::{StubZones, LOOP_OPTION};
+use crate::proto::Query;
+use crate::stub::StubZones;
 use crate::zones::StaticZones;
-use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 
 /// What to do with a question.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,12 +99,7 @@ pub fn decide(
         return Decision::NotImplemented;
     }
     if let Some(servers) = stubs.find(&lower) {
-        let looped = q.edns.as_ref().is_some_and(|e| {
-            matches!(
-                e.option(EdnsCode::Unknown(LOOP_OPTION)),
-                Some(EdnsOption::Unknown(_, data)) if data.as_slice() == [1]
-            )
-        });
+        let looped = crate::proto::edns::stub_marked(q.edns.as_ref());
         return match (looped, allowed) {
             (true, _) => Decision::NotReady,
             (false, true) => Decision::Stub(servers.to_vec()),
@@ -137,7 +131,7 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::answer::Domain;
-    use crate::forward::Transport;
+    use crate::proto::Transport;
     use hickory_proto::op::Edns;
     use hickory_proto::rr::Name;
 

@@ -22,13 +22,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::answer::{Answer, Authority, Budget, Records};
 use crate::cache::{AnswerCache, Cached};
 use crate::decide::{decide, Decision};
-use crate::forward::{ForwardMark, Forwarder, Transport};
-use crate::metrics::Metrics;
-use crate::query::{self, Query};
+use crate::pipeline::Counters;
+use crate::proto::edns::ForwardMark;
+use crate::proto::wire;
+use crate::proto::Transport;
+use crate::proto::{self, Query};
 use crate::respond::{self, Body};
 use crate::sign::Signers;
 use crate::stub::StubZones;
-use crate::wire;
+use crate::upstream::Forwarder;
 use crate::zones::StaticZones;
 
 /// How much work clients can make the server take on at once.
@@ -55,7 +57,7 @@ pub struct Handler {
     zones: arc_swap::ArcSwap<StaticZones>,
     forwarder: Option<Arc<Forwarder>>,
     allow_recursion: Vec<IpNet>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<Counters>,
     cache: AnswerCache,
     workers: Arc<Semaphore>,
     /// Background work (the other rotations of a signed answer): one at a time.
@@ -141,7 +143,7 @@ impl Handler {
         zones: StaticZones,
         forwarder: Option<Arc<Forwarder>>,
         allow_recursion: Vec<IpNet>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<Counters>,
         limits: Limits,
     ) -> Handler {
         Handler {
@@ -372,7 +374,7 @@ impl Handler {
         let snap = self.view.peek();
         let snap = snap.as_ref()?;
         let mut key = Vec::with_capacity(8 + q.qname.len());
-        wire::cache_key(&q, query::limit(transport, q.edns), &mut key);
+        wire::cache_key(&q, proto::limit(transport, q.edns), &mut key);
         let Some(entry) = self.cache.get(&key, snap) else {
             if first {
                 self.metrics.cache_misses.inc();
@@ -765,7 +767,7 @@ impl Handler {
     ) -> Vec<u8> {
         self.metrics.forwarded.inc();
         let timeout = self.upstream_timeout;
-        match crate::forward::stub_forward(servers, request, query.transport, timeout).await {
+        match crate::upstream::stub_forward(servers, request, query.transport, timeout).await {
             Ok(bytes) => bytes,
             Err(error) => {
                 tracing::debug!(%error, "stub zone forwarding failed");

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::forward::Transport;
 use crate::handler::{Handler, Step};
+use crate::proto::Transport;
 
 /// Socket buffer each UDP socket asks for: room for ~4,000 queries, so that a scheduling hiccup
 /// of a few tens of milliseconds at tens of thousands of queries a second loses nothing.

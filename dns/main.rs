@@ -7,18 +7,19 @@ mod answer;
 mod cache;
 mod config;
 mod decide;
-mod forward;
 mod handler;
+mod http;
 mod keys;
 mod listen;
 mod metrics;
-mod query;
+mod pipeline;
+mod proto;
 mod respond;
 mod sign;
 mod skydns;
 mod stub;
 mod tcp;
-mod wire;
+mod upstream;
 mod zones;
 
 use std::collections::HashSet;
@@ -37,9 +38,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Cli, Config};
-use crate::forward::{ForwardMark, Forwarder};
 use crate::handler::{Handler, Limits};
+use crate::proto::edns::ForwardMark;
 use crate::tcp::{Connections, TcpLimits};
+use crate::upstream::Forwarder;
 
 fn main() -> ExitCode {
     // `--check [URL]`: the image's HEALTHCHECK, before any flag parsing.
@@ -186,7 +188,8 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     let tasks = TaskTracker::new();
     let view = Arc::new(View::new());
-    let metrics = metrics::Metrics::new(view.clone());
+    let counters = pipeline::Counters::new();
+    let upstream_metrics = upstream::UpstreamMetrics::default();
 
     let keys = Arc::new(load_keys(&cfg)?);
     let zones = match &cfg.zones {
@@ -206,9 +209,7 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
             mark,
             cfg.upstream_timeout,
             10_000,
-            metrics.upstream_failures.clone(),
-            metrics.forward_cache_hits.clone(),
-            metrics.upstreams.clone(),
+            upstream_metrics.clone(),
         )
     });
     match &forwarder {
@@ -254,13 +255,17 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
             zones,
             forwarder,
             cfg.allow_recursion.clone(),
-            metrics.clone(),
+            counters.clone(),
             limits,
         )
         .signing(signers),
     );
     let conns = Arc::new(Connections::new(TcpLimits::default()));
-    metrics.watch_handler(handler.clone(), conns.clone());
+    let mut exposition = metrics::Builder::default();
+    counters.register(&mut exposition);
+    upstream_metrics.register(&mut exposition);
+    http::gauges(&mut exposition, &view, &handler, &conns);
+    let exposition = Arc::new(exposition.build());
     if let Some(dir) = cfg.zones.clone() {
         tasks.spawn(reload_zones_on_hup(
             dir,
@@ -316,16 +321,10 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
         ));
     }
     if let Some(addr) = cfg.metrics {
-        let listener = TcpListener::bind(addr)
+        let routes = http::routes(exposition, view.clone());
+        lodestar::runtime::serve_http(addr, routes, &token, &tasks)
             .await
             .with_context(|| format!("binding metrics on {addr}"))?;
-        info!(metrics = %listener.local_addr()?, "serving metrics");
-        let (m, v, t) = (metrics.clone(), view.clone(), token.clone());
-        tasks.spawn(async move {
-            if let Err(error) = metrics::serve(listener, m, v, t).await {
-                warn!(%error, "metrics server stopped");
-            }
-        });
     }
     info!(domains = ?cfg.authority.domains.iter().map(|d| d.name.to_string()).collect::<Vec<_>>(), etcd = ?cfg.etcd.endpoints, prefix = cfg.prefix.as_str(), "serving");
     tasks.spawn(lodestar::view::follow(

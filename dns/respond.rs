@@ -16,7 +16,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, Place};
 use hickory_proto::ProtoError;
 
 use crate::answer::{Answer, Records};
-use crate::query::{Malformed, Query, OUR_UDP_PAYLOAD};
+use crate::proto::{Malformed, Query};
 use crate::sign::Signers;
 
 /// The sections of a response, borrowed.
@@ -93,10 +93,8 @@ pub fn encode(
     question.set_query_class(q.qclass);
     let dnssec_ok = q.dnssec_ok();
     let edns = q.edns.as_ref().map(|_| {
-        let mut ours = Edns::new();
-        ours.set_max_payload(OUR_UDP_PAYLOAD);
         // RFC 3225: DO is copied into the response.
-        ours.set_dnssec_ok(dnssec_ok);
+        let mut ours = crate::proto::edns::ours(dnssec_ok);
         ours.set_rcode_high(rcode.high());
         ours
     });
@@ -476,7 +474,7 @@ fn target_of(data: &RData) -> Option<&Name> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forward::Transport;
+    use crate::proto::Transport;
     use hickory_proto::rr::rdata::{A, SRV, TXT};
     use hickory_proto::rr::{DNSClass, RecordType};
 

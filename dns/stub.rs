@@ -17,7 +17,7 @@
 //! [`StubZones::from_snapshot`] reads them from a snapshot (pure, linear in the stub records);
 //! the handler keeps the set of the current generation. Loops (two servers stubbing a zone to
 //! each other, or one to itself) are cut as SkyDNS cuts them: a forwarded stub question carries
-//! the EDNS option [`LOOP_OPTION`] = 1, and a question that arrives with it is not forwarded
+//! the EDNS option [`crate::proto::edns::LOOP_OPTION`] = 1, and a question that arrives with it is not forwarded
 //! again (SERVFAIL, where SkyDNS stayed silent).
 
 use std::net::SocketAddr;
@@ -26,9 +26,6 @@ use hickory_proto::rr::Name;
 use lodestar::{Host, Snapshot};
 
 use crate::answer::Domain;
-
-/// The EDNS option code SkyDNS marks stub questions with (`EDNS0LOCALSTART + 10`).
-pub const LOOP_OPTION: u16 = 0xFDE9 + 10;
 
 /// The stub zones of a snapshot: zone -> nameservers, the most specific zone first.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -16,14 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::forward::Transport;
 use crate::handler::{Handler, Step};
+use crate::proto::{framing, Transport};
 
 /// The bounds of TCP service.
 #[derive(Debug, Clone, Copy)]
@@ -212,14 +212,12 @@ async fn connection(
 ) -> std::io::Result<()> {
     let limits = conns.limits;
     loop {
-        let len = match tokio::time::timeout(limits.idle, stream.read_u16()).await {
-            Ok(Ok(len)) => len,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+        let len = match tokio::time::timeout(limits.idle, framing::read_len(&mut stream)).await {
+            Ok(Ok(Some(len))) => len,
+            Ok(Ok(None)) | Err(_) => return Ok(()), // closed, or idle
             Ok(Err(e)) => return Err(e),
-            Err(_) => return Ok(()), // idle
         };
-        let mut msg = vec![0u8; usize::from(len)];
-        tokio::time::timeout(limits.idle, stream.read_exact(&mut msg))
+        let msg = tokio::time::timeout(limits.idle, framing::read_body(&mut stream, len))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
         conns.busy(id, true);
@@ -233,11 +231,7 @@ async fn connection(
         };
         conns.busy(id, false);
         // Answers are built within 65,535 bytes; anything else is a bug, not something to send.
-        let len =
-            u16::try_from(reply.len()).map_err(|_| std::io::Error::other("answer too long"))?;
-        let mut out = Vec::with_capacity(reply.len() + 2);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&reply);
+        let out = framing::frame(&reply)?;
         tokio::time::timeout(limits.write, stream.write_all(&out))
             .await
             .map_err(|_| {

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hickory_proto::op::{Edns, Message};
+use hickory_proto::op::Message;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::serialize::txt::Parser;
@@ -26,8 +26,8 @@ use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneType};
 
-use crate::forward::Transport;
 use crate::keys::ZoneKey;
+use crate::proto::Transport;
 
 /// Why the zones could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -178,11 +178,7 @@ impl StaticZones {
         };
         let request =
             Request::from_bytes(raw.to_vec(), SocketAddr::new(client, 0), protocol).ok()?;
-        let edns = client_edns.then(|| {
-            let mut ours = Edns::new();
-            ours.set_max_payload(crate::query::OUR_UDP_PAYLOAD);
-            ours
-        });
+        let edns = client_edns.then(|| crate::proto::edns::ours(false));
         let capture = Capture {
             out: Arc::new(Mutex::new(None)),
             limit,
@@ -231,9 +227,7 @@ impl StaticZones {
             }
         }
         if client_edns {
-            let mut ours = Edns::new();
-            ours.set_max_payload(crate::query::OUR_UDP_PAYLOAD);
-            m.edns = Some(ours);
+            m.edns = Some(crate::proto::edns::ours(false));
         }
         let mut buf = Vec::with_capacity(512);
         let mut enc = BinEncoder::new(&mut buf);

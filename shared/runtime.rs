@@ -93,6 +93,29 @@ pub fn main_with(
     }
 }
 
+/// Binds `addr` and serves `routes` on it (`/metrics`, `/healthz`, `/readyz`) until `token` is
+/// cancelled, as a task of `tasks`; the bound address is logged (`metrics`), for tests that ask
+/// for port 0. Both binaries' metrics listeners.
+pub async fn serve_http(
+    addr: std::net::SocketAddr,
+    routes: axum::Router,
+    token: &CancellationToken,
+    tasks: &TaskTracker,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(metrics = %listener.local_addr()?, "serving metrics");
+    let token = token.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(%error, "metrics server stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Waits for SIGTERM or SIGINT, then cancels `token` and gives `tasks` up to `grace` to finish.
 pub async fn run_until_shutdown(token: &CancellationToken, tasks: &TaskTracker, grace: Duration) {
     shutdown_signal().await;

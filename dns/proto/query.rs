@@ -1,10 +1,28 @@
 //! A query as the rest of the pipeline sees it: bytes in, [`Query`] out, or the reason there is
-//! none ([`Malformed`]). Parsing is hickory-proto's; this module decides what a packet is.
+//! none ([`Malformed`]). Parsing is hickory-proto's; this module decides what a packet is, and
+//! holds the [`Transport`] it came over (a property of the client's message).
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
-use crate::forward::Transport;
+/// How a query reached us, and so how it goes upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Datagrams.
+    Udp,
+    /// A stream with 2-byte length prefixes.
+    Tcp,
+}
+
+impl Transport {
+    /// `udp` or `tcp`, as metrics label it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
 
 /// The most we send over UDP whatever a client offers, and the size we advertise (1232: the DNS
 /// flag day 2020 figure that avoids IP fragmentation).
