@@ -15,10 +15,10 @@ use std::time::Instant;
 use lodestar::Snapshot;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::answer::{Answer, Dep};
+use crate::authority::{Answer, Dep};
+use crate::dnssec::Signers;
 use crate::proto::Query;
 use crate::respond::{self, Body};
-use crate::sign::Signers;
 
 /// Rotations of one answer that are encoded and sent in turn.
 const MAX_VARIANTS: usize = 16;
@@ -107,7 +107,7 @@ impl Cached {
     pub fn valid(&self, snap: &Snapshot) -> bool {
         // Signatures are not sent when they are older than a day (they are valid for a week).
         if let Some((_, signed)) = &self.signers {
-            if signed.elapsed() > crate::sign::REUSE {
+            if signed.elapsed() > crate::dnssec::sign::REUSE {
                 return false;
             }
         }
@@ -183,7 +183,7 @@ fn record_weight(r: &hickory_proto::rr::Record) -> usize {
 }
 
 /// The weight of every record of an answer.
-fn weigh(r: &crate::answer::Records) -> usize {
+fn weigh(r: &crate::authority::Records) -> usize {
     r.answers
         .iter()
         .chain(&r.authorities)
@@ -236,7 +236,7 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::Records;
+    use crate::authority::Records;
     use crate::proto::Transport;
     use hickory_proto::op::Message;
     use hickory_proto::rr::rdata::A;
@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn signed_rotations_are_only_sent_once_a_worker_encoded_them() {
-        let signers = Arc::new(Signers::new(&[crate::keys::test_key()]).unwrap());
+        let signers = Arc::new(Signers::new(&[crate::dnssec::keys::test_key()]).unwrap());
         let mut q = query();
         let mut e = hickory_proto::op::Edns::new();
         e.set_dnssec_ok(true);

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use lodestar::etcd::EtcdConfig;
 use lodestar::Prefix;
 
-use crate::answer::{Authority, Domain};
+use crate::authority::{Authority, Domain};
 
 /// lodestar-dns: DNS service discovery from etcd (SkyDNS records), forwarding every other name.
 #[derive(Debug, Parser)]
@@ -256,7 +256,7 @@ impl Config {
         } else {
             Some(format!("lodestar {}", env!("CARGO_PKG_VERSION")))
         };
-        let chaos = crate::answer::Chaos::new(version, id);
+        let chaos = crate::authority::Chaos::new(version, id);
         if cli.upstream_timeout == 0 {
             anyhow::bail!("--upstream-timeout must be at least 1 ms");
         }

@@ -5,10 +5,10 @@
 use hickory_proto::rr::{DNSClass, RecordType};
 use lodestar::Snapshot;
 
-use crate::answer::{Answer, Authority, Budget, Dep, Records};
+use crate::authority::stub::StubZones;
+use crate::authority::zones::StaticZones;
+use crate::authority::{Answer, Authority, Budget, Dep, Records};
 use crate::proto::Query;
-use crate::stub::StubZones;
-use crate::zones::StaticZones;
 
 /// What to do with a question.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +130,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::Domain;
+    use crate::authority::Domain;
     use crate::proto::Transport;
     use hickory_proto::op::Edns;
     use hickory_proto::rr::Name;

@@ -19,19 +19,19 @@ use ipnet::IpNet;
 use lodestar::View;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::answer::{Answer, Authority, Budget, Records};
+use crate::authority::stub::StubZones;
+use crate::authority::zones::StaticZones;
+use crate::authority::{Answer, Authority, Budget, Records};
 use crate::cache::{AnswerCache, Cached};
 use crate::decide::{decide, Decision};
+use crate::dnssec::Signers;
 use crate::pipeline::Counters;
 use crate::proto::edns::ForwardMark;
 use crate::proto::wire;
 use crate::proto::Transport;
 use crate::proto::{self, Query};
 use crate::respond::{self, Body};
-use crate::sign::Signers;
-use crate::stub::StubZones;
 use crate::upstream::Forwarder;
-use crate::zones::StaticZones;
 
 /// How much work clients can make the server take on at once.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +70,7 @@ pub struct Handler {
     log_queries: bool,
     upstream_timeout: std::time::Duration,
     /// The stub zones of one generation of the view, and the ones refused.
-    stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>, Vec<crate::stub::Refused>)>,
+    stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>, Vec<crate::authority::stub::Refused>)>,
     /// Held by the one thread that reads a new generation's stub zones.
     stub_recompute: std::sync::Mutex<()>,
     /// DNSSEC keys of the signed domains (none: nothing is signed).
@@ -680,7 +680,7 @@ impl Handler {
                     }
                 }
                 // A CNAME only where its target resolved; nothing left: NODATA.
-                crate::answer::prune_dangling_cnames(&mut records.answers);
+                crate::authority::prune_dangling_cnames(&mut records.answers);
                 let dnssec = query.dnssec_ok() && self.signers.signs(&query.name);
                 let signers = dnssec.then_some(&*self.signers);
                 if records.answers.is_empty() {
@@ -718,7 +718,7 @@ pub const MAX_OUTSIDE_TARGETS: usize = 8;
 
 impl Handler {
     /// DNSSEC's part of a local answer: the DNSKEY set at a signed domain's apex (asked with or
-    /// without DO), and with DO the NSEC that proves a negative answer ([`crate::sign::secure`]).
+    /// without DO), and with DO the NSEC that proves a negative answer ([`crate::dnssec::sign::secure`]).
     fn with_dnssec(&self, answer: Answer, q: &Query, dnssec: bool) -> Answer {
         // Names compare without regard to letter case: no lower-case copy is needed.
         let answer = match answer {
@@ -738,7 +738,7 @@ impl Handler {
             return answer;
         }
         let apex = self.signers.zones().any(|z| *z == q.name);
-        crate::sign::secure(answer, &q.name, q.qtype, apex)
+        secure(answer, &q.name, q.qtype, apex)
     }
 
     /// The static zones' catalog answers a question inside them.
@@ -813,4 +813,25 @@ fn rcode_name(rcode: ResponseCode) -> &'static str {
         ResponseCode::BADVERS => "BADVERS",
         _ => "OTHER",
     }
+}
+
+/// A negative answer made provable for a query with DO: the SOA and the NSEC black lie in the
+/// authority section, and NOERROR for a name that does not exist (compact denial: the NSEC's
+/// NXNAME says so). Other answers are as they were.
+pub fn secure(
+    answer: Answer,
+    qname: &hickory_proto::rr::Name,
+    qtype: hickory_proto::rr::RecordType,
+    apex: bool,
+) -> Answer {
+    let (soa, exists) = match answer {
+        Answer::NoData(soa) => (soa, true),
+        Answer::NxDomain(soa) => (soa, false),
+        other => return other,
+    };
+    let nsec = crate::dnssec::sign::denial(qname, qtype, exists, apex, soa.ttl);
+    Answer::Records(Records {
+        authorities: vec![soa, nsec],
+        ..Records::default()
+    })
 }

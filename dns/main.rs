@@ -3,24 +3,21 @@
 //! `main` parses the command line into a checked [`config::Config`], sets up logging, binds the
 //! sockets and wires the shutdown token; the work is in the modules beside it.
 
-mod answer;
+mod authority;
 mod cache;
 mod config;
 mod decide;
+mod dnssec;
 mod handler;
 mod http;
-mod keys;
 mod listen;
 mod metrics;
 mod pipeline;
 mod proto;
 mod respond;
-mod sign;
 mod skydns;
-mod stub;
 mod tcp;
 mod upstream;
-mod zones;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -121,7 +118,7 @@ async fn skydns_config(mut cli: Cli, given: &HashSet<String>) -> Cli {
 /// not load leaves the one in service.
 async fn reload_zones_on_hup(
     dir: std::path::PathBuf,
-    keys: Arc<Vec<keys::ZoneKey>>,
+    keys: Arc<Vec<dnssec::ZoneKey>>,
     handler: Arc<Handler>,
     token: CancellationToken,
 ) {
@@ -131,7 +128,7 @@ async fn reload_zones_on_hup(
         return;
     };
     // Signed static zones are signed again once a day (their signatures last a week).
-    let mut resign = tokio::time::interval(sign::REUSE);
+    let mut resign = tokio::time::interval(dnssec::sign::REUSE);
     resign.tick().await;
     loop {
         tokio::select! {
@@ -139,7 +136,7 @@ async fn reload_zones_on_hup(
             got = hup.recv() => if got.is_none() { return },
             _ = resign.tick(), if !keys.is_empty() => {},
         }
-        match zones::StaticZones::load_dir(&dir, &keys) {
+        match authority::zones::StaticZones::load_dir(&dir, &keys) {
             Ok(z) => {
                 let origins: Vec<String> = z.origins().map(|o| o.to_string()).collect();
                 info!(?origins, "static zones reloaded");
@@ -151,10 +148,10 @@ async fn reload_zones_on_hup(
 }
 
 /// The `--dnssec-key` pairs, each logged with the DS record its parent zone should publish.
-fn load_keys(cfg: &config::Config) -> anyhow::Result<Vec<keys::ZoneKey>> {
+fn load_keys(cfg: &config::Config) -> anyhow::Result<Vec<dnssec::ZoneKey>> {
     let mut out = Vec::new();
     for base in &cfg.dnssec_keys {
-        let key = keys::ZoneKey::load(base).context("--dnssec-key")?;
+        let key = dnssec::ZoneKey::load(base).context("--dnssec-key")?;
         let ds = key.ds().map(|ds| ds.to_string()).unwrap_or_default();
         info!(
             zone = %key.zone,
@@ -193,9 +190,9 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
 
     let keys = Arc::new(load_keys(&cfg)?);
     let zones = match &cfg.zones {
-        Some(dir) => zones::StaticZones::load_dir(dir, &keys)
+        Some(dir) => authority::zones::StaticZones::load_dir(dir, &keys)
             .with_context(|| format!("loading zones from {}", dir.display()))?,
-        None => zones::StaticZones::default(),
+        None => authority::zones::StaticZones::default(),
     };
     for origin in zones.origins() {
         info!(zone = %origin, "serving static zone");
@@ -246,7 +243,7 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
         }
     }
     let signers =
-        Arc::new(sign::Signers::new(&keys).context("--dnssec-key: preparing the signing keys")?);
+        Arc::new(dnssec::Signers::new(&keys).context("--dnssec-key: preparing the signing keys")?);
     let handler = Arc::new(
         Handler::new(
             view.clone(),

@@ -15,9 +15,9 @@ use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, Place};
 use hickory_proto::ProtoError;
 
-use crate::answer::{Answer, Records};
+use crate::authority::{Answer, Records};
+use crate::dnssec::Signers;
 use crate::proto::{Malformed, Query};
-use crate::sign::Signers;
 
 /// The sections of a response, borrowed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -652,7 +652,7 @@ mod tests {
 
     #[test]
     fn signed_answers_sign_exactly_what_is_sent() {
-        let signers = Signers::new(&[crate::keys::test_key()]).unwrap();
+        let signers = Signers::new(&[crate::dnssec::keys::test_key()]).unwrap();
         let records = addresses(5000);
         let rrsigs = |m: &Message| {
             m.answers

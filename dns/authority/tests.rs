@@ -1,6 +1,8 @@
 //! Table-driven tests of answer building over hand-made snapshots.
 
+use super::names::{target_key, target_name};
 use super::*;
+use lodestar::{Entry, Snapshot};
 
 fn snap(values: &[(&str, &str)]) -> Snapshot {
     Snapshot::from_values(values.iter().map(|(p, v)| (*p, v.as_bytes(), 1)))

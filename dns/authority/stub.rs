@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use hickory_proto::rr::Name;
 use lodestar::{Host, Snapshot};
 
-use crate::answer::Domain;
+use crate::authority::Domain;
 
 /// The stub zones of a snapshot: zone -> nameservers, the most specific zone first.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -26,7 +26,7 @@ use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneType};
 
-use crate::keys::ZoneKey;
+use crate::dnssec::keys::ZoneKey;
 use crate::proto::Transport;
 
 /// Why the zones could not be loaded.
@@ -126,7 +126,7 @@ impl StaticZones {
                 };
                 for key in signing {
                     let signer = key
-                        .signer(crate::sign::VALIDITY)
+                        .signer(crate::dnssec::sign::VALIDITY)
                         .map_err(|e| sign_err(e.to_string()))?;
                     handler
                         .add_zone_signing_key_mut(signer)

@@ -3,14 +3,14 @@
 //! compact form of draft-ietf-dnsop-compact-denial-of-existence, as Cloudflare and CoreDNS'
 //! dnssec plugin answer).
 //!
-//! Data flow: [`crate::respond`] groups the records it is about to send into RRsets and asks
+//! Data flow: the pipeline's writer groups the records it is about to send into RRsets and asks
 //! [`Signers::sign`] for their signatures. A signature depends only on the RRset's content (owner,
 //! type, TTL, data) and the keys, so it is kept in a bounded cache under that content: a name
 //! whose records did not change is not signed again in a new snapshot generation, and a changed
 //! RRset has a new key in the cache and gets a fresh signature at once. Signatures are valid from
 //! an hour ago (clock skew) for [`VALIDITY`]; a cached one is used for at most [`REUSE`], so
 //! every signature sent has days left. The signing itself (ring, through hickory-proto's
-//! signers) runs where answers are built off the receive loops; see [`crate::handler`].
+//! signers) runs where answers are built off the receive loops (the pipeline's workers).
 //!
 //! Denial: a name that exists but lacks the type gets `NSEC name \000.name` with every type we
 //! could serve there except the one asked (never CNAME, never NS below the apex, which would
@@ -25,8 +25,7 @@ use hickory_proto::dnssec::{DnssecSigner, PublicKey, TBS};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
-use crate::answer::{Answer, Records};
-use crate::keys::{KeyError, ZoneKey};
+use super::keys::{KeyError, ZoneKey};
 
 /// How long a signature is valid.
 pub const VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -252,22 +251,6 @@ pub fn denial(owner: &Name, qtype: RecordType, exists: bool, apex: bool, ttl: u3
     )
 }
 
-/// A negative answer made provable for a query with DO: the SOA and the NSEC black lie in the
-/// authority section, and NOERROR for a name that does not exist (compact denial: the NSEC's
-/// NXNAME says so). Other answers are as they were.
-pub fn secure(answer: Answer, qname: &Name, qtype: RecordType, apex: bool) -> Answer {
-    let (soa, exists) = match answer {
-        Answer::NoData(soa) => (soa, true),
-        Answer::NxDomain(soa) => (soa, false),
-        other => return other,
-    };
-    let nsec = denial(qname, qtype, exists, apex, soa.ttl);
-    Answer::Records(Records {
-        authorities: vec![soa, nsec],
-        ..Records::default()
-    })
-}
-
 /// An RRset in canonical form (RFC 4034 6.2, 6.3): the lower-case owner in wire form, the
 /// type and TTL, and each RDATA in canonical form, sorted, duplicates removed.
 struct Canonical {
@@ -452,7 +435,7 @@ mod tests {
 
     #[test]
     fn signatures_are_kept_per_content_and_made_again_when_it_changes() {
-        let signers = Signers::new(&[crate::keys::test_key()]).unwrap();
+        let signers = Signers::new(&[crate::dnssec::keys::test_key()]).unwrap();
         let owner = name("redis.webapp.dev.");
         let one = [Record::from_rdata(
             owner.clone(),
