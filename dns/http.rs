@@ -73,7 +73,7 @@ async fn ready(State(h): State<Http>) -> impl IntoResponse {
 pub fn gauges(
     b: &mut crate::metrics::Builder,
     view: &Arc<View>,
-    handler: &Arc<crate::handler::Handler>,
+    handler: &Arc<crate::pipeline::Handler>,
     conns: &Arc<crate::tcp::Connections>,
 ) {
     let v = view.clone();

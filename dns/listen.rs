@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::handler::{Handler, Step};
+use crate::pipeline::{Handler, Step};
 use crate::proto::Transport;
 
 /// Socket buffer each UDP socket asks for: room for ~4,000 queries, so that a scheduling hiccup

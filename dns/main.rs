@@ -4,17 +4,13 @@
 //! sockets and wires the shutdown token; the work is in the modules beside it.
 
 mod authority;
-mod cache;
 mod config;
-mod decide;
 mod dnssec;
-mod handler;
 mod http;
 mod listen;
 mod metrics;
 mod pipeline;
 mod proto;
-mod respond;
 mod skydns;
 mod tcp;
 mod upstream;
@@ -35,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{Cli, Config};
-use crate::handler::{Handler, Limits};
+use crate::pipeline::{Handler, Limits};
 use crate::proto::edns::ForwardMark;
 use crate::tcp::{Connections, TcpLimits};
 use crate::upstream::Forwarder;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::handler::{Handler, Step};
+use crate::pipeline::{Handler, Step};
 use crate::proto::{framing, Transport};
 
 /// The bounds of TCP service.

@@ -158,26 +158,27 @@ impl StaticZones {
         self.origins.iter().any(|o| o.zone_of(lower))
     }
 
-    /// The catalog's answer to the query `raw` (a question inside a static zone), encoded within
+    /// The catalog's answer to `request` (a question inside a static zone), encoded within
     /// `limit` bytes; `None` when the query cannot be read.
     pub async fn answer(
         &self,
-        raw: &[u8],
+        request: &Message,
         client: IpAddr,
         transport: Transport,
         limit: u16,
         client_edns: bool,
     ) -> Option<Vec<u8>> {
         let catalog = self.catalog.as_ref()?;
-        if let Some(bytes) = self.referral(raw, limit, client_edns) {
+        if let Some(bytes) = self.referral(request, limit, client_edns) {
             return Some(bytes);
         }
+        // hickory-server's catalog takes a request as bytes.
+        let raw = request.to_vec().ok()?;
         let protocol = match transport {
             Transport::Udp => Protocol::Udp,
             Transport::Tcp => Protocol::Tcp,
         };
-        let request =
-            Request::from_bytes(raw.to_vec(), SocketAddr::new(client, 0), protocol).ok()?;
+        let request = Request::from_bytes(raw, SocketAddr::new(client, 0), protocol).ok()?;
         let edns = client_edns.then(|| crate::proto::edns::ours(false));
         let capture = Capture {
             out: Arc::new(Mutex::new(None)),
@@ -202,11 +203,10 @@ impl StaticZones {
     /// no AA, the child's NS set in the authority section, the addresses of its in-zone
     /// nameservers as additional records. `None` when no delegation holds the name (or the
     /// query cannot be read).
-    fn referral(&self, raw: &[u8], limit: u16, client_edns: bool) -> Option<Vec<u8>> {
+    fn referral(&self, request: &Message, limit: u16, client_edns: bool) -> Option<Vec<u8>> {
         if self.cuts.is_empty() {
             return None;
         }
-        let request = Message::from_vec(raw).ok()?;
         let q = request.queries.first()?;
         let lower = q.name().to_lowercase();
         // DS belongs to the parent side of the cut.

@@ -1,7 +1,11 @@
 //! The hot path's view of a packet: just enough of a query to find its cached answer, and the
 //! patching of a cached answer for a new query. Anything unusual (compression in the question,
 //! several questions, records other than one OPT, EDNS version > 0) is `None` here and goes the
-//! full way through hickory's parser.
+//! full way through hickory's parser; a parsed [`Query`] makes the same key and patch
+//! ([`Patch::of_query`], [`key_of_query`]), so the worker that answers it never reads its bytes
+//! again.
+
+use super::query::{limit, Query, Transport};
 
 /// A plain query: one question, maybe an OPT, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,29 +90,88 @@ pub fn cache_key(q: &Quick<'_>, limit: u16, key: &mut Vec<u8>) {
     key.extend(q.qname.iter().map(u8::to_ascii_lowercase));
 }
 
-/// Turns a cached answer into the answer to `query`: its id, its RD and CD bits, our RA, and its
+/// The key [`cache_key`] makes of the same question, from a parsed query.
+pub fn key_of_query(q: &Query, key: &mut Vec<u8>) {
+    key.clear();
+    key.extend_from_slice(&u16::from(q.qtype).to_be_bytes());
+    key.extend_from_slice(&u16::from(q.qclass).to_be_bytes());
+    key.push(u8::from(q.edns.is_some()) | u8::from(q.dnssec_ok()) << 1);
+    key.extend_from_slice(&q.limit().to_be_bytes());
+    for label in q.name.iter() {
+        key.push(label.len() as u8);
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+}
+
+/// The cache key of a plain query's bytes, for the transport it came over.
+pub fn key_of(q: &Quick<'_>, transport: Transport, key: &mut Vec<u8>) {
+    cache_key(q, limit(transport, q.edns), key);
+}
+
+/// What a cached answer takes from the query it answers: its id, RD and CD bits, and its
+/// question's name as sent (letter case kept).
+pub struct Patch<'a> {
+    id: [u8; 2],
+    flags: [u8; 2],
+    qname: std::borrow::Cow<'a, [u8]>,
+}
+
+impl<'a> Patch<'a> {
+    /// From a plain query's bytes.
+    pub fn of(raw: &'a [u8], q: &Quick<'a>) -> Patch<'a> {
+        Patch {
+            id: [raw[0], raw[1]],
+            flags: [raw[2], raw[3]],
+            qname: std::borrow::Cow::Borrowed(q.qname),
+        }
+    }
+
+    /// From a parsed query.
+    pub fn of_query(q: &Query) -> Patch<'static> {
+        let mut qname = Vec::with_capacity(q.name.len() + 1);
+        for label in q.name.iter() {
+            qname.push(label.len() as u8);
+            qname.extend_from_slice(label);
+        }
+        qname.push(0);
+        Patch {
+            id: q.id.to_be_bytes(),
+            flags: [
+                u8::from(q.recursion_desired),
+                u8::from(q.checking_disabled) << 4,
+            ],
+            qname: std::borrow::Cow::Owned(qname),
+        }
+    }
+}
+
+/// Turns a cached answer into the answer to a query: its id, its RD and CD bits, our RA, and its
 /// question's letter case (owner names point at the question, so they follow).
-pub fn patch(answer: &mut [u8], query: &[u8], qname: &[u8], recursion_available: bool) {
-    if answer.len() < 12 + qname.len() {
+pub fn patch(answer: &mut [u8], p: &Patch<'_>, recursion_available: bool) {
+    if answer.len() < 12 + p.qname.len() {
         return;
     }
-    answer[0] = query[0];
-    answer[1] = query[1];
-    answer[2] = (answer[2] & !0x01) | (query[2] & 0x01);
+    answer[0] = p.id[0];
+    answer[1] = p.id[1];
+    answer[2] = (answer[2] & !0x01) | (p.flags[0] & 0x01);
     answer[3] =
-        (answer[3] & !0x90) | (query[3] & 0x10) | if recursion_available { 0x80 } else { 0 };
-    answer[12..12 + qname.len()].copy_from_slice(qname);
+        (answer[3] & !0x90) | (p.flags[1] & 0x10) | if recursion_available { 0x80 } else { 0 };
+    answer[12..12 + p.qname.len()].copy_from_slice(&p.qname);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::op::{Edns, Message, Query as Question};
     use hickory_proto::rr::{Name, RecordType};
 
     fn query(name: &str, edns: Option<u16>) -> Vec<u8> {
         let mut m = Message::query();
-        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.add_query(Question::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::A,
+        ));
         if let Some(size) = edns {
             let mut e = Edns::new();
             e.set_max_payload(size);
@@ -176,10 +239,34 @@ mod tests {
         cached[2] = 0x84; // QR AA
         cached[3] = 0x00;
         let quick = quick_parse(&q).unwrap();
-        patch(&mut cached, &q, quick.qname, true);
+        patch(&mut cached, &Patch::of(&q, &quick), true);
         assert_eq!(&cached[..2], &q[..2]);
         assert_eq!(cached[2], 0x84 | (q[2] & 1));
         assert_eq!(cached[3] & 0x80, 0x80);
         assert_eq!(&cached[12..12 + quick.qname.len()], quick.qname);
+    }
+
+    #[test]
+    fn a_parsed_query_makes_the_same_key_and_patch() {
+        for (name, edns) in [
+            ("ABC.dev.", None),
+            ("a.B.c.", Some(1232)),
+            ("*.x.", Some(4096)),
+        ] {
+            let raw = query(name, edns);
+            let quick = quick_parse(&raw).unwrap();
+            let (parsed, _) = Query::parse(&raw, Transport::Udp).unwrap();
+            let (mut k1, mut k2) = (Vec::new(), Vec::new());
+            key_of(&quick, Transport::Udp, &mut k1);
+            key_of_query(&parsed, &mut k2);
+            assert_eq!(k1, k2, "{name}");
+            let mut a = query("abc.dev.", None);
+            let mut b = a.clone();
+            a.resize(raw.len().max(a.len()), 0);
+            b.resize(raw.len().max(b.len()), 0);
+            patch(&mut a, &Patch::of(&raw, &quick), true);
+            patch(&mut b, &Patch::of_query(&parsed), true);
+            assert_eq!(a, b, "{name}");
+        }
     }
 }

@@ -410,12 +410,12 @@ async fn cleanup_on_exit_revokes_and_on_success_keeps_failed_containers() {
     let fail = Ctr::run_cmd(
         "fail",
         &["-p", "80", "-l", &format!("SERVICE_NAME={n}-fail")],
-        &["sh", "-c", "sleep 2; exit 3"],
+        &["sh", "-c", "sleep 4; exit 3"],
     );
     let ok = Ctr::run_cmd(
         "ok",
         &["-p", "80", "-l", &format!("SERVICE_NAME={n}-ok")],
-        &["sh", "-c", "sleep 2; exit 0"],
+        &["sh", "-c", "sleep 4; exit 0"],
     );
     for svc in ["fail", "ok"] {
         let fqdn = format!("{n}-{svc}.webapp.dev.");
@@ -424,7 +424,7 @@ async fn cleanup_on_exit_revokes_and_on_success_keeps_failed_containers() {
         })
         .await;
     }
-    // Both exit after 2 s: the one that succeeded goes, the one that failed stays.
+    // Both exit after 4 s: the one that succeeded goes, the one that failed stays.
     let fqdn = format!("{n}-ok.webapp.dev.");
     eventually(Duration::from_secs(10), "exit 0 deregisters", || async {
         nxdomain(&dns, &fqdn).await.then_some(())

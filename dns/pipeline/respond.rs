@@ -1,8 +1,9 @@
 //! Responses as bytes: one place for the header flags, AA, the rcode, EDNS and truncation.
 //!
-//! [`encode`] writes a response in one pass into an encoder capped at the client's limit (room
-//! kept for the OPT record): answers in the asked rotation, then the authority section, then only
-//! the additional records that belong to answers actually sent. Whatever does not fit is left
+//! [`encode`] writes a response in one pass, through one writer signed or not, into an encoder
+//! capped at the client's limit (room kept for the OPT record): answers in the asked rotation,
+//! then the authority section, then only the additional records that belong to answers actually
+//! sent. Whatever does not fit is left
 //! out, with TC set when an answer or authority record had to go (RFC 2181 section 9); the cost
 //! is bounded by the limit, never by how many records there were, and the message is always
 //! well formed (a single record larger than the limit leaves an empty, truncated answer).
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Message, Metadata, OpCode, ResponseCode};
 use hickory_proto::op::{MessageType, Query as Question};
 use hickory_proto::rr::{Name, RData, Record};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, Place};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_proto::ProtoError;
 
 use crate::authority::{Answer, Records};
@@ -31,7 +32,7 @@ pub struct Body<'a> {
     /// Additional records; only those owned by a target of a sent answer go out.
     pub additionals: &'a [Record],
     /// The keys to sign with, when the query has DO: every RRset sent in a signed domain gets
-    /// its RRSIGs ([`write_signed`]).
+    /// its RRSIGs (the one writer signs what it sends).
     pub signers: Option<&'a Signers>,
 }
 
@@ -98,10 +99,11 @@ pub fn encode(
         ours.set_rcode_high(rcode.high());
         ours
     });
-    let written = match body.signers.filter(|_| dnssec_ok) {
-        Some(signers) => write_signed(metadata, &question, body, edns.as_ref(), q.limit(), signers),
-        None => write(metadata, Some(&question), body, edns.as_ref(), q.limit()),
+    let body = Body {
+        signers: body.signers.filter(|_| dnssec_ok),
+        ..body
     };
+    let written = write(metadata, Some(&question), body, edns.as_ref(), q.limit());
     match written {
         Ok(bytes) => bytes,
         // Only an internal inconsistency gets here (a record hickory cannot encode): say
@@ -122,6 +124,11 @@ pub fn encode(
     }
 }
 
+/// A response with no records: `rcode`, RA as given.
+pub fn error(q: &Query, rcode: ResponseCode, recursion_available: bool) -> Vec<u8> {
+    encode(q, rcode, false, recursion_available, Body::default())
+}
+
 /// The response to a packet that is not a plain query, if it deserves one.
 pub fn malformed(m: &Malformed) -> Option<Vec<u8>> {
     let (id, op_code, rcode) = match *m {
@@ -136,8 +143,18 @@ pub fn malformed(m: &Malformed) -> Option<Vec<u8>> {
     Message::error_msg(id, op_code, rcode).to_vec().ok()
 }
 
+/// The one writer: the header, the question, the answers from the asked rotation, the authority
+/// section, then only the additional records that belong to answers actually sent, all within
+/// `limit` (room kept for the OPT). Whatever does not fit is left out, with TC when an answer or
+/// authority record had to go (RFC 2181 9); additional records are left out without TC.
+///
+/// With signers (a query with DO), every RRset sent is followed by its RRSIGs and what is signed
+/// is exactly what is sent: answers are written while room is kept for the signatures of their
+/// RRsets, and when not all fit (TC) the part that went out is the RRset signed, so a client that
+/// cannot retry over TCP still gets records that validate; an authority or additional RRset goes
+/// with its signatures or not at all. TTLs within an RRset are made equal (the lowest).
 fn write(
-    metadata: Metadata,
+    mut metadata: Metadata,
     question: Option<&Question>,
     body: Body<'_>,
     edns: Option<&Edns>,
@@ -146,95 +163,72 @@ fn write(
     let mut buf = Vec::with_capacity(usize::from(limit.min(4096)));
     let mut enc = BinEncoder::new(&mut buf);
     // An OPT without options takes 11 bytes: keep room for it while the sections are written.
-    let opt_room = if edns.is_some() { 11 } else { 0 };
-    enc.set_max_size(limit.saturating_sub(opt_room));
+    let max = limit.saturating_sub(if edns.is_some() { 11 } else { 0 });
+    enc.set_max_size(max);
     let place = enc.place::<Header>()?;
-    let queries = u16::from(question.is_some());
     if let Some(q) = question {
         q.emit(&mut enc)?;
     }
+    let qname = question.map(Question::name);
     let n = body.answers.len();
     let start = if n == 0 { 0 } else { body.rotation % n };
     let rotated = body.answers[start..].iter().chain(&body.answers[..start]);
-    let owner = question.map(Question::name);
-    let (answers, mut truncated) = emit_records(&mut enc, rotated, owner)?;
+    let (answers, sent, mut truncated) = match (body.signers, qname) {
+        (Some(signers), Some(qname)) => {
+            signed_answers(&mut enc, rotated, limit, max, signers, qname)?
+        }
+        _ => {
+            let (count, cut) = emit_records(&mut enc, rotated, qname)?;
+            (count, count, cut)
+        }
+    };
     let mut authorities = 0;
-    let mut additionals = 0;
     if !truncated {
-        (authorities, truncated) = emitted(enc.emit_all(body.authorities.iter()))?;
+        let records: Vec<&Record> = body.authorities.iter().collect();
+        (authorities, truncated) = sets(&mut enc, &records, body.signers, qname)?;
     }
+    let mut additionals = 0;
     if !truncated && !body.additionals.is_empty() {
         // A target that is a CNAME in the additional section brings its chain's addresses.
-        let targets = additional_targets(&body, start, usize::from(answers));
-        let wanted = body
+        let targets = additional_targets(&body, start, usize::from(sent));
+        let wanted: Vec<&Record> = body
             .additionals
             .iter()
-            .filter(|r| targets.contains(&r.name));
+            .filter(|r| targets.contains(&r.name))
+            .collect();
         // Additional records that do not fit are simply left out: no TC for those.
-        (additionals, _) = emitted(enc.emit_all(wanted))?;
+        (additionals, _) = sets(&mut enc, &wanted, body.signers, qname)?;
+    }
+    // The end of every response: the OPT (in the room kept for it), TC, and the header.
+    enc.set_max_size(limit);
+    if let Some(edns) = edns {
+        enc.emit_all(std::iter::once(&Record::from(edns)))?;
+        additionals += 1;
     }
     let counts = HeaderCounts {
-        queries,
+        queries: u16::from(question.is_some()),
         answers,
         authorities,
         additionals,
     };
-    finish(&mut enc, place, metadata, counts, truncated, edns, limit)?;
+    metadata.truncation = truncation(truncated, limit, counts.answers);
+    place.replace(&mut enc, Header { metadata, counts })?;
     Ok(buf)
 }
 
-/// The end of every response: the OPT (in the room kept for it), TC, and the header.
-fn finish(
+/// The answers of a signed response: (records written with their signatures, answers sent, TC).
+/// No record takes less than 11 bytes: what can be sent is bounded by the limit, and only that is
+/// copied, grouped and signed (the cost follows what is sent, not what the name has).
+fn signed_answers<'r>(
     enc: &mut BinEncoder<'_>,
-    place: Place<Header>,
-    mut metadata: Metadata,
-    mut counts: HeaderCounts,
-    truncated: bool,
-    edns: Option<&Edns>,
+    rotated: impl Iterator<Item = &'r Record>,
     limit: u16,
-) -> Result<(), ProtoError> {
-    enc.set_max_size(limit);
-    if let Some(edns) = edns {
-        enc.emit_all(std::iter::once(&Record::from(edns)))?;
-        counts.additionals += 1;
-    }
-    metadata.truncation = truncation(truncated, limit, counts.answers);
-    place.replace(enc, Header { metadata, counts })
-}
-
-/// [`write`] for a query with DO: every RRset sent in a signed domain is followed by its RRSIGs,
-/// and what is signed is exactly what is sent. Answers are written while room is kept for the
-/// signatures of their RRsets; when not all fit (TC), the RRset part that went out is the one
-/// signed, so a client that cannot retry over TCP still gets records that validate. An
-/// authority RRset goes with its signatures or not at all (TC); an additional one likewise,
-/// without TC. TTLs within an RRset are made equal (the lowest), as signing requires.
-fn write_signed(
-    metadata: Metadata,
-    question: &Question,
-    body: Body<'_>,
-    edns: Option<&Edns>,
-    limit: u16,
+    max: u16,
     signers: &Signers,
-) -> Result<Vec<u8>, ProtoError> {
-    let mut buf = Vec::with_capacity(usize::from(limit.min(4096)));
-    let mut enc = BinEncoder::new(&mut buf);
-    let opt_room = if edns.is_some() { 11 } else { 0 };
-    let max = limit.saturating_sub(opt_room);
-    enc.set_max_size(max);
-    let place = enc.place::<Header>()?;
-    question.emit(&mut enc)?;
-    let qname = question.name();
-    let n = body.answers.len();
-    let start = if n == 0 { 0 } else { body.rotation % n };
-    // No record takes less than 11 bytes: what can be sent is bounded by the limit, and only
-    // that is copied, grouped and signed (the cost follows what is sent, not what the name has).
+    qname: &Name,
+) -> Result<(u16, u16, bool), ProtoError> {
     let at_most = usize::from(limit) / 11 + 1;
-    let mut rotated: Vec<Record> = body.answers[start..]
-        .iter()
-        .chain(&body.answers[..start])
-        .take(at_most)
-        .cloned()
-        .collect();
+    let mut rotated: Vec<Record> = rotated.take(at_most).cloned().collect();
     let groups = rrsets(&rotated);
     equal_ttls(&mut rotated, &groups);
     let reserve: usize = groups
@@ -242,7 +236,7 @@ fn write_signed(
         .map(|g| signature_room(signers, &rotated[g[0]], qname))
         .sum();
     enc.set_max_size(max.saturating_sub(u16::try_from(reserve).unwrap_or(u16::MAX)));
-    let (sent, mut truncated) = emit_records(&mut enc, rotated.iter(), Some(qname))?;
+    let (sent, mut truncated) = emit_records(enc, rotated.iter(), Some(qname))?;
     enc.set_max_size(max);
     let mut answers = sent;
     for g in &groups {
@@ -255,57 +249,40 @@ fn write_signed(
             continue;
         }
         let sigs = signers.sign(&members);
-        let (count, cut) = emit_records(&mut enc, sigs.iter(), Some(qname))?;
+        let (count, cut) = emit_records(enc, sigs.iter(), Some(qname))?;
         answers += count;
         if cut {
             truncated = true;
             break;
         }
     }
-    let mut authorities = 0;
-    if !truncated {
-        let mut records = body.authorities.to_vec();
-        let groups = rrsets(&records);
-        equal_ttls(&mut records, &groups);
-        for g in groups {
-            let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
-            match emit_signed_set(&mut enc, &members, signers, qname)? {
-                Some(count) => authorities += count,
-                None => {
-                    truncated = true;
-                    break;
-                }
-            }
-        }
-    }
-    let mut additionals = 0;
-    if !truncated && !body.additionals.is_empty() {
-        let targets = additional_targets(&body, start, usize::from(sent));
-        let mut records: Vec<Record> = body
-            .additionals
-            .iter()
-            .filter(|r| targets.contains(&r.name))
-            .cloned()
-            .collect();
-        let groups = rrsets(&records);
-        equal_ttls(&mut records, &groups);
-        for g in groups {
-            let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
-            // Additional records that do not fit are simply left out: no TC for those.
-            match emit_signed_set(&mut enc, &members, signers, qname)? {
-                Some(count) => additionals += count,
-                None => break,
-            }
-        }
-    }
-    let counts = HeaderCounts {
-        queries: 1,
-        answers,
-        authorities,
-        additionals,
+    Ok((answers, sent, truncated))
+}
+
+/// The records of a section: one at a time unsigned; RRset by RRset with its signatures when
+/// signed (an RRset and its signatures fit or go together). (records written, whether some did
+/// not fit.)
+fn sets(
+    enc: &mut BinEncoder<'_>,
+    records: &[&Record],
+    signers: Option<&Signers>,
+    qname: Option<&Name>,
+) -> Result<(u16, bool), ProtoError> {
+    let (Some(signers), Some(qname)) = (signers, qname) else {
+        return emit_records(enc, records.iter().copied(), qname);
     };
-    finish(&mut enc, place, metadata, counts, truncated, edns, limit)?;
-    Ok(buf)
+    let mut records: Vec<Record> = records.iter().map(|r| (*r).clone()).collect();
+    let groups = rrsets(&records);
+    equal_ttls(&mut records, &groups);
+    let mut written = 0;
+    for g in groups {
+        let members: Vec<&Record> = g.iter().map(|i| &records[*i]).collect();
+        match emit_signed_set(enc, &members, signers, qname)? {
+            Some(count) => written += count,
+            None => return Ok((written, true)),
+        }
+    }
+    Ok((written, false))
 }
 
 /// TC for a response that left records out, except over TCP when it still holds answers: there
@@ -448,17 +425,6 @@ fn emit_at_question(enc: &mut BinEncoder<'_>, r: &Record) -> Result<(), ProtoErr
     let len = u16::try_from(enc.len_since_place(&place))
         .map_err(|_| ProtoError::MaxBufferSizeExceeded(usize::from(u16::MAX)))?;
     place.replace(enc, len)
-}
-
-/// (records written, whether some did not fit) from an `emit_all`.
-fn emitted(result: Result<usize, ProtoError>) -> Result<(u16, bool), ProtoError> {
-    let (count, cut) = match result {
-        Ok(count) => (count, false),
-        Err(ProtoError::NotAllRecordsWritten { count, .. }) => (count, true),
-        Err(e) => return Err(e),
-    };
-    // A 65,535-byte message cannot hold more than 65,535 records.
-    Ok((u16::try_from(count).unwrap_or(u16::MAX), cut))
 }
 
 /// The name whose addresses belong in the additional section for this record.

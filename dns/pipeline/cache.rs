@@ -15,10 +15,10 @@ use std::time::Instant;
 use lodestar::Snapshot;
 use prometheus_client::metrics::counter::Counter;
 
+use super::respond::{self, Body};
 use crate::authority::{Answer, Dep};
 use crate::dnssec::Signers;
 use crate::proto::Query;
-use crate::respond::{self, Body};
 
 /// Rotations of one answer that are encoded and sent in turn.
 const MAX_VARIANTS: usize = 16;

@@ -1,7 +1,16 @@
-//! Who answers a question: a pure function of the query, the snapshot, the static zones and
-//! whether the client may have names forwarded. No I/O, no encoding: [`decide`] returns a
-//! [`Decision`], and `respond` turns it into bytes.
+//! Who answers a question: a pure function of the query, the snapshot, the zones and who is
+//! asking. No I/O, no encoding: [`decide`] returns a [`Decision`] that carries every outcome —
+//! our data, work for later (a larger budget, another server), or a refusal with its rcode — and
+//! the handler acts on it without translating it.
+//!
+//! Two halves: [`route`] (the class, EDNS version, stub and static zones: who, if anyone, owns
+//! the name) runs once per query; [`local`] (the view's answer within a budget, and what to do
+//! with a name that is not ours) runs on the receive loop with a small budget and, for a question
+//! that needs more ([`Decision::Defer`]), once more on a worker with the full one.
 
+use std::net::SocketAddr;
+
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RecordType};
 use lodestar::Snapshot;
 
@@ -13,43 +22,71 @@ use crate::proto::Query;
 /// What to do with a question.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Our data (the view or a static zone), and what it depends on.
+    /// Our data (the view, or the server's CHAOS names), and what a cached copy depends on.
     Local {
         /// The answer.
         answer: Answer,
         /// What a cached copy depends on.
         dep: Dep,
     },
-    /// Our data, with CNAME targets outside our domains to resolve upstream before answering.
-    Resolve(Records),
-    /// A name in a stub zone: these nameservers answer it.
-    Stub(Vec<std::net::SocketAddr>),
-    /// A name in a static zone: its catalog answers it.
-    Static,
+    /// Our name, but its answer needs more than this budget (or signing): a worker takes it.
+    Defer,
+    /// The answer waits on others: it leaves the receive loop with the parsed query.
+    Wait(Wait),
+    /// No data: an rcode, and why.
+    Refuse(Refusal),
+}
+
+/// What an answer waits on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wait {
     /// Not our name: the upstreams answer it.
     Forward,
+    /// Our data, with CNAME targets outside our domains to resolve upstream before answering.
+    Resolve(Box<Records>),
+    /// A name in a stub zone: these nameservers answer it.
+    Stub(Vec<SocketAddr>),
+    /// A name in a static zone: its catalog answers it.
+    Static,
+}
+
+/// Why a question gets no data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not our name, and this client may not have it forwarded (or forwarding is off); a class
+    /// other than IN: REFUSED.
+    NotOurs,
+    /// Our name, but the view is not loaded yet: SERVFAIL, never a false NXDOMAIN. Also a stub
+    /// question that came back to us (SkyDNS's loop).
+    NotReady,
+    /// An EDNS version other than 0 (RFC 6891 6.1.3): BADVERS.
+    BadVersion,
+    /// A zone transfer: not something this server does (NOTIMP).
+    ZoneTransfer,
     /// Not our name, and the question carries this server's own forwarding mark: it went round
     /// a loop of forwarders back here. SERVFAIL at once, never forwarded again.
     Loop,
     /// Not our name, and shorter than `--ndots` labels: SERVFAIL with RA, not forwarded (as
     /// SkyDNS's `-ndots`).
-    NotForwarded,
-    /// Not our name, and this client may not have it forwarded (or forwarding is off); or a
-    /// class other than IN.
-    Refused,
-    /// Our name, but the view is not loaded yet: SERVFAIL, never a false NXDOMAIN.
-    NotReady,
-    /// An EDNS version other than 0 (RFC 6891 6.1.3): BADVERS.
-    BadVersion,
-    /// A zone transfer: not something this server does.
-    NotImplemented,
-    /// Our name, but its answer needs more than the budget: decide again with more, elsewhere.
-    Large,
+    TooShort,
 }
 
-/// Who the client is to this server: whether it may use stub zones (`allowed`), have names
-/// forwarded (`may_recurse`), and whether its question carries this server's own forwarding mark
-/// (`looped`).
+impl Refusal {
+    /// The rcode it is answered with.
+    pub fn rcode(self) -> ResponseCode {
+        match self {
+            Refusal::NotOurs => ResponseCode::Refused,
+            Refusal::BadVersion => ResponseCode::BADVERS,
+            Refusal::ZoneTransfer => ResponseCode::NotImp,
+            Refusal::NotReady | Refusal::Loop | Refusal::TooShort => ResponseCode::ServFail,
+        }
+    }
+}
+
+/// Who asks, as far as deciding goes: whether the client may use stub zones (`allowed`) and
+/// have names forwarded (`may_recurse`), whether its question carries this server's own
+/// forwarding mark (`looped`) or is shorter than `--ndots` (`short`), and whether its answer is
+/// to be signed (`signed`: never on a receive loop).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Client {
     /// Inside `--allow-recursion`.
@@ -60,9 +97,11 @@ pub struct Client {
     pub looped: bool,
     /// The name has fewer labels than `--ndots`: not forwarded.
     pub short: bool,
+    /// DO in a signed domain: the answer is signed, by a worker.
+    pub signed: bool,
 }
 
-/// Decides what answers `q`, spending at most `budget` on the view.
+/// Decides what answers `q`, spending at most `budget` on the view: [`route`], then [`local`].
 pub fn decide(
     q: &Query,
     snap: Option<&Snapshot>,
@@ -72,57 +111,93 @@ pub fn decide(
     client: Client,
     budget: Budget,
 ) -> Decision {
-    let Client {
-        allowed,
-        may_recurse,
-        looped,
-        short,
-    } = client;
-    if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
-        return Decision::BadVersion;
+    match route(q, authority, zones, stubs, client) {
+        Some(decided) => decided,
+        None => local(q, snap, authority, client, budget),
     }
-    // Lower case once: every lookup below is by it.
+}
+
+/// Who owns the name, when that is not the view: `None` for the view (or nobody: [`local`]
+/// says). Pure and cheap: no walk of the view.
+pub fn route(
+    q: &Query,
+    authority: &Authority,
+    zones: &StaticZones,
+    stubs: &StubZones,
+    client: Client,
+) -> Option<Decision> {
+    if q.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return Some(Decision::Refuse(Refusal::BadVersion));
+    }
     let lower = q.name.to_lowercase();
     if q.qclass == DNSClass::CH {
-        return match authority.chaos.answer(&lower, q.qtype) {
+        return Some(match authority.chaos.answer(&lower, q.qtype) {
             Some(answer) => Decision::Local {
                 answer,
                 dep: Dep::Static,
             },
-            None => Decision::Refused,
-        };
+            None => Decision::Refuse(Refusal::NotOurs),
+        });
     }
     if q.qclass != DNSClass::IN {
-        return Decision::Refused;
+        return Some(Decision::Refuse(Refusal::NotOurs));
     }
     if matches!(q.qtype, RecordType::AXFR | RecordType::IXFR) {
-        return Decision::NotImplemented;
+        return Some(Decision::Refuse(Refusal::ZoneTransfer));
     }
     if let Some(servers) = stubs.find(&lower) {
         let looped = crate::proto::edns::stub_marked(q.edns.as_ref());
-        return match (looped, allowed) {
-            (true, _) => Decision::NotReady,
-            (false, true) => Decision::Stub(servers.to_vec()),
-            (false, false) => Decision::Refused,
-        };
+        return Some(match (looped, client.allowed) {
+            (true, _) => Decision::Refuse(Refusal::NotReady),
+            (false, true) => Decision::Wait(Wait::Stub(servers.to_vec())),
+            (false, false) => Decision::Refuse(Refusal::NotOurs),
+        });
     }
     if zones.holds(&lower) {
-        return Decision::Static;
+        return Some(Decision::Wait(Wait::Static));
     }
+    None
+}
+
+/// The view's answer to `q` within `budget`, or what to do with a name that is not ours.
+pub fn local(
+    q: &Query,
+    snap: Option<&Snapshot>,
+    authority: &Authority,
+    client: Client,
+    budget: Budget,
+) -> Decision {
+    let Client {
+        may_recurse,
+        looped,
+        short,
+        signed,
+        ..
+    } = client;
     let (answer, dep) = match snap {
-        Some(snap) => match authority.lookup(snap, &q.name, q.qtype, budget) {
-            Some(found) => found,
-            None => return Decision::Large,
-        },
-        None if authority.domain_of(&lower).is_some() => return Decision::NotReady,
+        Some(snap) => {
+            // Signing is never done on a receive loop: a signed answer goes to a worker.
+            if signed && budget == Budget::INLINE {
+                return Decision::Defer;
+            }
+            match authority.lookup(snap, &q.name, q.qtype, budget) {
+                Some(found) => found,
+                None => return Decision::Defer,
+            }
+        }
+        None if authority.domain_of(&q.name.to_lowercase()).is_some() => {
+            return Decision::Refuse(Refusal::NotReady)
+        }
         None => (Answer::NotOurs, Dep::Static),
     };
     match answer {
-        Answer::NotOurs if may_recurse && looped => Decision::Loop,
-        Answer::NotOurs if may_recurse && short => Decision::NotForwarded,
-        Answer::NotOurs if may_recurse => Decision::Forward,
-        Answer::NotOurs => Decision::Refused,
-        Answer::Records(r) if !r.external.is_empty() && may_recurse => Decision::Resolve(r),
+        Answer::NotOurs if may_recurse && looped => Decision::Refuse(Refusal::Loop),
+        Answer::NotOurs if may_recurse && short => Decision::Refuse(Refusal::TooShort),
+        Answer::NotOurs if may_recurse => Decision::Wait(Wait::Forward),
+        Answer::NotOurs => Decision::Refuse(Refusal::NotOurs),
+        Answer::Records(r) if !r.external.is_empty() && may_recurse => {
+            Decision::Wait(Wait::Resolve(Box::new(r)))
+        }
         answer => Decision::Local { answer, dep },
     }
 }
@@ -197,17 +272,17 @@ mod tests {
                 ..
             } => "nxdomain",
             Decision::Local { .. } => "other local",
-            Decision::Resolve(_) => "resolve",
-            Decision::Stub(_) => "stub",
-            Decision::Static => "static",
-            Decision::Forward => "forward",
-            Decision::Loop => "loop",
-            Decision::NotForwarded => "not forwarded",
-            Decision::Refused => "refused",
-            Decision::NotReady => "not ready",
-            Decision::BadVersion => "badvers",
-            Decision::NotImplemented => "notimp",
-            Decision::Large => "large",
+            Decision::Wait(Wait::Resolve(_)) => "resolve",
+            Decision::Wait(Wait::Stub(_)) => "stub",
+            Decision::Wait(Wait::Static) => "static",
+            Decision::Wait(Wait::Forward) => "forward",
+            Decision::Refuse(Refusal::Loop) => "loop",
+            Decision::Refuse(Refusal::TooShort) => "not forwarded",
+            Decision::Refuse(Refusal::NotOurs) => "refused",
+            Decision::Refuse(Refusal::NotReady) => "not ready",
+            Decision::Refuse(Refusal::BadVersion) => "badvers",
+            Decision::Refuse(Refusal::ZoneTransfer) => "notimp",
+            Decision::Defer => "large",
         };
         let mut v1 = q("a.webapp.dev.", RecordType::A);
         let mut e = Edns::new();
@@ -237,7 +312,7 @@ mod tests {
             allowed: true,
             may_recurse: true,
             looped: true,
-            short: false,
+            ..Client::default()
         };
         for (name, want) in [("www.example.org.", "loop"), ("a.webapp.dev.", "records")] {
             let d = decide(
@@ -285,7 +360,7 @@ mod tests {
                 }
             )
         };
-        assert_eq!(run(&big, Budget::INLINE), Decision::Large);
+        assert_eq!(run(&big, Budget::INLINE), Decision::Defer);
         assert!(records(run(&big, Budget::FULL)));
         assert!(records(run(&small, Budget::INLINE)));
     }

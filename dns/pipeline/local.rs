@@ -1,0 +1,203 @@
+//! Our own answers to bytes: a cache hit patched for the query that asks; a new answer with its
+//! DNSSEC part (the DNSKEY set at a signed apex; with DO, the NSEC that proves a negative
+//! answer), kept in the answer cache under its question and encoded rotation by rotation; and a
+//! refusal (an rcode, no records). Every answer built here is counted once.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::rr::{Name, RecordType};
+
+use super::cache::Cached;
+use super::decide::Refusal;
+use super::respond::{self, Body};
+use super::{lower_priority, rcode_name, Handler};
+use crate::authority::{Answer, Dep, Records};
+use crate::proto::{wire, Query};
+
+impl Handler {
+    /// A cached answer for a question (by its cache key), patched for the query. A miss is
+    /// counted only on the first look (`first`): a worker's second look is not another miss.
+    pub(super) fn hit(
+        &self,
+        key: &[u8],
+        patch: &wire::Patch<'_>,
+        client: IpAddr,
+        first: bool,
+    ) -> Option<Vec<u8>> {
+        let snap = self.view.peek();
+        let snap = snap.as_ref()?;
+        let Some(entry) = self.cache.get(key, snap) else {
+            if first {
+                self.metrics.cache_misses.inc();
+            }
+            return None;
+        };
+        self.metrics.cache_hits.inc();
+        let mut bytes = entry.next_variant().to_vec();
+        wire::patch(&mut bytes, patch, self.may_recurse(client));
+        entry.counter.inc();
+        Some(bytes)
+    }
+
+    /// Our answer to `q`, as bytes: its DNSSEC part added, kept in the cache (unless it waited on
+    /// an upstream), encoded in the next rotation, counted.
+    pub(super) fn local(
+        &self,
+        q: &Query,
+        client: IpAddr,
+        answer: Answer,
+        dep: Dep,
+        started: Instant,
+    ) -> Vec<u8> {
+        let dnssec = q.dnssec_ok() && self.signers.signs(&q.name);
+        let answer = self.with_dnssec(answer, q, dnssec);
+        let signers = dnssec.then(|| self.signers.clone());
+        let rcode = respond::rcode_of(&answer);
+        let recurse = self.may_recurse(client);
+        let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
+        let snap = self.view.peek();
+        let bytes = match (cacheable, snap.as_ref()) {
+            (true, Some(snap)) => {
+                let mut key = Vec::with_capacity(8 + q.name.len());
+                wire::key_of_query(q, &mut key);
+                let counter = self.metrics.counter(
+                    &q.qtype.to_string(),
+                    rcode_name(rcode),
+                    q.transport.name(),
+                    &self.zone_label(&q.name),
+                );
+                let built = Cached::new(
+                    snap.generation(),
+                    dep,
+                    q.normalised(),
+                    answer,
+                    counter,
+                    signers,
+                );
+                if dnssec {
+                    // Encoded before anyone can find it, so no hit ever signs.
+                    built.first_variant();
+                }
+                let entry = self.cache.insert(&key, built);
+                let mut bytes = if dnssec {
+                    // Signed: this answer now, the other rotations by a worker after it.
+                    let bytes = entry.first_variant().to_vec();
+                    self.prepare_later(entry.clone());
+                    bytes
+                } else {
+                    entry.next_variant().to_vec()
+                };
+                wire::patch(&mut bytes, &wire::Patch::of_query(q), recurse);
+                bytes
+            }
+            _ => {
+                let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
+                let body = Body::of(&answer, rotation).signed(signers.as_deref());
+                respond::encode(q, rcode, true, recurse, body)
+            }
+        };
+        self.count(q, rcode, started);
+        bytes
+    }
+
+    /// No data: the refusal's rcode (a forwarding loop logged once and counted).
+    pub(super) fn refuse(
+        &self,
+        q: &Query,
+        why: Refusal,
+        client: IpAddr,
+        started: Instant,
+    ) -> Vec<u8> {
+        if why == Refusal::Loop {
+            self.metrics.forward_loops.inc();
+            if !self.loop_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    qname = %q.name,
+                    %client,
+                    "forwarding loop: a question this server forwarded came back to it; answering SERVFAIL instead of forwarding it again (check --upstream and the upstreams' own forwarders); logged once"
+                );
+            }
+        }
+        let rcode = why.rcode();
+        let bytes = respond::error(q, rcode, self.may_recurse(client));
+        self.count(q, rcode, started);
+        bytes
+    }
+
+    /// DNSSEC's part of a local answer: the DNSKEY set at a signed domain's apex (asked with or
+    /// without DO), and with DO the NSEC that proves a negative answer.
+    pub(super) fn with_dnssec(&self, answer: Answer, q: &Query, dnssec: bool) -> Answer {
+        // Names compare without regard to letter case: no lower-case copy is needed.
+        let answer = match answer {
+            Answer::NoData(_) if q.qtype == RecordType::DNSKEY => {
+                match self
+                    .signers
+                    .dnskeys(&q.name, &q.name, self.authority.default_ttl)
+                {
+                    Some(keys) => Answer::Records(Records {
+                        answers: keys,
+                        ..Records::default()
+                    }),
+                    None => answer,
+                }
+            }
+            other => other,
+        };
+        if !dnssec {
+            return answer;
+        }
+        let apex = self.signers.zones().any(|z| *z == q.name);
+        secure(answer, &q.name, q.qtype, apex)
+    }
+
+    /// Encodes (and signs) the other rotations of a signed answer on a blocking worker, after the
+    /// answer that built it went out. Bounded: past [`super::MAX_QUEUED_SIGNING`] entries
+    /// waiting, the others are not queued (their first rotation answers until rebuilt).
+    fn prepare_later(&self, entry: Arc<Cached>) {
+        if entry.prepared() {
+            return;
+        }
+        let Ok(queued) = self.signing_queue.clone().try_acquire_owned() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                // A permit of their own: rotations signed in the background never hold a
+                // worker that a query is waiting for.
+                let background = self.background.clone();
+                let view = self.view.clone();
+                rt.spawn(async move {
+                    let _queued = queued;
+                    let Ok(_permit) = background.acquire_owned().await else {
+                        return;
+                    };
+                    let _ = tokio::task::spawn_blocking(move || {
+                        lower_priority();
+                        entry.prepare_while(|e| view.peek().as_ref().is_some_and(|s| e.valid(s)));
+                    })
+                    .await;
+                });
+            }
+            Err(_) => entry.prepare(),
+        }
+    }
+}
+
+/// A negative answer made provable for a query with DO: the SOA and the NSEC black lie in the
+/// authority section, and NOERROR for a name that does not exist (compact denial: the NSEC's
+/// NXNAME says so). Other answers are as they were.
+pub fn secure(answer: Answer, qname: &Name, qtype: RecordType, apex: bool) -> Answer {
+    let (soa, exists) = match answer {
+        Answer::NoData(soa) => (soa, true),
+        Answer::NxDomain(soa) => (soa, false),
+        other => return other,
+    };
+    let nsec = crate::dnssec::sign::denial(qname, qtype, exists, apex, soa.ttl);
+    Answer::Records(Records {
+        authorities: vec![soa, nsec],
+        ..Records::default()
+    })
+}
