@@ -74,7 +74,7 @@ pub fn gauges(
     b: &mut crate::metrics::Builder,
     view: &Arc<View>,
     handler: &Arc<crate::pipeline::Handler>,
-    conns: &Arc<crate::tcp::Connections>,
+    conns: &Arc<crate::net::tcp::Connections>,
 ) {
     let v = view.clone();
     b.gauge(

@@ -30,14 +30,9 @@ pub struct Cli {
     /// Directory of ca.pem, cert.pem and key.pem for TLS to the engine (default: ~/.docker).
     #[arg(long, env = "DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,
-    /// etcd endpoints (repeatable or comma-separated).
-    #[arg(
-        long,
-        env = "LODESTAR_ETCD_ENDPOINTS",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    pub etcd: Vec<String>,
+    /// The etcd connection: --etcd, --etcd-user/--etcd-password, --etcd-ca/--etcd-cert/--etcd-key.
+    #[command(flatten)]
+    pub etcd: lodestar::etcd::EtcdArgs,
     /// Domain the records go under, e.g. webapp.dev.
     #[arg(long, env = "LODESTAR_DOMAIN")]
     pub domain: String,
@@ -81,21 +76,6 @@ pub struct Cli {
     /// Serve Prometheus metrics and /healthz on this address.
     #[arg(long, env = "LODESTAR_METRICS")]
     pub metrics: Option<SocketAddr>,
-    /// etcd user name (with --etcd-password).
-    #[arg(long, env = "LODESTAR_ETCD_USER")]
-    pub etcd_user: Option<String>,
-    /// etcd password.
-    #[arg(long, env = "LODESTAR_ETCD_PASSWORD", hide_env_values = true)]
-    pub etcd_password: Option<String>,
-    /// CA certificate (PEM) for etcd over TLS.
-    #[arg(long, env = "LODESTAR_ETCD_CACERT")]
-    pub etcd_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for etcd over TLS.
-    #[arg(long, env = "LODESTAR_ETCD_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-    /// Client key (PEM) for etcd over TLS.
-    #[arg(long, env = "LODESTAR_ETCD_KEY")]
-    pub etcd_key: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -146,15 +126,9 @@ impl Config {
             (None, false) => primary_address()
                 .context("could not find this host's address; give it with --ip")?,
         };
-        let etcd = EtcdConfig::from_parts(
-            cli.etcd,
-            cli.etcd_user,
-            cli.etcd_password,
-            cli.etcd_ca,
-            cli.etcd_cert,
-            cli.etcd_key,
-        )
-        .context("etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)")?;
+        let etcd: EtcdConfig = cli.etcd.config().context(
+            "etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)",
+        )?;
         // What no retry would fix stops the start here, with one line naming the flag.
         etcd.validate()?;
         let tls_on = cli.docker_tls_verify.as_deref().is_some_and(|v| {

@@ -45,6 +45,70 @@ pub fn env_from_aliases(
         .collect()
 }
 
+/// The etcd connection's flags, the same in both binaries (`#[command(flatten)]`): endpoints,
+/// user and password, TLS files. [`EtcdArgs::config`] checks that they fit together.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints (repeatable or comma-separated).
+    #[arg(
+        long = "etcd",
+        env = "LODESTAR_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd: Vec<String>,
+    /// etcd user name (with --etcd-password).
+    #[arg(long, env = "LODESTAR_ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "LODESTAR_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) for etcd over TLS.
+    #[arg(long, env = "LODESTAR_ETCD_CACERT")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd over TLS.
+    #[arg(long, env = "LODESTAR_ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd over TLS.
+    #[arg(long, env = "LODESTAR_ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
+}
+
+impl EtcdArgs {
+    /// The settings: user and password go together, and so do a client certificate and its key;
+    /// at least one endpoint.
+    pub fn config(&self) -> Result<EtcdConfig, EtcdError> {
+        if self.etcd.is_empty() {
+            return Err(EtcdError::Config("at least one etcd endpoint is needed"));
+        }
+        let user = match (&self.etcd_user, &self.etcd_password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(EtcdError::Config(
+                    "an etcd user needs a password, and a password a user",
+                ))
+            }
+        };
+        let cert_key_files = match (&self.etcd_cert, &self.etcd_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(EtcdError::Config(
+                    "a client certificate needs its key, and a key its certificate",
+                ))
+            }
+        };
+        Ok(EtcdConfig {
+            endpoints: self.etcd.clone(),
+            user,
+            ca_file: self.etcd_ca.clone(),
+            cert_key_files,
+            current: CurrentMember::default(),
+        })
+    }
+}
+
 /// Connection settings for etcd.
 #[derive(Debug, Clone, Default)]
 pub struct EtcdConfig {
@@ -111,46 +175,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 pub const MEMBER_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl EtcdConfig {
-    /// Settings from separate options, as command lines give them: user and password go together,
-    /// and so do a client certificate and its key; at least one endpoint.
-    pub fn from_parts(
-        endpoints: Vec<String>,
-        user: Option<String>,
-        password: Option<String>,
-        ca_file: Option<PathBuf>,
-        cert: Option<PathBuf>,
-        key: Option<PathBuf>,
-    ) -> Result<EtcdConfig, EtcdError> {
-        if endpoints.is_empty() {
-            return Err(EtcdError::Config("at least one etcd endpoint is needed"));
-        }
-        let user = match (user, password) {
-            (Some(u), Some(p)) => Some((u, p)),
-            (None, None) => None,
-            _ => {
-                return Err(EtcdError::Config(
-                    "an etcd user needs a password, and a password a user",
-                ))
-            }
-        };
-        let cert_key_files = match (cert, key) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => {
-                return Err(EtcdError::Config(
-                    "a client certificate needs its key, and a key its certificate",
-                ))
-            }
-        };
-        Ok(EtcdConfig {
-            endpoints,
-            user,
-            ca_file,
-            cert_key_files,
-            current: CurrentMember::default(),
-        })
-    }
-
     /// Connects to a usable member: the one in use, else the next ones in order. A member is
     /// usable when it answers a status request within [`MEMBER_TIMEOUT`] and has a leader. Fails
     /// within `MEMBER_TIMEOUT` per endpoint when none is.
@@ -361,21 +385,22 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, EtcdError> {
 mod tests {
     use super::*;
 
+    fn args(endpoints: &[&str]) -> EtcdArgs {
+        EtcdArgs {
+            etcd: endpoints.iter().map(|e| e.to_string()).collect(),
+            etcd_user: None,
+            etcd_password: None,
+            etcd_ca: None,
+            etcd_cert: None,
+            etcd_key: None,
+        }
+    }
+
     #[test]
     fn a_failed_member_is_left_for_the_next_and_clones_share_the_choice() {
-        let cfg = EtcdConfig::from_parts(
-            vec![
-                "http://a:2379".into(),
-                "http://b:2379".into(),
-                "http://c:2379".into(),
-            ],
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-        .expect("config");
+        let cfg = args(&["http://a:2379", "http://b:2379", "http://c:2379"])
+            .config()
+            .expect("config");
         let clone = cfg.clone();
         assert_eq!(cfg.current_endpoint(), "http://a:2379");
         cfg.avoid_current();
@@ -441,10 +466,17 @@ mod tests {
 
     #[test]
     fn settings_that_do_not_fit_together_are_refused() {
-        let e = || vec!["http://a:2379".to_string()];
-        assert!(EtcdConfig::from_parts(vec![], None, None, None, None, None).is_err());
-        assert!(EtcdConfig::from_parts(e(), Some("u".into()), None, None, None, None).is_err());
-        assert!(EtcdConfig::from_parts(e(), None, None, None, Some("c.pem".into()), None).is_err());
+        assert!(args(&[]).config().is_err());
+        let user = EtcdArgs {
+            etcd_user: Some("u".into()),
+            ..args(&["http://a:2379"])
+        };
+        assert!(user.config().is_err());
+        let cert = EtcdArgs {
+            etcd_cert: Some("c.pem".into()),
+            ..args(&["http://a:2379"])
+        };
+        assert!(cert.config().is_err());
     }
 
     #[tokio::test]
@@ -462,7 +494,8 @@ mod tests {
             .iter()
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect();
-        let cfg = EtcdConfig::from_parts(eps.clone(), None, None, None, None, None).expect("cfg");
+        let eps_str: Vec<&str> = eps.iter().map(String::as_str).collect();
+        let cfg = args(&eps_str).config().expect("cfg");
         let err = match cfg.connect().await {
             Ok(_) => panic!("nothing listens"),
             Err(e) => e.to_string(),

@@ -181,6 +181,31 @@ fn http_status(url: &str) -> std::io::Result<u16> {
         .ok_or_else(|| bad("not an HTTP answer"))
 }
 
+/// Tells systemd (`Type=notify`) that the service is ready as soon as `ready()` says so (asked
+/// every 20 ms), as a task of `tasks`; stops with `token`.
+pub fn notify_ready_when(
+    ready: impl Fn() -> bool + Send + 'static,
+    token: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let token = token.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if ready() {
+                if let Err(error) = sd_notify("READY=1") {
+                    tracing::warn!(%error, "could not tell systemd that the service is ready");
+                }
+                return;
+            }
+        }
+    });
+}
+
 /// Tells systemd (`Type=notify`) something about this service, e.g. `READY=1`: one datagram to
 /// `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace). Nothing when the variable is
 /// not set (not under systemd); an error only when it is set and the datagram cannot be sent.

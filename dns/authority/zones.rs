@@ -290,6 +290,54 @@ fn load_file(path: &Path) -> Result<(Name, BTreeMap<RrKey, RecordSet>), ZoneErro
     Ok((origin.to_lowercase(), sets))
 }
 
+/// Loads `dir` (or nothing) and logs what is served, signed or not.
+pub fn load_logged(dir: Option<&Path>, keys: &[ZoneKey]) -> Result<StaticZones, ZoneError> {
+    let zones = match dir {
+        Some(dir) => StaticZones::load_dir(dir, keys)?,
+        None => StaticZones::default(),
+    };
+    for origin in zones.origins() {
+        let signed = keys.iter().any(|k| k.zone == *origin);
+        tracing::info!(zone = %origin, signed, "serving static zone");
+    }
+    Ok(zones)
+}
+
+/// On SIGHUP (and once a day when keys sign them) the zone files of `dir` are read again and
+/// handed to `replace`; a set that does not load leaves the one in service.
+pub async fn reload_on_hup(
+    dir: std::path::PathBuf,
+    keys: Arc<Vec<ZoneKey>>,
+    replace: impl Fn(StaticZones),
+    token: tokio_util::sync::CancellationToken,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: zone files will not be reloaded");
+        return;
+    };
+    // Signed static zones are signed again once a day (their signatures last a week).
+    let mut resign = tokio::time::interval(crate::dnssec::sign::REUSE);
+    resign.tick().await;
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+            _ = resign.tick(), if !keys.is_empty() => {},
+        }
+        match StaticZones::load_dir(&dir, &keys) {
+            Ok(z) => {
+                let origins: Vec<String> = z.origins().map(|o| o.to_string()).collect();
+                tracing::info!(?origins, "static zones reloaded");
+                replace(z);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "static zones not reloaded: the ones in service stay")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

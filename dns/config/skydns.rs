@@ -10,12 +10,13 @@
 //! 3. [`SkydnsConfig::apply`]: the JSON at `<prefix>/config` in etcd (SkyDNS's settings) fills what
 //!    neither the command line nor the environment set.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Cli;
+use super::Cli;
 
 /// What to do with one SkyDNS flag.
 enum Flag {
@@ -197,6 +198,36 @@ pub fn env_aliases(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, S
         }
     }));
     set
+}
+
+/// Fills what flags and environment left unset (`given`: the ids of the args they set) from
+/// SkyDNS's settings in etcd (`<prefix>/config`), when etcd answers within a few seconds;
+/// otherwise goes on without.
+pub async fn from_etcd(mut cli: Cli, given: &HashSet<String>) -> Cli {
+    let Ok(etcd) = cli.etcd.config() else {
+        return cli;
+    };
+    let key = format!("{}/config", cli.prefix.trim_end_matches('/'));
+    let read = async {
+        let mut client = etcd.connect().await.ok()?;
+        let resp = client.get(key.as_str(), None).await.ok()?;
+        resp.kvs().first().map(|kv| kv.value().to_vec())
+    };
+    let Ok(Some(json)) = tokio::time::timeout(Duration::from_secs(5), read).await else {
+        return cli;
+    };
+    match SkydnsConfig::parse(&json) {
+        Ok(c) => {
+            let applied = c.apply(&mut cli, |id| given.contains(id));
+            if !applied.is_empty() {
+                tracing::info!(key, ?applied, "settings from SkyDNS's config in etcd");
+            }
+        }
+        Err(error) => {
+            tracing::warn!(key, %error, "SkyDNS's config in etcd does not parse; ignored")
+        }
+    }
+    cli
 }
 
 /// SkyDNS's settings as it keeps them in etcd (`/skydns/config`): the fields Lodestar uses.

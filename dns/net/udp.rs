@@ -1,6 +1,5 @@
-//! The sockets: `--threads` UDP receive loops per `--listen` address (one socket each, bound
-//! with `SO_REUSEPORT` so that the kernel spreads clients over them, as Knot's `udp-workers`),
-//! and a TCP accept loop ([`crate::tcp`]).
+//! The UDP receive loops: one socket each, bound with `SO_REUSEPORT` so that the kernel spreads
+//! clients over them, with large buffers.
 //!
 //! A receive loop hands each packet to [`Handler::handle`] and sends a cached answer inline (no
 //! task per query); anything else leaves the loop as a task ([`Handler::complete`]). Every loop
