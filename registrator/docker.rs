@@ -338,6 +338,46 @@ fn parse_port_spec(spec: &str) -> Option<(u16, Proto)> {
     Some((port.parse().ok()?, proto))
 }
 
+/// Probes the engine at `host` (`ping` on the connection it has, else a new one) every
+/// [`crate::health::PROBE_EVERY`], each within two seconds, until `token` is cancelled; the
+/// answers go to `state`.
+pub async fn probe(
+    state: std::sync::Arc<crate::health::Readiness>,
+    host: String,
+    tls: Option<PathBuf>,
+    token: CancellationToken,
+) {
+    let mut docker: Option<Docker> = None;
+    let mut tick = tokio::time::interval(crate::health::PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let result = tokio::time::timeout(crate::health::PROBE_TIMEOUT, async {
+            if docker.is_none() {
+                docker = Some(
+                    connect(&host, tls.as_deref())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            match &docker {
+                Some(d) => d.ping().await.map(|_| ()).map_err(|e| e.to_string()),
+                None => Err("not connected".to_string()),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no answer within 2 s".into()));
+        if result.is_err() {
+            docker = None;
+        }
+        debug!(?result, "Docker probe");
+        state.docker.set(result);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

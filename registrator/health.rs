@@ -1,10 +1,9 @@
-//! Whether the registrator can do its job now: a probe asks the Docker engine (`ping`) and etcd
-//! (a member's status, with a leader) every second, each within two seconds, and the reconciler
-//! says whether its last pass succeeded; `/readyz` is 503 within a few seconds of losing either
+//! Whether the registrator can do its job now: probes ask the Docker engine (`ping`, in
+//! `docker`) and etcd (a member's status, with a leader, here) every second, each within two
+//! seconds, and the reconciler says whether its last pass succeeded; `/readyz` is 503 within a few seconds of losing either
 //! dependency and while reconciling fails (etcd answering is not enough: a pass can fail on what
 //! it reads), and `/healthz`'s body and the `docker_up` / `etcd_up` gauges say the same.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use tracing::debug;
 /// How often the probe asks.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long one ask may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One dependency's state.
 #[derive(Debug, Default)]
@@ -94,15 +93,9 @@ impl Readiness {
     }
 }
 
-/// Probes Docker and etcd every [`PROBE_EVERY`] until `token` is cancelled.
-pub async fn probe(
-    state: Arc<Readiness>,
-    docker_host: String,
-    docker_tls: Option<PathBuf>,
-    etcd: EtcdConfig,
-    token: CancellationToken,
-) {
-    let mut docker: Option<bollard::Docker> = None;
+/// Probes etcd every [`PROBE_EVERY`] until `token` is cancelled: a usable member (answers, has a
+/// leader), as the registrator's own requests need. (Docker is probed by `docker::probe`.)
+pub async fn probe_etcd(state: Arc<Readiness>, etcd: EtcdConfig, token: CancellationToken) {
     let mut client: Option<etcd_client::Client> = None;
     let mut tick = tokio::time::interval(PROBE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -111,29 +104,6 @@ pub async fn probe(
             () = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        // Docker: ping on the connection we have, else a new one.
-        let result = tokio::time::timeout(PROBE_TIMEOUT, async {
-            if docker.is_none() {
-                docker = Some(
-                    crate::docker::connect(&docker_host, docker_tls.as_deref())
-                        .await
-                        .map_err(|e| e.to_string())?,
-                );
-            }
-            match &docker {
-                Some(d) => d.ping().await.map(|_| ()).map_err(|e| e.to_string()),
-                None => Err("not connected".to_string()),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err("no answer within 2 s".into()));
-        if result.is_err() {
-            docker = None;
-        }
-        debug!(?result, "Docker probe");
-        state.docker.set(result);
-
-        // etcd: a usable member (answers, has a leader), as the registrator's own requests need.
         let result = tokio::time::timeout(PROBE_TIMEOUT, async {
             if client.is_none() {
                 client = Some(etcd.connect().await.map_err(|e| e.to_string())?);

@@ -7,6 +7,7 @@
 mod config;
 mod docker;
 mod health;
+mod http;
 mod metrics;
 mod reconcile;
 mod services;
@@ -17,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,24 +47,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
     let metrics = metrics::Metrics::new();
     let readiness = Arc::new(health::Readiness::default());
-    tasks.spawn(health::probe(
+    tasks.spawn(docker::probe(
         readiness.clone(),
         cfg.docker.clone(),
         cfg.docker_tls.clone(),
+        token.clone(),
+    ));
+    tasks.spawn(health::probe_etcd(
+        readiness.clone(),
         cfg.etcd.clone(),
         token.clone(),
     ));
     if let Some(addr) = cfg.metrics {
-        let listener = TcpListener::bind(addr)
+        let routes = http::routes(metrics.clone(), readiness.clone());
+        lodestar::runtime::serve_http(addr, routes, &token, &tasks)
             .await
             .with_context(|| format!("binding metrics on {addr}"))?;
-        info!(metrics = %listener.local_addr()?, "serving metrics");
-        let (m, r, t) = (metrics.clone(), readiness.clone(), token.clone());
-        tasks.spawn(async move {
-            if let Err(error) = metrics::serve(listener, m, r, t).await {
-                warn!(%error, "metrics server stopped");
-            }
-        });
     }
     info!(
         host_id = %cfg.settings.host_id, host_ip = %cfg.settings.host_ip, internal = cfg.settings.internal,

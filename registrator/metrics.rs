@@ -1,16 +1,11 @@
-//! Prometheus metrics, `/healthz` and `/readyz` of the registrator.
+//! The registrator's counters and gauges, and their exposition. A leaf: the tiers that count
+//! (docker, reconcile) use it; it uses nothing of the registrator. `/metrics` is served by `http`.
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
-use axum::routing::get;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-use crate::health::Readiness;
 
 /// Counters of the registrator.
 #[derive(Debug)]
@@ -74,57 +69,20 @@ impl Metrics {
         Arc::new(Metrics { registry, ..m })
     }
 
-    fn render(&self) -> String {
+    /// The OpenMetrics text, with `extra` gauges (name, value) read by the caller.
+    pub fn render(&self, extra: &[(&str, bool)]) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.plain);
+        // The probe's view, as gauges (1: reachable).
+        for (name, up) in extra {
+            out.push_str(&format!(
+                "# TYPE lodestar_registrator_{name} gauge\nlodestar_registrator_{name} {}\n",
+                u8::from(*up)
+            ));
+        }
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
-}
-
-/// Serves `/metrics`, `/healthz` (the process answers; the body says how Docker, etcd and the
-/// reconciler are) and `/readyz` (200 while both are reachable and reconciling succeeds, else
-/// 503 with why) until `token` is cancelled.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
-    token: CancellationToken,
-) -> std::io::Result<()> {
-    let (r1, r2, r3) = (readiness.clone(), readiness.clone(), readiness);
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || async move {
-                let mut out = metrics.render();
-                // The probe's view, as gauges (1: reachable).
-                for (name, up) in [("docker_up", r3.docker.is_up()), ("etcd_up", r3.etcd.is_up())] {
-                    out = out.replace(
-                        "# EOF\n",
-                        &format!("# TYPE lodestar_registrator_{name} gauge\nlodestar_registrator_{name} {}\n# EOF\n", u8::from(up)),
-                    );
-                }
-                out
-            }),
-        )
-        .route(
-            "/healthz",
-            get(move || async move { format!("alive; {}\n", r1.describe()) }),
-        )
-        .route(
-            "/readyz",
-            get(move || async move {
-                let body = format!("{}\n", r2.describe());
-                if r2.ready() {
-                    (StatusCode::OK, format!("ready: {body}"))
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {body}"))
-                }
-            }),
-        );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
 }

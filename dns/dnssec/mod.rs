@@ -36,9 +36,9 @@ pub fn load(bases: &[std::path::PathBuf]) -> Result<Vec<ZoneKey>, keys::KeyError
 
 /// The first key whose zone is not served (`served` says which are): a key must sign a served
 /// domain or a static zone.
-pub fn unowned<'k>(
-    keys: &'k [ZoneKey],
+pub fn unowned(
+    keys: &[ZoneKey],
     served: impl Fn(&hickory_proto::rr::Name) -> bool,
-) -> Option<&'k ZoneKey> {
+) -> Option<&ZoneKey> {
     keys.iter().find(|k| !served(&k.zone))
 }

@@ -20,6 +20,9 @@ use crate::authority::{Answer, Authority, Budget, Dep, Records};
 use crate::proto::Query;
 
 /// What to do with a question.
+// Made once per query and consumed at once: a box for the large local answer would only add an
+// allocation to the common path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Our data (the view, or the server's CHAOS names), and what a cached copy depends on.

@@ -18,7 +18,7 @@ pub enum Step {
     /// Send these bytes back now.
     Reply(Vec<u8>),
     /// Needs work: run [`Handler::complete`] away from the receive loop.
-    Later(Job),
+    Later(Box<Job>),
     /// Say nothing (not a query at all).
     Drop,
 }
@@ -107,7 +107,7 @@ impl Handler {
             Decision::Wait(wait) => Work::Wait(wait),
         };
         match self.admitted.clone().try_acquire_owned() {
-            Ok(permit) => Step::Later(Job {
+            Ok(permit) => Step::Later(Box::new(Job {
                 query,
                 request_len: raw.len(),
                 request,
@@ -115,7 +115,7 @@ impl Handler {
                 started,
                 work,
                 _admitted: permit,
-            }),
+            })),
             Err(_) => {
                 self.metrics.shed.inc();
                 let bytes =
@@ -126,7 +126,8 @@ impl Handler {
     }
 
     /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
-    pub async fn complete(self: &std::sync::Arc<Self>, job: Job) -> Option<Vec<u8>> {
+    pub async fn complete(self: &std::sync::Arc<Self>, job: Box<Job>) -> Option<Vec<u8>> {
+        let job = *job;
         let (client, transport, started) = (job.client, job.query.transport, job.started);
         let request_len = job.request_len;
         let bytes = match job.work {
@@ -146,7 +147,8 @@ impl Handler {
                 .ok()?;
                 match decided {
                     Ok(bytes) => bytes,
-                    Err((query, request, wait)) => {
+                    Err(waiting) => {
+                        let (query, request, wait) = *waiting;
                         self.wait(query, request, client, started, wait).await
                     }
                 }
@@ -168,7 +170,7 @@ impl Handler {
         request: Message,
         client: IpAddr,
         started: Instant,
-    ) -> Result<Vec<u8>, (Query, Message, Wait)> {
+    ) -> Result<Vec<u8>, Box<(Query, Message, Wait)>> {
         let mut key = Vec::with_capacity(8 + query.name.len());
         wire::key_of_query(&query, &mut key);
         if let Some(bytes) = self.hit(&key, &wire::Patch::of_query(&query), client, false) {
@@ -179,7 +181,7 @@ impl Handler {
         match decide::local(&query, snap.as_deref(), &self.authority, who, FULL) {
             Decision::Local { answer, dep } => Ok(self.local(&query, client, answer, dep, started)),
             Decision::Refuse(why) => Ok(self.refuse(&query, why, client, started)),
-            Decision::Wait(wait) => Err((query, request, wait)),
+            Decision::Wait(wait) => Err(Box::new((query, request, wait))),
             // Not with the full budget; answered as a failure should it ever happen.
             Decision::Defer => Ok(self.refuse(&query, Refusal::NotReady, client, started)),
         }

@@ -16,6 +16,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use lodestar::key;
 use lodestar::Service;
 
+mod address;
+mod names;
+
+use address::endpoints;
+#[cfg(test)]
+use names::image_base_name;
+use names::{checked_label, checked_name, number};
+pub use names::{default_id, default_name};
+
 /// Transport of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Proto {
@@ -169,124 +178,6 @@ pub enum ServiceError {
 /// Whether the container should have services now: running, not paused, healthy if checked.
 pub fn counts(c: &Container) -> bool {
     c.state == RunState::Running && matches!(c.health, Health::None | Health::Healthy)
-}
-
-/// One port to register: the container port, transport, address and port to publish.
-struct Endpoint {
-    port: u16,
-    proto: Proto,
-    ip: IpAddr,
-    port_out: u16,
-    /// The IPv6 twin of an IPv4 endpoint (a dual-stack network with `--internal`): its id gets
-    /// `-ipv6`, so that the name answers AAAA as well as A.
-    twin: bool,
-}
-
-/// The address `--internal` registers: on `SERVICE_NETWORK`'s network, else `--network`'s, else
-/// the first network by name that has one; IPv4 preferred. `None` when that network is not
-/// attached or has no address.
-/// The second, IPv6, address is that of the same network when it is dual-stack.
-fn internal_address(
-    c: &Container,
-    s: &Settings,
-    wanted: Option<&str>,
-) -> Option<(IpAddr, Option<Ipv6Addr>)> {
-    let pick = |(v4, v6): &(Option<Ipv4Addr>, Option<Ipv6Addr>)| match (v4, v6) {
-        (Some(v4), v6) => Some((IpAddr::V4(*v4), *v6)),
-        (None, Some(v6)) => Some((IpAddr::V6(*v6), None)),
-        (None, None) => None,
-    };
-    match wanted.or(s.network.as_deref()) {
-        Some(net) => c.networks.get(net).and_then(pick),
-        None => c
-            .networks
-            .values()
-            .find_map(|n| n.0.is_some().then(|| pick(n)).flatten())
-            .or_else(|| c.networks.values().find_map(pick)),
-    }
-}
-
-/// The ports to register and where: `ip` overrides the address (`SERVICE_IP`), `network` is
-/// `SERVICE_NETWORK`. A host-networked container's exposed ports are at the host's address.
-fn endpoints(
-    c: &Container,
-    s: &Settings,
-    ip: Option<IpAddr>,
-    network: Option<&str>,
-) -> Vec<Endpoint> {
-    let mut out: Vec<Endpoint> = Vec::new();
-    let exposed = |ip: IpAddr, twin: bool, out: &mut Vec<Endpoint>| {
-        let mut ports = c.exposed.clone();
-        ports.sort();
-        ports.dedup();
-        out.extend(ports.into_iter().map(|(port, proto)| Endpoint {
-            port,
-            proto,
-            ip,
-            port_out: port,
-            twin,
-        }));
-    };
-    if c.network_mode == "host" {
-        // No port is published on the host network: the exposed ones are the host's own.
-        let addr = ip.unwrap_or(s.host_ip);
-        if !addr.is_unspecified() {
-            exposed(addr, false, &mut out);
-        }
-    } else if s.internal {
-        let Some((addr, v6)) = ip
-            .map(|ip| (ip, None))
-            .or_else(|| internal_address(c, s, network))
-        else {
-            return out;
-        };
-        exposed(addr, false, &mut out);
-        if let Some(v6) = v6 {
-            exposed(IpAddr::V6(v6), true, &mut out);
-        }
-    } else {
-        let mut ports = c.published.clone();
-        // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
-        ports.sort_by_key(|p| (p.port, p.proto, p.host_ip.is_some_and(|ip| ip.is_ipv6())));
-        ports.dedup_by_key(|p| (p.port, p.proto));
-        out.extend(ports.into_iter().map(|p| Endpoint {
-            port: p.port,
-            proto: p.proto,
-            ip: ip.unwrap_or_else(|| {
-                p.host_ip
-                    .filter(|ip| !ip.is_unspecified())
-                    .unwrap_or(s.host_ip)
-            }),
-            port_out: p.host_port,
-            twin: false,
-        }));
-    }
-    out
-}
-
-/// The service name a container gets when none is set: its compose service, else its image's
-/// base name, else (an image referenced by id) its own name. DNS-safe.
-pub fn default_name(c: &Container) -> String {
-    if let Some(svc) = c.labels.get("com.docker.compose.service") {
-        let safe = dns_safe(svc);
-        if !safe.is_empty() {
-            return safe;
-        }
-    }
-    if !is_image_id(&c.image) {
-        let base = image_base_name(&c.image);
-        if !base.is_empty() {
-            return base;
-        }
-    }
-    dns_safe(&c.name)
-}
-
-/// Whether `image` is an image id (`sha256:...`, or 12 to 64 hex digits), not a name.
-fn is_image_id(image: &str) -> bool {
-    let hex = image.strip_prefix("sha256:").unwrap_or(image);
-    image.starts_with("sha256:")
-        || ((12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The container's services, `(full DNS name, record)`, or why its labels cannot be used.
@@ -454,62 +345,6 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
 /// The label of the reserved subtrees (`<domain>/dns/...`: stub zones, NS and apex records).
 pub const RESERVED: &str = "dns";
 
-fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ServiceError> {
-    value.trim().parse().map_err(|_| ServiceError::Number {
-        key: key.into(),
-        value: value.into(),
-    })
-}
-
-/// A name from env or labels: lower case, one or more valid labels.
-fn checked_name(key: &str, value: &str) -> Result<String, ServiceError> {
-    let v = value.trim().trim_end_matches('.').to_ascii_lowercase();
-    match key::validate_name(&v) {
-        Ok(()) if !v.contains('*') => Ok(v),
-        Ok(()) => Err(ServiceError::Name {
-            key: key.into(),
-            value: value.into(),
-            reason: "'*' is a wildcard".into(),
-        }),
-        Err(e) => Err(ServiceError::Name {
-            key: key.into(),
-            value: value.into(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// An id from env or labels: lower case, exactly one valid label.
-fn checked_label(key: &str, value: &str) -> Result<String, ServiceError> {
-    let v = checked_name(key, value)?;
-    if v.contains('.') {
-        return Err(ServiceError::Name {
-            key: key.into(),
-            value: value.into(),
-            reason: "an id is one label, without dots".into(),
-        });
-    }
-    Ok(v)
-}
-
-/// The image's base name as a DNS label: `registry:5000/team/API_server:1.2@sha256:ab` -> `api-server`.
-pub fn image_base_name(image: &str) -> String {
-    let no_digest = image.split('@').next().unwrap_or(image);
-    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
-    let no_tag = last.split(':').next().unwrap_or(last);
-    let label = dns_safe(no_tag);
-    if label.is_empty() {
-        "service".into()
-    } else {
-        label
-            .chars()
-            .take(63)
-            .collect::<String>()
-            .trim_end_matches('-')
-            .to_string()
-    }
-}
-
 /// The names a stopped container had while it ran: its services as if it were running on the
 /// ports it was configured with (a stopped container has no published ports and no addresses).
 /// For `--deregister on-success` after a restart, to find its records among those on the lease.
@@ -537,45 +372,6 @@ pub fn names_when_running(c: &Container, s: &Settings) -> Vec<String> {
     services(&running, s)
         .map(|list| list.into_iter().map(|(name, _)| name).collect())
         .unwrap_or_default()
-}
-
-/// Lower case, every character outside `[a-z0-9-]` as `-`, no leading/trailing or doubled `-`.
-fn dns_safe(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        let c = ch.to_ascii_lowercase();
-        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
-        if c == '-' && (out.is_empty() || out.ends_with('-')) {
-            continue;
-        }
-        out.push(c);
-    }
-    out.trim_end_matches('-').to_string()
-}
-
-/// A DNS-safe id for a port: `<host>-<container>-<port>[-udp]`, only `[a-z0-9-]`, at most 63
-/// characters. When making it safe changed or shortened anything, a hash of the exact inputs is
-/// appended, so that two containers never get the same id.
-///
-/// `("node1", "web", 80, Tcp)` -> `node1-web-80`; `("node1", "Web_1", 80, Tcp)` -> `node1-web-1-80-<hash>`
-pub fn default_id(host_id: &str, container: &str, port: u16, proto: Proto) -> String {
-    let udp = if proto == Proto::Udp { "-udp" } else { "" };
-    let raw = format!("{host_id}-{container}-{port}{udp}");
-    let safe = dns_safe(&raw);
-    if safe == raw && safe.len() <= 63 {
-        return safe;
-    }
-    let tag = format!("{:08x}", fnv1a(raw.as_bytes()));
-    let keep = 63 - tag.len() - 1;
-    let head: String = safe.chars().take(keep).collect();
-    format!("{}-{tag}", head.trim_end_matches('-'))
-}
-
-/// FNV-1a, 32 bits: a hash that stays the same across builds, so ids survive upgrades.
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 #[cfg(test)]
