@@ -56,7 +56,7 @@ pub struct Cli {
     /// This host's id: owner of the records and part of generated ids (default: the hostname).
     #[arg(long, env = "LODESTAR_HOST_ID")]
     pub host_id: Option<String>,
-    /// Register only containers or ports with SERVICE_NAME / SERVICE_<port>_NAME.
+    /// Register only containers or ports with SERVICE_NAME / `SERVICE_<port>_NAME`.
     #[arg(long, env = "LODESTAR_EXPLICIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub explicit: bool,
     /// Seconds between full resyncs with Docker.

@@ -116,7 +116,7 @@ pub struct Records {
     /// whose target resolves to nothing is then left out (as the peers do).
     pub external: Vec<(Name, RecordType)>,
     /// When set, the upstream's addresses for `external` are answered as this name's own (a
-    /// name whose records point at several other names: see [`Lookup::addresses`]).
+    /// name whose records point at several other names: see [`lookup::Lookup::addresses`]).
     pub flatten: Option<Name>,
     /// The SOA to answer NODATA with when nothing is left once `external` was resolved.
     pub soa: Option<Record>,
@@ -127,7 +127,7 @@ pub struct Records {
 /// What an answer depends on: when may a cached copy of it still be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dep {
-    /// Only the records at or below this path (see [`Snapshot::changed_since`]).
+    /// Only the records at or below this path (see [`lodestar::Snapshot::changed_since`]).
     Path(String),
     /// Anything in the view (it followed names elsewhere, or it carries the SOA serial).
     All,

@@ -55,7 +55,7 @@ pub struct Cli {
     #[arg(long, env = "LODESTAR_MIN_TTL")]
     pub min_ttl: Option<u32>,
     /// The SOA's mailbox, as an address (hostmaster@example.com) or a name; default:
-    /// hostmaster.<domain>.
+    /// `hostmaster.<domain>.`
     #[arg(long, env = "LODESTAR_HOSTMASTER")]
     pub hostmaster: Option<String>,
     /// Answer `version.bind`/`version.server` (CHAOS TXT) with nothing instead of the version.

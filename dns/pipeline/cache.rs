@@ -5,7 +5,7 @@
 //! hit is still good while nothing at or below its name changed ([`Snapshot::changed_since`]),
 //! so a write retires the answers of the names it touches, not the whole cache. Several answers
 //! rotate: an entry encodes each of its (at most [`MAX_VARIANTS`]) rotations the first time it
-//! is sent, each bounded by the size limit. A hit is copied and patched ([`crate::wire::patch`]).
+//! is sent, each bounded by the size limit. A hit is copied and patched ([`crate::proto::wire::patch`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -253,6 +253,7 @@ mod tests {
             qclass: DNSClass::IN,
             edns: None,
             transport: Transport::Udp,
+            size: 0,
         }
     }
 

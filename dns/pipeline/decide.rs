@@ -223,6 +223,7 @@ mod tests {
             qclass: DNSClass::IN,
             edns: None,
             transport: Transport::Udp,
+            size: 0,
         }
     }
 

@@ -1,47 +1,133 @@
-//! The pipeline's two entries: [`Handler::handle`] on a receive loop (a cache hit, or a small
-//! miss, answered at once; anything else handed on as a [`Job`]), and [`Handler::complete`] away
-//! from it (a worker for a large or signed answer, a task for an answer that waits on others).
+//! The [`Handler`] (everything needed to answer) and its entry on a receive loop,
+//! [`Handler::handle`]: a cache hit, or a small miss, answered at once; anything else handed on
+//! as a [`Job`] that `worker` finishes away from the loop. The bytes are read once by `proto`
+//! (the cache key of a plain query) and parsed at most once; `decide` runs once.
 
 use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hickory_proto::op::{Message, ResponseCode};
-use tokio::sync::OwnedSemaphorePermit;
+use ipnet::IpNet;
+use lodestar::View;
+use tokio::sync::Semaphore;
 
-use super::decide::{self, decide, Client, Decision, Refusal, Wait};
-use super::{lower_priority, respond, Handler, FULL};
-use crate::authority::Budget;
-use crate::proto::{wire, Query, Transport};
+use super::cache::AnswerCache;
+use super::counters::Counters;
+use super::decide::{decide, Client, Decision};
+use super::job::{Job, Step, Work};
+use super::limits::{Limits, MAX_QUEUED_SIGNING};
+use super::respond;
+use crate::authority::stub::{Refused, StubZones};
+use crate::authority::zones::StaticZones;
+use crate::authority::{Authority, Budget};
+use crate::dnssec::Signers;
+use crate::proto::edns::ForwardMark;
+use crate::proto::wire::Received;
+use crate::proto::{Query, Transport};
+use crate::upstream::Forwarder;
 
-/// What the receive loop does with a packet.
-pub enum Step {
-    /// Send these bytes back now.
-    Reply(Vec<u8>),
-    /// Needs work: run [`Handler::complete`] away from the receive loop.
-    Later(Box<Job>),
-    /// Say nothing (not a query at all).
-    Drop,
+/// Everything needed to answer.
+pub struct Handler {
+    pub(super) view: Arc<View>,
+    pub(super) authority: Authority,
+    pub(super) zones: arc_swap::ArcSwap<StaticZones>,
+    pub(super) forwarder: Option<Arc<Forwarder>>,
+    pub(super) allow_recursion: Vec<IpNet>,
+    pub(super) metrics: Arc<Counters>,
+    pub(super) cache: AnswerCache,
+    pub(super) workers: Arc<Semaphore>,
+    /// Background work (the other rotations of a signed answer): one at a time.
+    pub(super) background: Arc<Semaphore>,
+    /// Signed answers waiting for their other rotations, at most [`MAX_QUEUED_SIGNING`].
+    pub(super) signing_queue: Arc<Semaphore>,
+    pub(super) admitted: Arc<Semaphore>,
+    pub(super) forwards: Arc<Semaphore>,
+    pub(super) rotation: AtomicUsize,
+    pub(super) log_queries: bool,
+    pub(super) upstream_timeout: std::time::Duration,
+    /// The stub zones of one generation of the view, and the ones refused.
+    pub(super) stub_zones: arc_swap::ArcSwap<(u64, Arc<StubZones>, Vec<Refused>)>,
+    /// Held by the one thread that reads a new generation's stub zones.
+    pub(super) stub_recompute: std::sync::Mutex<()>,
+    /// DNSSEC keys of the signed domains (none: nothing is signed).
+    pub(super) signers: Arc<Signers>,
+    /// The mark this server's forwarded questions carry (shared with the forwarder).
+    pub(super) mark: ForwardMark,
+    /// Whether a forwarding loop was logged already.
+    pub(super) loop_logged: std::sync::atomic::AtomicBool,
+    /// `--ndots`.
+    pub(super) ndots: u8,
 }
 
-/// A parsed query admitted for work off the receive loop, and the work.
-pub struct Job {
-    query: Query,
-    /// The size of the query as received (for the metrics).
-    request_len: usize,
-    /// The message as the client sent it: what goes upstream.
-    request: Message,
-    client: IpAddr,
-    started: Instant,
-    work: Work,
-    _admitted: OwnedSemaphorePermit,
-}
+impl Handler {
+    /// Creates a handler.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        view: Arc<View>,
+        mark: ForwardMark,
+        authority: Authority,
+        zones: StaticZones,
+        forwarder: Option<Arc<Forwarder>>,
+        allow_recursion: Vec<IpNet>,
+        metrics: Arc<Counters>,
+        limits: Limits,
+    ) -> Handler {
+        Handler {
+            view,
+            authority,
+            zones: arc_swap::ArcSwap::from_pointee(zones),
+            forwarder,
+            allow_recursion,
+            metrics,
+            cache: AnswerCache::default(),
+            workers: Arc::new(Semaphore::new(limits.workers.max(1))),
+            background: Arc::new(Semaphore::new(1)),
+            signing_queue: Arc::new(Semaphore::new(MAX_QUEUED_SIGNING)),
+            admitted: Arc::new(Semaphore::new(limits.admitted.max(1))),
+            forwards: Arc::new(Semaphore::new(limits.forwards.max(1))),
+            rotation: AtomicUsize::new(0),
+            log_queries: limits.log_queries,
+            upstream_timeout: limits.upstream_timeout,
+            stub_zones: arc_swap::ArcSwap::from_pointee((
+                0,
+                Arc::new(StubZones::default()),
+                Vec::new(),
+            )),
+            stub_recompute: std::sync::Mutex::new(()),
+            signers: Arc::new(Signers::none()),
+            mark,
+            loop_logged: std::sync::atomic::AtomicBool::new(false),
+            ndots: limits.ndots,
+        }
+    }
 
-/// The work a [`Job`] carries: the decision that sent it off the receive loop.
-enum Work {
-    /// Our answer, with the full budget (or signed).
-    Local,
-    /// An answer that waits on others.
-    Wait(Wait),
+    /// Signs the answers of the signed domains (`--dnssec-key`) for queries with DO.
+    pub fn signing(mut self, signers: Arc<Signers>) -> Handler {
+        self.signers = signers;
+        self
+    }
+
+    /// Puts a new set of static zones in service (SIGHUP).
+    pub fn replace_zones(&self, zones: StaticZones) {
+        self.zones.store(Arc::new(zones));
+    }
+
+    /// Entries in the answer cache.
+    pub fn cached_answers(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// What the answer cache's entries weigh, bytes.
+    pub fn cached_answer_bytes(&self) -> usize {
+        self.cache.weight()
+    }
+
+    /// RRset signatures in the signature cache.
+    pub fn cached_signatures(&self) -> u64 {
+        self.signers.cached()
+    }
 }
 
 impl Handler {
@@ -49,21 +135,24 @@ impl Handler {
     /// [`Handler::complete`].
     pub fn handle(&self, raw: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
-        let step = match wire::quick_parse(raw) {
-            Some(quick) => {
-                let mut key = Vec::with_capacity(8 + quick.qname.len());
-                wire::key_of(&quick, transport, &mut key);
-                match self.hit(&key, &wire::Patch::of(raw, &quick), client, true) {
-                    Some(bytes) => {
-                        self.metrics
-                            .latency
-                            .observe(started.elapsed().as_secs_f64());
-                        Step::Reply(bytes)
-                    }
-                    None => self.miss(raw, client, transport, started),
-                }
+        let received = Received::new(raw, transport);
+        let cached = received
+            .lookup()
+            .and_then(|(key, patch)| self.hit(&key, &patch, client, true));
+        let step = match cached {
+            Some(bytes) => {
+                self.metrics
+                    .latency
+                    .observe(started.elapsed().as_secs_f64());
+                Step::Reply(bytes)
             }
-            None => self.miss(raw, client, transport, started),
+            None => match Query::parse(raw, transport) {
+                Ok((query, request)) => self.miss(query, request, client, started),
+                Err(m) => {
+                    self.metrics.malformed.inc();
+                    respond::malformed(&m).map_or(Step::Drop, Step::Reply)
+                }
+            },
         };
         if let Step::Reply(bytes) = &step {
             self.metrics
@@ -73,15 +162,8 @@ impl Handler {
         step
     }
 
-    /// A query not in the cache: parsed (once), decided within the small budget, acted on.
-    fn miss(&self, raw: &[u8], client: IpAddr, transport: Transport, started: Instant) -> Step {
-        let (query, request) = match Query::parse(raw, transport) {
-            Ok(parsed) => parsed,
-            Err(m) => {
-                self.metrics.malformed.inc();
-                return respond::malformed(&m).map_or(Step::Drop, Step::Reply);
-            }
-        };
+    /// A query not in the cache, parsed (once): decided within the small budget, acted on.
+    fn miss(&self, query: Query, request: Message, client: IpAddr, started: Instant) -> Step {
         let who = self.client(&query, client);
         let snap = self.view.load();
         let stubs = self.stubs(snap.as_deref());
@@ -107,15 +189,9 @@ impl Handler {
             Decision::Wait(wait) => Work::Wait(wait),
         };
         match self.admitted.clone().try_acquire_owned() {
-            Ok(permit) => Step::Later(Box::new(Job {
-                query,
-                request_len: raw.len(),
-                request,
-                client,
-                started,
-                work,
-                _admitted: permit,
-            })),
+            Ok(permit) => Step::Later(Box::new(Job::new(
+                query, request, client, started, work, permit,
+            ))),
             Err(_) => {
                 self.metrics.shed.inc();
                 let bytes =
@@ -125,70 +201,45 @@ impl Handler {
         }
     }
 
-    /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
-    pub async fn complete(self: &std::sync::Arc<Self>, job: Box<Job>) -> Option<Vec<u8>> {
-        let job = *job;
-        let (client, transport, started) = (job.client, job.query.transport, job.started);
-        let request_len = job.request_len;
-        let bytes = match job.work {
-            Work::Wait(wait) => {
-                self.wait(job.query, job.request, client, started, wait)
-                    .await
-            }
-            Work::Local => {
-                let _worker = self.workers.clone().acquire_owned().await.ok()?;
-                let this = self.clone();
-                let (query, request) = (job.query, job.request);
-                let decided = tokio::task::spawn_blocking(move || {
-                    lower_priority();
-                    this.worker(query, request, client, started)
-                })
-                .await
-                .ok()?;
-                match decided {
-                    Ok(bytes) => bytes,
-                    Err(waiting) => {
-                        let (query, request, wait) = *waiting;
-                        self.wait(query, request, client, started, wait).await
-                    }
-                }
-            }
-        };
-        self.metrics
-            .sizes(transport == Transport::Tcp, request_len, bytes.len());
-        self.log(client, transport, started, &bytes);
-        Some(bytes)
+    /// Whether `client` may have names forwarded (a forwarder, and `--allow-recursion`).
+    pub(super) fn may_recurse(&self, client: IpAddr) -> bool {
+        self.forwarder.is_some() && self.allowed(client)
     }
 
-    /// A worker's part of a local answer: the cache again (another job may have built it while
-    /// this one waited), else the view's answer with the full budget. The answer's bytes, or
-    /// what it still waits on (CNAME targets outside the domains).
-    #[allow(clippy::type_complexity)]
-    fn worker(
-        &self,
-        query: Query,
-        request: Message,
-        client: IpAddr,
-        started: Instant,
-    ) -> Result<Vec<u8>, Box<(Query, Message, Wait)>> {
-        let mut key = Vec::with_capacity(8 + query.name.len());
-        wire::key_of_query(&query, &mut key);
-        if let Some(bytes) = self.hit(&key, &wire::Patch::of_query(&query), client, false) {
-            return Ok(bytes);
+    /// Whether `client` is inside `--allow-recursion` (forwarding and stub zones are for them).
+    pub(super) fn allowed(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow_recursion.iter().any(|net| net.contains(&client))
+    }
+
+    /// The stub zones of `snap`'s generation, read from it once per generation; what changed
+    /// from the generation before is logged (one thread recomputes, the others keep the last).
+    pub(super) fn stubs(&self, snap: Option<&lodestar::Snapshot>) -> Arc<StubZones> {
+        let Some(snap) = snap else {
+            return Arc::new(StubZones::default());
+        };
+        let cached = self.stub_zones.load();
+        if cached.0 == snap.generation() {
+            return cached.1.clone();
         }
-        let snap = self.view.load();
-        let who = self.client(&query, client);
-        match decide::local(&query, snap.as_deref(), &self.authority, who, FULL) {
-            Decision::Local { answer, dep } => Ok(self.local(&query, client, answer, dep, started)),
-            Decision::Refuse(why) => Ok(self.refuse(&query, why, client, started)),
-            Decision::Wait(wait) => Err(Box::new((query, request, wait))),
-            // Not with the full budget; answered as a failure should it ever happen.
-            Decision::Defer => Ok(self.refuse(&query, Refusal::NotReady, client, started)),
+        let Ok(_one) = self.stub_recompute.try_lock() else {
+            return cached.1.clone();
+        };
+        let (fresh, refused) = StubZones::from_snapshot(snap, &self.authority.domains);
+        if fresh != *cached.1 || refused != cached.2 {
+            fresh.log_changes(&refused, &cached.1, &cached.2);
         }
+        let fresh = Arc::new(fresh);
+        self.stub_zones
+            .store(Arc::new((snap.generation(), fresh.clone(), refused)));
+        fresh
     }
 
     /// Who asks, as `decide` needs it.
-    fn client(&self, q: &Query, client: IpAddr) -> Client {
+    pub(super) fn client(&self, q: &Query, client: IpAddr) -> Client {
         let may_recurse = self.may_recurse(client);
         Client {
             allowed: self.allowed(client),

@@ -11,9 +11,11 @@ use std::time::Instant;
 use hickory_proto::rr::{Name, RecordType};
 
 use super::cache::Cached;
+use super::counters::rcode_name;
 use super::decide::Refusal;
+use super::handler::Handler;
+use super::limits::lower_priority;
 use super::respond::{self, Body};
-use super::{lower_priority, rcode_name, Handler};
 use crate::authority::{Answer, Dep, Records};
 use crate::proto::{wire, Query};
 
@@ -154,7 +156,7 @@ impl Handler {
     }
 
     /// Encodes (and signs) the other rotations of a signed answer on a blocking worker, after the
-    /// answer that built it went out. Bounded: past [`super::MAX_QUEUED_SIGNING`] entries
+    /// answer that built it went out. Bounded: past [`super::limits::MAX_QUEUED_SIGNING`] entries
     /// waiting, the others are not queued (their first rotation answers until rebuilt).
     fn prepare_later(&self, entry: Arc<Cached>) {
         if entry.prepared() {

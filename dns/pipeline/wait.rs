@@ -10,8 +10,9 @@ use std::time::Instant;
 use hickory_proto::op::{Message, ResponseCode};
 
 use super::decide::Wait;
+use super::handler::Handler;
+use super::limits::MAX_OUTSIDE_TARGETS;
 use super::respond::{self, Body};
-use super::{Handler, MAX_OUTSIDE_TARGETS};
 use crate::authority::{prune_dangling_cnames, Answer, Records};
 use crate::proto::Query;
 use crate::upstream::Forwarder;

@@ -47,6 +47,8 @@ pub struct Query {
     pub edns: Option<Edns>,
     /// UDP or TCP.
     pub transport: Transport,
+    /// Its size as received, bytes.
+    pub size: usize,
 }
 
 /// Why a packet is not a query we can answer normally.
@@ -92,6 +94,7 @@ impl Query {
             qclass: q.query_class(),
             edns: message.edns.clone(),
             transport,
+            size: raw.len(),
         };
         Ok((query, message))
     }

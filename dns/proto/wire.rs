@@ -9,7 +9,7 @@ use super::query::{limit, Query, Transport};
 
 /// A plain query: one question, maybe an OPT, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quick<'a> {
+pub(crate) struct Quick<'a> {
     /// The question's name in wire form, as sent (case kept).
     pub qname: &'a [u8],
     /// QTYPE.
@@ -23,7 +23,7 @@ pub struct Quick<'a> {
 }
 
 /// Reads a plain query (RFC 1035 4.1), or `None`.
-pub fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
+fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
     if p.len() < 17 {
         return None;
     }
@@ -81,7 +81,7 @@ pub fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
 
 /// Writes the cache key of a question into `key`: type, class, EDNS and DO, size limit,
 /// lower-case name.
-pub fn cache_key(q: &Quick<'_>, limit: u16, key: &mut Vec<u8>) {
+fn cache_key(q: &Quick<'_>, limit: u16, key: &mut Vec<u8>) {
     key.clear();
     key.extend_from_slice(&q.qtype.to_be_bytes());
     key.extend_from_slice(&q.qclass.to_be_bytes());
@@ -105,7 +105,7 @@ pub fn key_of_query(q: &Query, key: &mut Vec<u8>) {
 }
 
 /// The cache key of a plain query's bytes, for the transport it came over.
-pub fn key_of(q: &Quick<'_>, transport: Transport, key: &mut Vec<u8>) {
+fn key_of(q: &Quick<'_>, transport: Transport, key: &mut Vec<u8>) {
     cache_key(q, limit(transport, q.edns), key);
 }
 
@@ -119,7 +119,7 @@ pub struct Patch<'a> {
 
 impl<'a> Patch<'a> {
     /// From a plain query's bytes.
-    pub fn of(raw: &'a [u8], q: &Quick<'a>) -> Patch<'a> {
+    fn of(raw: &'a [u8], q: &Quick<'a>) -> Patch<'a> {
         Patch {
             id: [raw[0], raw[1]],
             flags: [raw[2], raw[3]],
@@ -158,6 +158,35 @@ pub fn patch(answer: &mut [u8], p: &Patch<'_>, recursion_available: bool) {
     answer[3] =
         (answer[3] & !0x90) | (p.flags[1] & 0x10) | if recursion_available { 0x80 } else { 0 };
     answer[12..12 + p.qname.len()].copy_from_slice(&p.qname);
+}
+
+/// A query's bytes as received: what the pipeline asks of them, so that it never reads bytes
+/// itself. The quick view (a plain query) gives the cache key and the patch of a cached answer;
+/// anything else, and every miss, is parsed once ([`Query::parse`]).
+pub struct Received<'a> {
+    raw: &'a [u8],
+    transport: Transport,
+    quick: Option<Quick<'a>>,
+}
+
+impl<'a> Received<'a> {
+    /// The bytes of one message, from `transport`.
+    pub fn new(raw: &'a [u8], transport: Transport) -> Received<'a> {
+        Received {
+            raw,
+            transport,
+            quick: quick_parse(raw),
+        }
+    }
+
+    /// A plain query's cache key and what a cached answer takes from it; `None` for anything
+    /// else (it is parsed in full instead).
+    pub fn lookup(&self) -> Option<(Vec<u8>, Patch<'a>)> {
+        let q = self.quick.as_ref()?;
+        let mut key = Vec::with_capacity(8 + q.qname.len());
+        key_of(q, self.transport, &mut key);
+        Some((key, Patch::of(self.raw, q)))
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ fn q(transport: Transport, edns: Option<u16>) -> Query {
             e
         }),
         transport,
+        size: 0,
     }
 }
 
