@@ -108,7 +108,7 @@ run: build stop
 
 ## bench: every benchmark of bench/ (about 30 minutes; uses both CPUs: run it on a quiet machine).
 ## bench-cost, bench-cost2, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,
-## bench-tcp, bench-wildcards, bench-failover: one each (README, Performance).
+## bench-tcp, bench-wildcards, bench-failover: one each (bench/README.md).
 ## Options go in ARGS, e.g. make bench-cost ARGS="--services 10000 --qps 20000 --seconds 10 --rounds 3".
 bench: deps docker-up
 	cargo bench --bench lodestar -- all $(ARGS)

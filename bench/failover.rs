@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::netns::{start_dns, start_registrator, EtcdCluster, HostProc, Net};
+use crate::harness::percentile;
+use crate::support::netns::{start_dns, start_registrator, EtcdCluster, HostProc, Net};
 use crate::support::{data, docker_ready, query, Ctr};
-use crate::{percentile, Opts};
+use crate::Opts;
 
 const DNS: &str = env!("CARGO_BIN_EXE_lodestar-dns");
 const REGISTRATOR: &str = env!("CARGO_BIN_EXE_lodestar-registrator");
@@ -110,7 +111,7 @@ fn ms(d: Duration) -> f64 {
 /// A member that is not the leader.
 async fn follower(etcd: &EtcdCluster) -> (usize, usize) {
     for _ in 0..100 {
-        if let Some(l) = etcd.leader_index().await {
+        if let Some(l) = leader_index(etcd).await {
             return ((l + 1) % 3, l);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -302,4 +303,29 @@ pub async fn failover(o: &Opts) {
         );
     }
     drop(servers);
+}
+
+/// The index of the member that leads now, as its peers see it.
+async fn leader_index(etcd: &EtcdCluster) -> Option<usize> {
+    let mut ids = Vec::new();
+    let mut leader = 0;
+    for url in &etcd.urls {
+        let status = async {
+            let mut c = etcd_client::Client::connect([url.as_str()], None)
+                .await
+                .ok()?;
+            c.status().await.ok()
+        };
+        let s = tokio::time::timeout(Duration::from_secs(1), status)
+            .await
+            .ok()
+            .flatten();
+        ids.push(s.as_ref().and_then(|s| s.header()).map(|h| h.member_id()));
+        if let Some(s) = s {
+            if s.leader() != 0 {
+                leader = s.leader();
+            }
+        }
+    }
+    ids.iter().position(|id| *id == Some(leader))
 }

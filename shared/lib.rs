@@ -8,12 +8,14 @@
 //! - [`record`]: the SkyDNS-compatible JSON record ([`Service`]) and its parsed host ([`Host`]).
 //! - [`key`]: domain name <-> etcd key mapping and name validation
 //!   (`redis-1.redis.webapp.dev` <-> `/skydns/dev/webapp/redis/redis-1`).
-//! - [`etcd`]: connection settings for etcd (endpoints, user/password, TLS).
+//! - [`etcd`]: connection settings for etcd (endpoints, user/password, TLS), the command-line
+//!   flags both binaries take for them ([`etcd::EtcdArgs`]), and the choice of member.
 //! - [`registry`]: the [`Registry`] trait and its etcd implementation: one lease per owner,
 //!   held by one live process ([`registry::owner`]), records on it, and [`registry::plan`] to
 //!   reconcile wanted and registered records.
 //! - [`process`]: `lodestar_build_info` and the `process_*` metrics of a binary.
-//! - [`runtime`]: logging set-up, the shutdown signal and reconnect backoff, for long-running processes.
+//! - [`runtime`]: logging set-up, the shutdown signal, reconnect backoff, the metrics listener
+//!   ([`runtime::serve_http`]) and systemd readiness, for long-running processes.
 //! - [`view`]: the immutable [`Snapshot`] of a prefix (with its wildcard index) and the watcher
 //!   that keeps publishing new ones, never claiming a revision whose events it has not applied.
 //!

@@ -12,7 +12,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use tempfile::TempDir;
 
-use crate::netns::{start_dns, start_registrator, EtcdCluster, HostProc, Net};
+use crate::support::netns::{start_dns, start_registrator, EtcdCluster, HostProc, Net};
 use crate::support::{data, docker_ready, eventually, host_port, http_get, query, Ctr};
 
 struct Bed {
@@ -363,7 +363,7 @@ async fn a_member_without_leader_is_left_and_no_name_blinks() {
         Duration::from_secs(10),
         "core-03's member reports no leader",
         || async {
-            (crate::netns::member_leader(&bed.etcd.urls[2]).await == Some(0)).then_some(())
+            (crate::support::netns::member_leader(&bed.etcd.urls[2]).await == Some(0)).then_some(())
         },
     )
     .await;

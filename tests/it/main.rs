@@ -8,7 +8,6 @@ mod compose;
 mod dnssec;
 mod forward;
 mod migrate;
-mod netns;
 mod networks;
 mod ops;
 mod peers;

@@ -1,6 +1,6 @@
 //! Moving from SkyDNS: the binary swapped into an existing `skydns.service` (SkyDNS's environment
 //! and Go-style flags), SkyDNS's settings in etcd (`/skydns/config`), and etcd v2 records moved
-//! to v3 with `etcdctl migrate` (etcd 3.4), as the README's "Moving from SkyDNS" tells.
+//! to v3 with `etcdctl migrate` (etcd 3.4), as docs/skydns.md tells.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -203,7 +203,7 @@ async fn etcd_v2_records_migrated_to_v3_are_answered() {
     );
     let _ = etcd.kill();
     let _ = etcd.wait();
-    // The README's step: offline, v2 store -> v3 keys.
+    // docs/skydns.md's step: offline, v2 store -> v3 keys.
     etcdctl(
         "3",
         &client,

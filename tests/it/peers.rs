@@ -7,7 +7,7 @@
 //! SOA/NS target; the additional section's addresses and CNAME targets. External names
 //! (`www.miek.nl`) are served by Knot as the upstream, with the addresses SkyDNS's table expects.
 //!
-//! Cases Lodestar answers differently on purpose are not in the table; each is in the README's
+//! Cases Lodestar answers differently on purpose are not in the table; each is in docs/skydns.md
 //! "Differences from SkyDNS and CoreDNS" and has its own test below, asserting Lodestar's answer.
 //! The DNSSEC cases run in `skydns_dnssec_cases`, with a key of an algorithm Lodestar accepts.
 
@@ -561,7 +561,7 @@ async fn run_table(
     );
 }
 
-/// SkyDNS's cases that Lodestar answers differently on purpose (README, "Differences from SkyDNS
+/// SkyDNS's cases that Lodestar answers differently on purpose (docs/skydns.md, "Differences from SkyDNS
 /// and CoreDNS"): Lodestar's answer is asserted, SkyDNS's expectation is in the comment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skydns_cases_answered_differently_on_purpose() {
@@ -1245,7 +1245,7 @@ async fn coredns_cname_chain_srv() {
     coredns_compare(&c, &m).expect("the CNAME chain as additional records");
 }
 
-/// CoreDNS's cases Lodestar answers differently on purpose (README): its answer is asserted.
+/// CoreDNS's cases Lodestar answers differently on purpose (docs/skydns.md): its answer is asserted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coredns_cases_answered_differently_on_purpose() {
     let (_etcd, dns) = coredns_bed(&coredns_services()).await;
@@ -1363,8 +1363,8 @@ fn dnssec_shape(r: &Record) -> String {
 /// SkyDNS's DNSSEC cases (`dnsTestCases` with `dnssec: true`), with a key made by dnssec-keygen:
 /// a ZSK as SkyDNS's test key, algorithm 8 (SkyDNS's test used RSASHA1, algorithm 5, which
 /// Lodestar refuses as insecure). Compared field by field as SkyDNS compares them; the negative
-/// answers are Lodestar's black lies where SkyDNS sent NSEC3 white lies and NXDOMAIN (README,
-/// "DNSSEC"). Validation by delv is in `dnssec.rs`.
+/// answers are Lodestar's black lies where SkyDNS sent NSEC3 white lies and NXDOMAIN (docs/dnssec.md,
+/// "Denial of existence"). Validation by delv is in `dnssec.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skydns_dnssec_cases() {
     use hickory_proto::op::Edns;

@@ -1,6 +1,6 @@
 //! etcd with TLS (mutual, certificates made here with openssl) and etcd with authentication (a
 //! read-only user for `lodestar-dns`, a user for the registrator with only its keys, short-lived
-//! tokens, a password change): both binaries work with each, with the least privileges the README
+//! tokens, a password change): both binaries work with each, with the least privileges docs/cluster.md
 //! documents.
 
 use std::path::Path;
@@ -248,7 +248,7 @@ async fn etcd_with_authentication_and_least_privileges() {
         dir,
     );
     etcd.ready().await;
-    // The roles the README documents.
+    // The roles docs/cluster.md documents.
     for cmd in [
         "user add root --new-user-password=rootpw",
         "role add lodestar-dns",

@@ -5,10 +5,6 @@
 //! `<k>` is the first of 20..60 whose lock file is free, so that tests running side by side get
 //! subnets of their own (`make cluster` uses 10.88.8.0/24). The test process reaches the hosts
 //! through the bridge's address `10.88.<k>.1`; nothing else is ever a destination.
-//!
-//! Self-contained (the benchmark includes this file too): it knows nothing of the test support.
-
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -212,14 +208,6 @@ impl HostProc {
             let _ = c.wait();
         }
     }
-
-    pub fn exited(&mut self) -> bool {
-        match self.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(Some(_))) => true,
-            Some(_) => false,
-            None => true,
-        }
-    }
 }
 
 impl Drop for HostProc {
@@ -325,13 +313,6 @@ impl EtcdCluster {
             .join(",")
     }
 
-    /// A client of member `i` only.
-    pub async fn client(&self, i: usize) -> etcd_client::Client {
-        etcd_client::Client::connect([self.urls[i].as_str()], None)
-            .await
-            .expect("etcd client")
-    }
-
     /// Writes through member `i`: its revision. Retried for up to 15 s: a cluster that is
     /// electing a new leader (the old one was cut off) refuses writes for a second or two.
     pub async fn put(&self, i: usize, key: &str, value: &str) -> i64 {
@@ -398,31 +379,4 @@ pub fn start_registrator(
         .args(["--etcd", &etcd.endpoints_from(i)])
         .args(["--log-format", "json"]);
     HostProc::spawn(cmd, dir.join(format!("registrator-{i}.log")))
-}
-
-impl EtcdCluster {
-    /// The index of the member that leads now, as its peers see it.
-    pub async fn leader_index(&self) -> Option<usize> {
-        let mut ids = Vec::new();
-        let mut leader = 0;
-        for url in &self.urls {
-            let status = async {
-                let mut c = etcd_client::Client::connect([url.as_str()], None)
-                    .await
-                    .ok()?;
-                c.status().await.ok()
-            };
-            let s = tokio::time::timeout(Duration::from_secs(1), status)
-                .await
-                .ok()
-                .flatten();
-            ids.push(s.as_ref().and_then(|s| s.header()).map(|h| h.member_id()));
-            if let Some(s) = s {
-                if s.leader() != 0 {
-                    leader = s.leader();
-                }
-            }
-        }
-        ids.iter().position(|id| *id == Some(leader))
-    }
 }
