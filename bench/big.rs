@@ -2,20 +2,20 @@
 //! right after a record under it changed (so Lodestar builds the answer anew), over UDP without
 //! EDNS, with EDNS 1232 and over TCP, beside Knot serving the same records from a zone file.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 
-use crate::cost::{keygen, signed_answer};
+use crate::data::keygen;
 use crate::data::{load_services, wait_answer, zone};
-use crate::harness::{answered, percentile, pid_listening_udp, pin, Server};
+use crate::harness::{percentile, pid_listening_udp, pin, Server};
+use crate::opts::Opts;
+use crate::probe::{answered, signed_answer, timed, Wire};
 use crate::shapes::shapes;
 use crate::support;
 use crate::support::{Etcd, Knot};
 use crate::tcp::{head_of_line, hostile_tcp};
-use crate::Opts;
 
 pub const BIG_SIZES: [usize; 3] = [100, 1000, 5000];
 
@@ -88,77 +88,6 @@ pub fn big_zone_with(services: usize, for_signing: bool) -> String {
     z
 }
 
-#[derive(Clone, Copy, PartialEq)]
-pub enum Wire {
-    Udp,
-    Edns,
-    Tcp,
-    /// EDNS 1232 with DO: a signed answer.
-    EdnsDo,
-    /// TCP with DO.
-    TcpDo,
-}
-
-impl Wire {
-    pub fn label(self) -> &'static str {
-        match self {
-            Wire::Udp => "UDP",
-            Wire::Edns => "UDP EDNS 1232",
-            Wire::Tcp => "TCP",
-            Wire::EdnsDo => "UDP EDNS 1232, DO (signed)",
-            Wire::TcpDo => "TCP, DO (signed)",
-        }
-    }
-
-    pub fn tcp(self) -> bool {
-        matches!(self, Wire::Tcp | Wire::TcpDo)
-    }
-}
-
-/// One query, timed from send (or connect) to the whole answer: (seconds, answers, TC).
-pub fn timed(
-    addr: SocketAddr,
-    name: &str,
-    qtype: RecordType,
-    wire: Wire,
-) -> Option<(f64, usize, bool)> {
-    use std::io::{Read, Write};
-    let mut m = match wire {
-        Wire::Udp | Wire::Tcp => support::message(name, qtype),
-        _ => support::message_edns(name, qtype, 1232),
-    };
-    if matches!(wire, Wire::EdnsDo | Wire::TcpDo) {
-        if let Some(e) = m.edns.as_mut() {
-            e.set_dnssec_ok(true);
-        }
-    }
-    let bytes = m.to_vec().ok()?;
-    let t = Instant::now();
-    let raw = if wire.tcp() {
-        let mut s = std::net::TcpStream::connect(addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let mut out = (bytes.len() as u16).to_be_bytes().to_vec();
-        out.extend_from_slice(&bytes);
-        s.write_all(&out).ok()?;
-        let mut len = [0u8; 2];
-        s.read_exact(&mut len).ok()?;
-        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        s.read_exact(&mut buf).ok()?;
-        buf
-    } else {
-        let s = UdpSocket::bind("127.0.0.1:0").ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        s.send_to(&bytes, addr).ok()?;
-        let mut buf = vec![0u8; 65535];
-        let n = s.recv(&mut buf).ok()?;
-        buf.truncate(n);
-        buf
-    };
-    let elapsed = t.elapsed().as_secs_f64();
-    let reply = Message::from_vec(&raw).ok()?;
-    Some((elapsed, reply.answers.len(), reply.metadata.truncation))
-}
-
 pub async fn big(o: &Opts) {
     let etcd = Etcd::start().await;
     load_services(&etcd, o.services).await;
@@ -205,6 +134,24 @@ pub async fn big(o: &Opts) {
         &big_addr(5000, 4999),
         Duration::from_secs(120),
     );
+    // `--baseline`: another build with the same flags, timed in the same rounds.
+    let baseline = o.baseline.as_ref().map(|bin| {
+        let server = Server::binary(
+            bin,
+            &["--threads", "1", "--dnssec-key", &key],
+            &etcd,
+            knot.addr,
+            "1",
+        );
+        wait_answer(
+            &sock,
+            server.addr,
+            "i4999.big5000.webapp.dev.",
+            &big_addr(5000, 4999),
+            Duration::from_secs(120),
+        );
+        server
+    });
     if o.only_tcp {
         hostile_tcp(&lodestar, &knot).await;
         return;
@@ -215,8 +162,14 @@ pub async fn big(o: &Opts) {
         "\n### Large names right after they changed: {} services, {rounds} changes per row (median / max)\n",
         o.services
     );
-    println!("| name | records | transport | Lodestar | answers (TC) | Knot | answers (TC) |");
-    println!("|---|---:|---|---:|---:|---:|---:|");
+    let (extra_head, extra_rule) = match baseline {
+        Some(_) => (" baseline | answers (TC) |", "---:|---:|"),
+        None => ("", ""),
+    };
+    println!(
+        "| name | records | transport | Lodestar | answers (TC) | Knot | answers (TC) |{extra_head}"
+    );
+    println!("|---|---:|---|---:|---:|---:|---:|{extra_rule}");
     let mut version = 0usize;
     let names: Vec<(String, usize, String)> = BIG_SIZES
         .iter()
@@ -231,7 +184,8 @@ pub async fn big(o: &Opts) {
         for wire in [Wire::Udp, Wire::Edns, Wire::Tcp, Wire::EdnsDo, Wire::TcpDo] {
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
-            let (mut ours_n, mut theirs_n) = ((0, false), (0, false));
+            let mut base = Vec::new();
+            let (mut ours_n, mut theirs_n, mut base_n) = ((0, false), (0, false), (0, false));
             for _ in 0..rounds {
                 version += 1;
                 let ip = format!("10.251.{}.{}", (version / 250) % 250, version % 250 + 1);
@@ -252,6 +206,16 @@ pub async fn big(o: &Opts) {
                     timed(lodestar.addr, name, RecordType::A, wire).expect("lodestar answers");
                 ours.push(s * 1000.0);
                 ours_n = (n, tc);
+                if let Some(b) = &baseline {
+                    let t = Instant::now();
+                    while !answered(&sock, b.addr, &probe, RecordType::A, &ip) {
+                        assert!(t.elapsed() < Duration::from_secs(10), "change not seen");
+                    }
+                    let (s, n, tc) =
+                        timed(b.addr, name, RecordType::A, wire).expect("baseline answers");
+                    base.push(s * 1000.0);
+                    base_n = (n, tc);
+                }
                 let signed = matches!(wire, Wire::EdnsDo | Wire::TcpDo);
                 if signed && !(*records <= BIG_SIZES[2] && signable(*records)) {
                     continue; // Knot cannot sign this RRset: no column for it
@@ -275,8 +239,12 @@ pub async fn big(o: &Opts) {
             } else {
                 (show(theirs), tc(theirs_n))
             };
+            let base_cols = match baseline {
+                Some(_) => format!(" {} | {} |", show(base), tc(base_n)),
+                None => String::new(),
+            };
             println!(
-                "| `{name}` | {records} | {} | {} | {} | {knot_time} | {knot_n} |",
+                "| `{name}` | {records} | {} | {} | {} | {knot_time} | {knot_n} |{base_cols}",
                 wire.label(),
                 show(ours),
                 tc(ours_n),

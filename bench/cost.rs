@@ -5,18 +5,15 @@
 //! query): Lodestar signing online beside Knot signing online and Knot serving a signed zone.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::Message;
-use hickory_proto::rr::RecordType;
-
+use crate::data::keygen;
 use crate::data::{bed, bed_on, example_org, queries, wait_loaded, zone, Bed};
 use crate::harness::{pid_listening_udp, pin, rounds, row, Server};
+use crate::opts::Opts;
+use crate::probe::signed_answer;
 use crate::support;
 use crate::support::{Etcd, Knot};
-use crate::Opts;
 
 pub async fn cost(o: &Opts) {
     let (mut b, e) = bed(o.services).await;
@@ -106,45 +103,6 @@ pub async fn dnssec_table(b: &Bed, etcd: &Etcd, o: &Opts) {
             );
         }
     }
-}
-
-/// An ECDSA P-256 key pair for `zone` made by dnssec-keygen in `dir`: its base name.
-pub fn keygen(dir: &Path, zone: &str) -> String {
-    let out = Command::new("dnssec-keygen")
-        .args(["-q", "-K"])
-        .arg(dir)
-        .args(["-a", "ECDSAP256SHA256", "-f", "KSK", zone])
-        .output()
-        .expect("dnssec-keygen runs (apt-get install bind9-utils)");
-    dir.join(String::from_utf8_lossy(&out.stdout).trim())
-        .display()
-        .to_string()
-}
-
-/// Whether `name` A at `addr` comes back with an RRSIG (asked with DO).
-pub fn signed_answer(sock: &UdpSocket, addr: SocketAddr, name: &str) -> bool {
-    let mut m = Message::query();
-    m.add_query(hickory_proto::op::Query::query(
-        hickory_proto::rr::Name::from_ascii(name).expect("name"),
-        RecordType::A,
-    ));
-    let mut e = hickory_proto::op::Edns::new();
-    e.set_max_payload(1232);
-    e.set_dnssec_ok(true);
-    m.set_edns(e);
-    let Ok(bytes) = m.to_vec() else { return false };
-    if sock.send_to(&bytes, addr).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 4096];
-    let Ok((n, _)) = sock.recv_from(&mut buf) else {
-        return false;
-    };
-    Message::from_vec(&buf[..n]).is_ok_and(|r| {
-        r.answers
-            .iter()
-            .any(|a| a.record_type() == RecordType::RRSIG)
-    })
 }
 
 pub async fn cost2(o: &Opts) {

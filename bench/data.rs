@@ -4,11 +4,13 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::harness::{answered, pid_listening_udp, pin, Server};
+use crate::harness::{pid_listening_udp, pin, Server};
+use crate::probe::answered;
 use crate::support::{Etcd, Knot};
 
 /// Writes `n` services into etcd: `/skydns/dev/webapp/svc<i>/svc<i>-1`, 8 transactions in flight.
@@ -179,4 +181,17 @@ pub fn wait_answer(sock: &UdpSocket, addr: SocketAddr, name: &str, want: &str, d
 /// A second handle on the same etcd (does not own the process).
 pub fn etcd_handle(e: &Etcd) -> Etcd {
     Etcd::attach(e.port)
+}
+
+/// An ECDSA P-256 key pair for `zone` made by dnssec-keygen in `dir`: its base name.
+pub fn keygen(dir: &Path, zone: &str) -> String {
+    let out = Command::new("dnssec-keygen")
+        .args(["-q", "-K"])
+        .arg(dir)
+        .args(["-a", "ECDSAP256SHA256", "-f", "KSK", zone])
+        .output()
+        .expect("dnssec-keygen runs (apt-get install bind9-utils)");
+    dir.join(String::from_utf8_lossy(&out.stdout).trim())
+        .display()
+        .to_string()
 }

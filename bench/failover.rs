@@ -18,9 +18,9 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::harness::percentile;
+use crate::opts::Opts;
 use crate::support::netns::{start_dns, start_registrator, EtcdCluster, HostProc, Net};
 use crate::support::{data, docker_ready, query, Ctr};
-use crate::Opts;
 
 const DNS: &str = env!("CARGO_BIN_EXE_lodestar-dns");
 const REGISTRATOR: &str = env!("CARGO_BIN_EXE_lodestar-registrator");

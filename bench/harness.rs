@@ -3,17 +3,14 @@
 //! rate, and the arithmetic of the tables (per query, median, percentiles, rounds).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::Message;
-use hickory_proto::rr::RecordType;
-
+use crate::opts::Opts;
 use crate::support;
 use crate::support::Etcd;
-use crate::Opts;
 
 /// `lodestar-dns` pinned to `cpu`, as its whole life (so that its runtime sizes itself to one CPU).
 pub struct Server {
@@ -255,54 +252,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
-}
-
-/// A UDP query, blocking; whether it has an answer record.
-pub fn answered(
-    sock: &UdpSocket,
-    addr: SocketAddr,
-    name: &str,
-    qtype: RecordType,
-    want: &str,
-) -> bool {
-    ask(sock, addr, name, qtype, |m| {
-        m.answers.iter().any(|r| r.data.to_string() == want)
-    })
-}
-
-/// Whether `name` answers an SRV with `port` (the mark of one particular change).
-pub fn answered_srv_port(sock: &UdpSocket, addr: SocketAddr, name: &str, port: usize) -> bool {
-    ask(sock, addr, name, RecordType::SRV, |m| {
-        m.answers.iter().any(
-            |r| matches!(&r.data, hickory_proto::rr::RData::SRV(s) if usize::from(s.port) == port),
-        )
-    })
-}
-
-/// A UDP query, blocking: whether its answer satisfies `good` (false on no answer).
-pub fn ask(
-    sock: &UdpSocket,
-    addr: SocketAddr,
-    name: &str,
-    qtype: RecordType,
-    good: impl Fn(&Message) -> bool,
-) -> bool {
-    let q = support::message(name, qtype);
-    let Ok(bytes) = q.to_vec() else { return false };
-    if sock.send_to(&bytes, addr).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 4096];
-    loop {
-        match sock.recv(&mut buf) {
-            Ok(n) => match Message::from_vec(&buf[..n]) {
-                Ok(m) if m.metadata.id == q.metadata.id => return good(&m),
-                Ok(_) => continue,
-                Err(_) => return false,
-            },
-            Err(_) => return false,
-        }
-    }
 }
 
 /// One query file offered to every server in turn: a warm-up (caches filled, so that every

@@ -31,12 +31,15 @@ mod cost;
 mod data;
 mod failover;
 mod harness;
+mod opts;
+mod probe;
 mod shapes;
 mod tcp;
 mod view;
 mod wildcards;
 
 use clap::{Parser, Subcommand};
+use opts::Opts;
 
 /// Lodestar's benchmarks (`make bench-*`), beside Knot DNS.
 #[derive(Parser)]
@@ -72,35 +75,6 @@ enum Bench {
     Failover,
     /// Every benchmark.
     All,
-}
-
-/// The flags every benchmark reads (each uses those that apply to it).
-#[derive(clap::Args, Clone)]
-pub struct Opts {
-    /// Services in etcd (and in Knot's zone).
-    #[arg(long, global = true, default_value_t = 10_000)]
-    pub services: usize,
-    /// Queries per second offered.
-    #[arg(long, global = true, default_value_t = 20_000)]
-    pub qps: u32,
-    /// Seconds each load lasts.
-    #[arg(long, global = true, default_value_t = 10)]
-    pub seconds: u32,
-    /// Rounds (servers alternate; the median is reported).
-    #[arg(long, global = true, default_value_t = 3)]
-    pub rounds: usize,
-    /// Writes timed by `propagation`.
-    #[arg(long, global = true, default_value_t = 200)]
-    pub writes: usize,
-    /// Service counts for `scale`.
-    #[arg(long, global = true, value_delimiter = ',', default_values_t = [100_000, 1_000_000])]
-    pub sizes: Vec<usize>,
-    /// Another lodestar-dns binary to measure beside this one (before/after a change).
-    #[arg(long, global = true)]
-    pub baseline: Option<String>,
-    /// `tcp`: only bench-big's last table.
-    #[arg(skip)]
-    pub only_tcp: bool,
 }
 
 fn main() {

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::big::{timed, Wire};
 use crate::data::wait_answer;
-use crate::harness::{answered_srv_port, percentile, Server};
+use crate::harness::{percentile, Server};
+use crate::opts::Opts;
+use crate::probe::{answered_srv_port, timed, Wire};
 use crate::support;
 use crate::support::Etcd;
 use crate::wildcards::{huge_records, wildcards};
-use crate::Opts;
 
 /// The shapes that stalled earlier versions, each timed right after a change under it.
 pub async fn shapes(o: &Opts, etcd: &Etcd, lodestar: &Server) {

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use crate::big::{timed, Wire};
-use crate::harness::{answered, percentile, Server};
+use crate::harness::{percentile, Server};
+use crate::opts::Opts;
+use crate::probe::{answered, timed, Wire};
 use crate::support;
 use crate::support::{Etcd, Knot};
-use crate::Opts;
 
 /// TCP queries from one client while 512 connections from another address send queries for
 /// large answers and never read them; each server in turn.

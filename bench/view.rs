@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::RecordType;
 
 use crate::data::{bed, load_services, queries, record, wait_answer, wait_loaded};
-use crate::harness::{answered, median, offer, percentile, rss_mb, Server};
+use crate::harness::{median, offer, percentile, rss_mb, Server};
+use crate::opts::Opts;
+use crate::probe::answered;
 use crate::support;
 use crate::support::{Etcd, Knot};
-use crate::Opts;
 
 pub async fn etcd_ranges(etcd: &Etcd) -> u64 {
     let (_, body) = support::http_get(([127, 0, 0, 1], etcd.port).into(), "/metrics").await;

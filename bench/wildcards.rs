@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 
-use crate::big::{timed, Wire};
 use crate::data::{load_services, wait_answer};
 use crate::harness::{cpu_seconds, Server};
+use crate::opts::Opts;
+use crate::probe::{timed, Wire};
 use crate::support;
 use crate::support::{Etcd, Knot};
-use crate::Opts;
 
 /// Distinct names with a wildcard (each a cache miss, as a client that varies them makes them)
 /// beside plain misses, among 100,000 records under `huge` (`huge_records`): each server's CPU

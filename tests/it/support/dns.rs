@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use super::{data, eventually, http_get, query, spawn_logged, Etcd, Proc};
+use super::client::{data, http_get, query};
+use super::common::eventually;
+use super::etcd::Etcd;
+use super::process::{spawn_logged, Proc};
 
 /// The real `lodestar-dns` binary on a free port, its logs collected.
 pub struct Dns {

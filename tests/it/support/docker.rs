@@ -6,7 +6,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use super::{path_str, repo_file};
+use super::common::{path_str, repo_file};
 
 /// Runs `docker ARGS`; its stdout, or a panic with its stderr.
 pub fn docker(args: &[&str]) -> String {

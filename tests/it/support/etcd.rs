@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::{free_port, kill};
+use super::common::free_port;
+use super::process::kill;
 
 /// A real etcd on free loopback ports with a temporary data dir.
 pub struct Etcd {

@@ -7,7 +7,9 @@ use std::time::Duration;
 use hickory_proto::rr::RecordType;
 use tempfile::TempDir;
 
-use super::{eventually, free_port, kill, query};
+use super::client::query;
+use super::common::{eventually, free_port};
+use super::process::kill;
 
 /// A real Knot DNS serving the given zones on a free loopback port.
 pub struct Knot {

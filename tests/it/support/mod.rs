@@ -1,10 +1,11 @@
 //! Real parts for the integration tests (and the benchmarks, which include this folder): etcd,
 //! Knot DNS and the lodestar binaries, each on free loopback ports in a temporary directory and
 //! stopped when dropped; Docker containers and images; proxies a test can cut; hosts in network
-//! namespaces; and a small DNS client. One file per harness; this one holds what they share
-//! (ports, polling, paths).
+//! namespaces; and a small DNS client. One file per harness (`common` holds what they share:
+//! ports, polling, paths); this file only declares them and re-exports their items.
 
 pub mod client;
+pub mod common;
 pub mod dns;
 pub mod docker;
 pub mod etcd;
@@ -15,6 +16,7 @@ pub mod proxy;
 pub mod registrator;
 
 pub use client::*;
+pub use common::*;
 pub use dns::*;
 pub use docker::*;
 pub use etcd::*;
@@ -22,58 +24,3 @@ pub use knot::*;
 pub use process::*;
 pub use proxy::*;
 pub use registrator::*;
-
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::{Duration, Instant};
-
-use tempfile::TempDir;
-
-/// A free TCP port on 127.0.0.1 (and, usually, the same UDP port is free too).
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
-}
-
-/// Polls `f` every 20 ms until it gives `Some`, or panics after `deadline` with `what`.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if start.elapsed() > deadline {
-            panic!("not within {deadline:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub(crate) fn kill(child: &mut Option<Child>) {
-    if let Some(mut c) = child.take() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-/// Writes a zone file into a new temporary dir.
-pub fn zone_dir(files: &[(&str, &str)]) -> TempDir {
-    let dir = TempDir::new().expect("tempdir");
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).expect("write zone");
-    }
-    dir
-}
-
-pub fn path_str(p: &Path) -> String {
-    p.display().to_string()
-}
-
-pub fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}

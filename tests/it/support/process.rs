@@ -6,8 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::kill;
-
 /// Spawns a binary with `--log-format json`, collects its stderr, and waits for the log line
 /// that names its bound addresses.
 pub fn spawn_logged(
@@ -96,5 +94,13 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         kill(&mut self.child);
+    }
+}
+
+/// Kills and reaps a child, if there is one.
+pub fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tempfile::TempDir;
 
-use super::docker_ready;
+use super::docker::docker_ready;
 
 /// A unix-socket proxy in front of the real Docker engine, so that a test can cut the
 /// registrator's connection to Docker and restore it while the engine itself runs on.

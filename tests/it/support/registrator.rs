@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use super::{data, docker_ready, eventually, query, spawn_logged, Dns, Etcd, Proc};
+use super::client::{data, query};
+use super::common::eventually;
+use super::dns::Dns;
+use super::docker::docker_ready;
+use super::etcd::Etcd;
+use super::process::{spawn_logged, Proc};
 
 /// The real `lodestar-registrator` binary, its logs collected.
 pub struct Registrator {
