@@ -17,8 +17,9 @@
 //!
 //! One file per family: `cost` (CPU per answer), `view` (reads, propagation, scale, churn), `big`
 //! and `shapes` (large names, answer shapes), `wildcards`, `tcp` (hostile clients, head of line),
-//! `failover` (three hosts); `harness` (servers under test, measuring, dnsperf) and `data` (what
-//! they hold) are shared, and the real parts come from the integration tests' `support/`.
+//! `failover` (three hosts); `harness` (servers under test, measuring, dnsperf), `probe` (one
+//! question asked or timed), `data` (what they hold) and `opts` (the flags) are shared, and the
+//! real parts come from the integration tests' `support/`.
 //! What they measured is in bench/README.md.
 
 // The benchmarks use part of the integration tests' harness (this is its only other user).
