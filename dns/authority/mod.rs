@@ -137,3 +137,18 @@ pub enum Dep {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+impl Authority {
+    /// The unit tests' authority: `webapp.dev.` alone, TTLs of 30 s, nothing else set.
+    pub fn webapp_dev() -> Authority {
+        Authority {
+            domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
+            default_ttl: 30,
+            negative_ttl: 30,
+            local: None,
+            hostmaster: None,
+            chaos: Default::default(),
+        }
+    }
+}

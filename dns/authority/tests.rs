@@ -8,17 +8,6 @@ fn snap(values: &[(&str, &str)]) -> Snapshot {
     Snapshot::from_values(values.iter().map(|(p, v)| (*p, v.as_bytes(), 1)))
 }
 
-fn auth() -> Authority {
-    Authority {
-        domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
-        default_ttl: 30,
-        negative_ttl: 30,
-        local: None,
-        hostmaster: None,
-        chaos: Default::default(),
-    }
-}
-
 fn name(s: &str) -> Name {
     Name::from_ascii(s).unwrap()
 }
@@ -73,7 +62,7 @@ fn demo() -> Snapshot {
 #[test]
 fn address_answers() {
     let s = demo();
-    let a = auth();
+    let a = Authority::webapp_dev();
     let cases: &[(&str, RecordType, &[&str])] = &[
         (
             "redis.webapp.dev.",
@@ -117,7 +106,8 @@ fn address_answers() {
 
 #[test]
 fn case_is_echoed_and_matching_ignores_it() {
-    let out = auth().answer(&demo(), &name("ReDiS-1.Redis.WEBAPP.dev."), RecordType::A);
+    let out =
+        Authority::webapp_dev().answer(&demo(), &name("ReDiS-1.Redis.WEBAPP.dev."), RecordType::A);
     assert_eq!(lines(&out), ["ReDiS-1.Redis.WEBAPP.dev. A 10.0.0.1"]);
 }
 
@@ -125,19 +115,24 @@ fn case_is_echoed_and_matching_ignores_it() {
 fn wildcards_match_one_label() {
     let s = demo();
     for q in ["api.*.webapp.dev.", "api.any.webapp.dev."] {
-        let got = sorted(lines(&auth().answer(&s, &name(q), RecordType::A)));
+        let got = sorted(lines(&Authority::webapp_dev().answer(
+            &s,
+            &name(q),
+            RecordType::A,
+        )));
         assert_eq!(got, [format!("{q} A 10.1.0.1"), format!("{q} A 10.2.0.1")]);
     }
-    let got = lines(&auth().answer(&s, &name("*.redis.webapp.dev."), RecordType::A));
+    let got =
+        lines(&Authority::webapp_dev().answer(&s, &name("*.redis.webapp.dev."), RecordType::A));
     assert_eq!(got.len(), 2, "{got:?}");
-    let got = lines(&auth().answer(&s, &name("zzz.*.webapp.dev."), RecordType::A));
+    let got = lines(&Authority::webapp_dev().answer(&s, &name("zzz.*.webapp.dev."), RecordType::A));
     assert_eq!(got, ["NXDOMAIN"]);
 }
 
 #[test]
 fn cname_chains() {
     let s = demo();
-    let a = auth();
+    let a = Authority::webapp_dev();
     let got = lines(&a.answer(&s, &name("db.webapp.dev."), RecordType::A));
     assert_eq!(
         got,
@@ -162,7 +157,8 @@ fn cname_chains() {
 
 #[test]
 fn srv_weights_and_additional_addresses() {
-    let Answer::Records(r) = auth().answer(&demo(), &name("redis.webapp.dev."), RecordType::SRV)
+    let Answer::Records(r) =
+        Authority::webapp_dev().answer(&demo(), &name("redis.webapp.dev."), RecordType::SRV)
     else {
         panic!()
     };
@@ -194,7 +190,9 @@ fn targetstrip_shortens_the_target() {
         "dev/webapp/web/x1",
         r#"{"host":"10.0.0.1","port":80,"targetstrip":1}"#,
     )]);
-    let Answer::Records(r) = auth().answer(&s, &name("web.webapp.dev."), RecordType::SRV) else {
+    let Answer::Records(r) =
+        Authority::webapp_dev().answer(&s, &name("web.webapp.dev."), RecordType::SRV)
+    else {
         panic!()
     };
     assert_eq!(r.answers[0].data.to_string(), "10 100 80 web.webapp.dev.");
@@ -203,7 +201,8 @@ fn targetstrip_shortens_the_target() {
 
 #[test]
 fn txt_with_its_own_ttl() {
-    let Answer::Records(r) = auth().answer(&demo(), &name("txt.webapp.dev."), RecordType::TXT)
+    let Answer::Records(r) =
+        Authority::webapp_dev().answer(&demo(), &name("txt.webapp.dev."), RecordType::TXT)
     else {
         panic!()
     };
@@ -221,7 +220,7 @@ fn groups_narrow_the_answer() {
         ),
         ("dev/webapp/svc/c", r#"{"host":"10.0.0.3"}"#),
     ]);
-    let got = sorted(lines(&auth().answer(
+    let got = sorted(lines(&Authority::webapp_dev().answer(
         &s,
         &name("svc.webapp.dev."),
         RecordType::A,
@@ -235,7 +234,7 @@ fn groups_narrow_the_answer() {
 #[test]
 fn apex_ns_and_soa() {
     let s = demo();
-    let a = auth();
+    let a = Authority::webapp_dev();
     let Answer::Records(r) = a.answer(&s, &name("webapp.dev."), RecordType::NS) else {
         panic!()
     };
@@ -263,7 +262,7 @@ fn apex_ns_and_soa() {
 #[test]
 fn ptr_stored_and_synthesised() {
     let s = demo();
-    let a = auth();
+    let a = Authority::webapp_dev();
     let got = lines(&a.answer(&s, &name("77.0.0.10.in-addr.arpa."), RecordType::PTR));
     assert_eq!(got, ["77.0.0.10.in-addr.arpa. PTR stored.webapp.dev."]);
     let got = lines(&a.answer(&s, &name("2.0.0.10.in-addr.arpa."), RecordType::PTR));
@@ -289,7 +288,7 @@ fn ptr_stored_and_synthesised() {
 #[test]
 fn several_answers_may_rotate_but_a_chain_may_not() {
     let s = demo();
-    let rotates = |q: &str| match auth().answer(&s, &name(q), RecordType::A) {
+    let rotates = |q: &str| match Authority::webapp_dev().answer(&s, &name(q), RecordType::A) {
         Answer::Records(r) => r.rotate,
         other => panic!("{other:?}"),
     };
@@ -300,16 +299,18 @@ fn several_answers_may_rotate_but_a_chain_may_not() {
 #[test]
 fn any_is_answered_as_rfc_8482_says() {
     let s = demo();
-    let got = lines(&auth().answer(&s, &name("redis.webapp.dev."), RecordType::ANY));
+    let got =
+        lines(&Authority::webapp_dev().answer(&s, &name("redis.webapp.dev."), RecordType::ANY));
     assert_eq!(got, ["redis.webapp.dev. HINFO RFC8482 "]);
-    let got = lines(&auth().answer(&s, &name("nope.webapp.dev."), RecordType::ANY));
+    let got =
+        lines(&Authority::webapp_dev().answer(&s, &name("nope.webapp.dev."), RecordType::ANY));
     assert_eq!(got, ["NXDOMAIN"]);
 }
 
 #[test]
 fn dependencies() {
     let s = demo();
-    let a = auth();
+    let a = Authority::webapp_dev();
     let dep = |q: &str, t| a.lookup(&s, &name(q), t, Budget::FULL).unwrap().1;
     let path = |p: &str| Dep::Path(p.to_string());
     assert_eq!(
@@ -349,7 +350,9 @@ fn large_names_are_bounded() {
         })
         .collect();
     let s = Snapshot::from_values(values.iter().map(|(p, v)| (p.as_str(), v.as_bytes(), 1)));
-    let Answer::Records(r) = auth().answer(&s, &name("big.webapp.dev."), RecordType::A) else {
+    let Answer::Records(r) =
+        Authority::webapp_dev().answer(&s, &name("big.webapp.dev."), RecordType::A)
+    else {
         panic!()
     };
     assert!(r.answers.len() <= MAX_RECORDS && r.answers.len() > MAX_RECORDS / 2);
@@ -365,7 +368,9 @@ fn large_names_are_bounded() {
         .map(|r| r.data.to_string())
         .unwrap_or_default();
     assert!(tail.contains(&last), "{last} not in {tail:?}");
-    let Answer::Records(r) = auth().answer(&s, &name("big.webapp.dev."), RecordType::SRV) else {
+    let Answer::Records(r) =
+        Authority::webapp_dev().answer(&s, &name("big.webapp.dev."), RecordType::SRV)
+    else {
         panic!()
     };
     assert_eq!(r.answers.len(), r.additionals.len());
@@ -386,7 +391,9 @@ fn cname_fan_out_is_bounded() {
     }
     values.push(("dev/webapp/l7/end".into(), r#"{"host":"10.9.9.9"}"#.into()));
     let s = Snapshot::from_values(values.iter().map(|(p, v)| (p.as_str(), v.as_bytes(), 1)));
-    let Answer::Records(r) = auth().answer(&s, &name("l0.webapp.dev."), RecordType::A) else {
+    let Answer::Records(r) =
+        Authority::webapp_dev().answer(&s, &name("l0.webapp.dev."), RecordType::A)
+    else {
         panic!()
     };
     assert!(r.answers.len() < 100, "{}", r.answers.len());
@@ -395,7 +402,11 @@ fn cname_fan_out_is_bounded() {
 
 #[test]
 fn empty_apex_is_nodata_not_nxdomain() {
-    let got = lines(&auth().answer(&Snapshot::default(), &name("webapp.dev."), RecordType::A));
+    let got = lines(&Authority::webapp_dev().answer(
+        &Snapshot::default(),
+        &name("webapp.dev."),
+        RecordType::A,
+    ));
     assert_eq!(got, ["NODATA"]);
 }
 

@@ -208,7 +208,6 @@ pub fn local(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authority::Domain;
     use crate::proto::Transport;
     use hickory_proto::op::Edns;
     use hickory_proto::rr::Name;
@@ -227,17 +226,6 @@ mod tests {
         }
     }
 
-    fn auth() -> Authority {
-        Authority {
-            domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
-            default_ttl: 30,
-            negative_ttl: 30,
-            local: None,
-            hostmaster: None,
-            chaos: Default::default(),
-        }
-    }
-
     #[test]
     fn table() {
         let snap = Snapshot::from_values([
@@ -249,7 +237,7 @@ mod tests {
             ),
         ]);
         let zones = StaticZones::default();
-        let a = auth();
+        let a = Authority::webapp_dev();
         let run = |query: &Query, loaded: bool, recurse: bool| {
             let client = Client {
                 allowed: recurse,
@@ -344,7 +332,7 @@ mod tests {
             .collect();
         let snap = Snapshot::from_values(values.iter().map(|(p, v)| (p.as_str(), v.as_bytes(), 1)));
         let zones = StaticZones::default();
-        let a = auth();
+        let a = Authority::webapp_dev();
         let big = q("big.webapp.dev.", RecordType::A);
         let small = q("i7.big.webapp.dev.", RecordType::A);
         let stubs = StubZones::default();

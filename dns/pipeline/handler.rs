@@ -155,9 +155,7 @@ impl Handler {
             },
         };
         if let Step::Reply(bytes) = &step {
-            self.metrics
-                .sizes(transport == Transport::Tcp, raw.len(), bytes.len());
-            self.log(client, transport, started, bytes);
+            self.sent(client, transport, raw.len(), started, bytes);
         }
         step
     }
@@ -189,9 +187,14 @@ impl Handler {
             Decision::Wait(wait) => Work::Wait(wait),
         };
         match self.admitted.clone().try_acquire_owned() {
-            Ok(permit) => Step::Later(Box::new(Job::new(
-                query, request, client, started, work, permit,
-            ))),
+            Ok(permit) => Step::Later(Box::new(Job {
+                query,
+                request,
+                client,
+                started,
+                work,
+                _admitted: permit,
+            })),
             Err(_) => {
                 self.metrics.shed.inc();
                 let bytes =

@@ -29,7 +29,8 @@ pub struct Job {
     pub(super) client: IpAddr,
     pub(super) started: Instant,
     pub(super) work: Work,
-    _admitted: OwnedSemaphorePermit,
+    /// Held until the job is done: what bounds the jobs admitted.
+    pub(super) _admitted: OwnedSemaphorePermit,
 }
 
 /// The work a [`Job`] carries: the decision that sent it off the receive loop.
@@ -38,24 +39,4 @@ pub(super) enum Work {
     Local,
     /// An answer that waits on others.
     Wait(Wait),
-}
-
-impl Job {
-    pub(super) fn new(
-        query: Query,
-        request: Message,
-        client: IpAddr,
-        started: Instant,
-        work: Work,
-        admitted: OwnedSemaphorePermit,
-    ) -> Job {
-        Job {
-            query,
-            request,
-            client,
-            started,
-            work,
-            _admitted: admitted,
-        }
-    }
 }

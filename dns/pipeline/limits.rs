@@ -1,8 +1,6 @@
 //! What bounds the pipeline's work: the limits main passes in, the constants behind them, and
 //! the lower CPU priority of the threads that build large answers. A leaf of the pipeline.
 
-use crate::authority::Budget;
-
 /// How much work clients can make the server take on at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -25,9 +23,6 @@ pub const MAX_QUEUED_SIGNING: usize = 256;
 
 /// The most CNAME targets outside the served domains that one question resolves upstream.
 pub const MAX_OUTSIDE_TARGETS: usize = 8;
-
-/// The budget a worker spends (for `local`).
-pub const FULL: Budget = Budget::FULL;
 
 /// Lowers the calling thread's CPU priority (nice 10) once: the workers that build large
 /// answers yield to the receive loops whenever both want the CPU.

@@ -37,9 +37,23 @@ impl Handler {
         );
     }
 
+    /// What every answer sent goes through: its sizes counted and, with `--log-queries`, its line.
+    pub(super) fn sent(
+        &self,
+        client: IpAddr,
+        transport: Transport,
+        request_len: usize,
+        started: Instant,
+        bytes: &[u8],
+    ) {
+        self.metrics
+            .sizes(transport == Transport::Tcp, request_len, bytes.len());
+        self.log(client, transport, started, bytes);
+    }
+
     /// With `--log-queries`: one line for an answer about to be sent (parsed from its bytes, so
     /// that every path logs the same; off, this is one branch).
-    pub(super) fn log(&self, client: IpAddr, transport: Transport, started: Instant, bytes: &[u8]) {
+    fn log(&self, client: IpAddr, transport: Transport, started: Instant, bytes: &[u8]) {
         if !self.log_queries {
             return;
         }

@@ -11,8 +11,9 @@ use hickory_proto::op::Message;
 use super::decide::{self, Decision, Refusal, Wait};
 use super::handler::Handler;
 use super::job::{Job, Work};
-use super::limits::{lower_priority, FULL};
-use crate::proto::{wire, Query, Transport};
+use super::limits::lower_priority;
+use crate::authority::Budget;
+use crate::proto::{wire, Query};
 
 impl Handler {
     /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
@@ -44,9 +45,7 @@ impl Handler {
                 }
             }
         };
-        self.metrics
-            .sizes(transport == Transport::Tcp, request_len, bytes.len());
-        self.log(client, transport, started, &bytes);
+        self.sent(client, transport, request_len, started, &bytes);
         Some(bytes)
     }
 
@@ -68,7 +67,7 @@ impl Handler {
         }
         let snap = self.view.load();
         let who = self.client(&query, client);
-        match decide::local(&query, snap.as_deref(), &self.authority, who, FULL) {
+        match decide::local(&query, snap.as_deref(), &self.authority, who, Budget::FULL) {
             Decision::Local { answer, dep } => Ok(self.local(&query, client, answer, dep, started)),
             Decision::Refuse(why) => Ok(self.refuse(&query, why, client, started)),
             Decision::Wait(wait) => Err(Box::new((query, request, wait))),

@@ -9,7 +9,7 @@ use super::query::{limit, Query, Transport};
 
 /// A plain query: one question, maybe an OPT, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Quick<'a> {
+struct Quick<'a> {
     /// The question's name in wire form, as sent (case kept).
     pub qname: &'a [u8],
     /// QTYPE.

@@ -490,17 +490,8 @@ async fn an_outside_cname_fan_out_shares_one_deadline() {
         .collect();
     put_all(&etcd, &records).await;
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let up = silent.local_addr().unwrap().to_string();
-    let dns = Dns::start(&[
-        "--domain",
-        "webapp.dev",
-        "--etcd",
-        &etcd.endpoint(),
-        "--upstream",
-        &up,
-        "--upstream-timeout",
-        "500",
-    ]);
+    let up = silent.local_addr().unwrap();
+    let dns = Dns::for_etcd(&etcd, Some(up), &["--upstream-timeout", "500"]);
     dns.ready().await;
     let t = std::time::Instant::now();
     let m = query(dns.addr, "fan.webapp.dev.", RecordType::A)
@@ -524,7 +515,7 @@ async fn a_tcp_query_waiting_on_an_upstream_is_never_evicted() {
     let etcd = Etcd::start().await;
     // A TCP upstream that takes connections and never answers; it says when one arrives.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = silent.local_addr().unwrap().to_string();
+    let up = silent.local_addr().unwrap();
     let (arrived, mut arrivals) = tokio::sync::mpsc::channel::<()>(8);
     let hold = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -533,16 +524,7 @@ async fn a_tcp_query_waiting_on_an_upstream_is_never_evicted() {
             let _ = arrived.try_send(());
         }
     });
-    let dns = Dns::start(&[
-        "--domain",
-        "webapp.dev",
-        "--etcd",
-        &etcd.endpoint(),
-        "--upstream",
-        &up,
-        "--upstream-timeout",
-        "3000",
-    ]);
+    let dns = Dns::for_etcd(&etcd, Some(up), &["--upstream-timeout", "3000"]);
     dns.ready().await;
     let q = message("www.example.org.", RecordType::A).to_vec().unwrap();
     let addr = dns.addr;
