@@ -15,9 +15,9 @@ TARGET_DIR := $(shell cargo metadata --format-version 1 --no-deps 2>/dev/null | 
 BIN := $(if $(TARGET_DIR),$(TARGET_DIR),$(CURDIR)/target)/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
-DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd
+DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd valgrind
 
-.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover cluster cluster-stop
+.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover cluster cluster-stop
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -107,7 +107,7 @@ run: build stop
 	@echo "Stop it with: make stop"
 
 ## bench: every benchmark of bench/ (about 30 minutes; uses both CPUs: run it on a quiet machine).
-## bench-cost, bench-cost2, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,
+## bench-cost, bench-cost2, bench-instr, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,
 ## bench-tcp, bench-wildcards, bench-failover: one each (bench/README.md).
 ## Options go in ARGS, e.g. make bench-cost ARGS="--services 10000 --qps 20000 --seconds 10 --rounds 3".
 bench: deps docker-up
@@ -115,7 +115,7 @@ bench: deps docker-up
 
 # A static pattern rule: make skips implicit rules for .PHONY targets, so a plain `bench-%` rule
 # did nothing ("Nothing to be done for 'bench-cost'").
-BENCHES := cost cost2 reads propagation scale churn big tcp wildcards failover
+BENCHES := cost cost2 instr reads propagation scale churn big tcp wildcards failover
 $(addprefix bench-,$(BENCHES)): bench-%: deps docker-up
 	cargo bench --bench lodestar -- $* $(ARGS)
 

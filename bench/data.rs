@@ -84,6 +84,20 @@ pub fn example_org() -> String {
 
 /// A query file for dnsperf: `mix` is names, srv, nxdomain or forward10.
 pub fn queries(dir: &Path, mix: &str, n: usize) -> std::path::PathBuf {
+    let mut out = String::new();
+    for line in mix_lines(mix, n, 100_000) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let path = dir.join(format!("{mix}.txt"));
+    std::fs::write(&path, out).expect("query file");
+    path
+}
+
+/// `count` questions of a mix over `n` services, as dnsperf lines (`name TYPE`), always the
+/// same ones: names (70% `svc<i>`, 30% an instance), srv, nxdomain, forward10 (names with 10%
+/// of `example.org` names, which the server forwards).
+pub fn mix_lines(mix: &str, n: usize, count: usize) -> Vec<String> {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         x ^= x << 13;
@@ -91,23 +105,19 @@ pub fn queries(dir: &Path, mix: &str, n: usize) -> std::path::PathBuf {
         x ^= x << 17;
         x
     };
-    let mut out = String::new();
-    for _ in 0..100_000 {
-        let i = next() as usize % n;
-        let roll = next() % 100;
-        let line = match mix {
-            "srv" => format!("svc{i}.webapp.dev SRV"),
-            "nxdomain" => format!("nope{i}.webapp.dev A"),
-            "forward10" if roll < 10 => format!("host{}.example.org A", i % EXAMPLE_ORG),
-            _ if roll < 70 => format!("svc{i}.webapp.dev A"),
-            _ => format!("svc{i}-1.svc{i}.webapp.dev A"),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    let path = dir.join(format!("{mix}.txt"));
-    std::fs::write(&path, out).expect("query file");
-    path
+    (0..count)
+        .map(|_| {
+            let i = next() as usize % n;
+            let roll = next() % 100;
+            match mix {
+                "srv" => format!("svc{i}.webapp.dev SRV"),
+                "nxdomain" => format!("nope{i}.webapp.dev A"),
+                "forward10" if roll < 10 => format!("host{}.example.org A", i % EXAMPLE_ORG),
+                _ if roll < 70 => format!("svc{i}.webapp.dev A"),
+                _ => format!("svc{i}-1.svc{i}.webapp.dev A"),
+            }
+        })
+        .collect()
 }
 
 pub struct Bed {

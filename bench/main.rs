@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench lodestar -- cost         [--services N] [--qps Q] [--seconds S] [--rounds R] [--baseline PATH]
+//! cargo bench --bench lodestar -- instr        [--services N] [--queries Q] [--rounds R] [--baseline PATH]
 //! cargo bench --bench lodestar -- cost2        [--services N] [--qps Q] [--seconds S] [--rounds R]
 //! cargo bench --bench lodestar -- reads        [--services N] [--qps Q] [--seconds S]
 //! cargo bench --bench lodestar -- propagation  [--writes W]
@@ -15,7 +16,7 @@
 //! cargo bench --bench lodestar -- all
 //! ```
 //!
-//! One file per family: `cost` (CPU per answer), `view` (reads, propagation, scale, churn), `big`
+//! One file per family: `cost` (CPU per answer), `instr` (instructions per answer, valgrind), `view` (reads, propagation, scale, churn), `big`
 //! and `shapes` (large names, answer shapes), `wildcards`, `tcp` (hostile clients, head of line),
 //! `failover` (three hosts); `harness` (servers under test, measuring, dnsperf), `probe` (one
 //! question asked or timed), `data` (what they hold) and `opts` (the flags) are shared, and the
@@ -32,6 +33,7 @@ mod cost;
 mod data;
 mod failover;
 mod harness;
+mod instr;
 mod opts;
 mod probe;
 mod shapes;
@@ -58,6 +60,8 @@ enum Bench {
     Cost,
     /// The same with both CPUs.
     Cost2,
+    /// Instructions per answered query (valgrind), beside Knot: the measure that does not wobble.
+    Instr,
     /// etcd requests caused by queries.
     Reads,
     /// A write (and a container start) until the answer changes.
@@ -90,6 +94,7 @@ fn main() {
         match cli.bench.unwrap_or(Bench::All) {
             Bench::Cost => cost::cost(&opts).await,
             Bench::Cost2 => cost::cost2(&opts).await,
+            Bench::Instr => instr::instr(&opts).await,
             Bench::Reads => view::reads(&opts).await,
             Bench::Propagation => view::propagation(&opts).await,
             Bench::Scale => view::scale(&opts).await,

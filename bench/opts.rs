@@ -15,6 +15,9 @@ pub struct Opts {
     /// Rounds (servers alternate; the median is reported).
     #[arg(long, global = true, default_value_t = 3)]
     pub rounds: usize,
+    /// Queries a mix sends in `instr` (each round; one at a time).
+    #[arg(long, global = true, default_value_t = 5_000)]
+    pub queries: usize,
     /// Writes timed by `propagation`.
     #[arg(long, global = true, default_value_t = 200)]
     pub writes: usize,

@@ -6,13 +6,14 @@
 //! A top tier, beside `main` and `http`: it imports `pipeline` (the handler) and `proto` (the
 //! transport, TCP framing); nothing imports it but `main`.
 
+pub mod batch;
 pub mod tcp;
 pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
@@ -33,19 +34,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     for addr in listen {
         let (udp, tcp) = bind_pair(*addr).await?;
-        let bound = udp.local_addr()?;
+        let bound = local(&udp)?;
         info!(udp = %bound, tcp = %tcp.local_addr()?, receive_loops = threads, "listening");
         let mut sockets = vec![udp];
         for _ in 1..threads {
             sockets.push(udp::bind_udp(bound)?);
         }
         for udp in sockets {
-            tasks.spawn(udp::serve_udp(
-                Arc::new(udp),
-                handler.clone(),
-                tasks.clone(),
-                token.clone(),
-            ));
+            udp::serve_udp(udp, handler.clone(), tasks, token.clone())?;
         }
         tasks.spawn(tcp::serve(
             tcp,
@@ -59,10 +55,10 @@ pub async fn serve(
 }
 
 /// Binds UDP and TCP on the same address; with port 0, TCP takes the port UDP was given.
-async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(socket2::Socket, TcpListener)> {
     for _ in 0..20 {
         let udp = udp::bind_udp(addr)?;
-        let bound = udp.local_addr()?;
+        let bound = local(&udp)?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
@@ -73,4 +69,12 @@ async fn bind_pair(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)
         std::io::ErrorKind::AddrInUse,
         "no port free for both UDP and TCP",
     ))
+}
+
+/// The address a socket is bound to.
+fn local(socket: &socket2::Socket) -> std::io::Result<SocketAddr> {
+    socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP socket"))
 }

@@ -8,11 +8,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::UdpSocket;
+use std::os::fd::AsRawFd;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use super::batch::{Inbox, Outbox};
 use crate::pipeline::{Handler, Step};
 use crate::proto::Transport;
 
@@ -22,13 +24,12 @@ const UDP_BUFFER: usize = 4 << 20;
 
 /// Binds a UDP socket with large buffers and `SO_REUSEPORT` (several sockets share a port). Past the system's cap (`net.core.rmem_max`) it forces
 /// them when allowed (`CAP_NET_ADMIN`), as Knot DNS does, and otherwise keeps what it got.
-pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,
         Some(socket2::Protocol::UDP),
     )?;
-    socket.set_nonblocking(true)?;
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
@@ -49,7 +50,7 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
         );
     }
     debug!(%addr, recv_buffer = socket.recv_buffer_size().unwrap_or(0), "udp socket");
-    UdpSocket::from_std(socket.into())
+    Ok(socket)
 }
 
 #[cfg(target_os = "linux")]
@@ -75,42 +76,88 @@ fn force_buffer(socket: &socket2::Socket, option: libc::c_int, current: usize) {
 #[cfg(not(target_os = "linux"))]
 fn force_buffer(_: &socket2::Socket, _: i32, _: usize) {}
 
-/// Answers datagrams on `socket` until `token` is cancelled.
-pub async fn serve_udp(
-    socket: Arc<UdpSocket>,
+/// Starts the receive loop of `socket` on a thread of its own, answering until `token` is
+/// cancelled; jobs that wait (forwarding, large answers, signing) run on `runtime` as tasks of
+/// `tasks`. A task of `tasks` wakes the thread at cancellation (the socket is shut down for
+/// reading) and ends when the thread has, so waiting for `tasks` waits for the loop.
+pub fn serve_udp(
+    socket: socket2::Socket,
     handler: Arc<Handler>,
-    tasks: TaskTracker,
+    tasks: &TaskTracker,
     token: CancellationToken,
+) -> std::io::Result<()> {
+    let socket = Arc::new(socket);
+    let runtime = tokio::runtime::Handle::current();
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let looping = (socket.clone(), tasks.clone(), token.clone());
+    std::thread::Builder::new()
+        .name("udp".into())
+        .spawn(move || {
+            let (socket, tasks, token) = looping;
+            receive_loop(&socket, &handler, &tasks, &runtime, &token);
+            let _ = done.send(());
+        })?;
+    tasks.spawn(async move {
+        token.cancelled().await;
+        // Wakes a receive blocked in the kernel (it returns nothing); the error (not
+        // connected) is expected.
+        let _ = socket.shutdown(std::net::Shutdown::Read);
+        let _ = finished.await;
+    });
+    Ok(())
+}
+
+/// Takes a batch, answers each datagram, sends the batch's answers in one call; again.
+fn receive_loop(
+    socket: &Arc<socket2::Socket>,
+    handler: &Arc<Handler>,
+    tasks: &TaskTracker,
+    runtime: &tokio::runtime::Handle,
+    token: &CancellationToken,
 ) {
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let (n, src) = tokio::select! {
-            () = token.cancelled() => return,
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(v) => v,
-                Err(error) => {
+    let fd = socket.as_raw_fd();
+    let mut inbox = Inbox::new();
+    let mut outbox = Outbox::default();
+    while !token.is_cancelled() {
+        let n = match inbox.receive(fd) {
+            Ok(n) => n,
+            Err(error) => {
+                if error.kind() != std::io::ErrorKind::Interrupted {
                     debug!(%error, "udp receive failed");
-                    continue;
                 }
-            },
-        };
-        match handler.handle(&buf[..n], src.ip(), Transport::Udp) {
-            Step::Reply(bytes) => send(&socket, &bytes, src).await,
-            Step::Drop => {}
-            Step::Later(job) => {
-                let (socket, handler) = (socket.clone(), handler.clone());
-                tasks.spawn(async move {
-                    if let Some(bytes) = handler.complete(job).await {
-                        send(&socket, &bytes, src).await;
-                    }
-                });
+                continue;
             }
+        };
+        for i in 0..n {
+            let Some((bytes, src)) = inbox.datagram(i) else {
+                continue;
+            };
+            match handler.handle(bytes, src.ip(), Transport::Udp) {
+                Step::Reply(answer) => outbox.push(answer, src),
+                Step::Drop => {}
+                Step::Later(job) => {
+                    let (socket, handler) = (socket.clone(), handler.clone());
+                    tasks.spawn_on(
+                        async move {
+                            if let Some(answer) = handler.complete(job).await {
+                                send_now(&socket, &answer, src);
+                            }
+                        },
+                        runtime,
+                    );
+                }
+            }
+        }
+        if !outbox.is_empty() {
+            outbox.send(fd);
         }
     }
 }
 
-async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
-    if let Err(error) = socket.send_to(bytes, to).await {
+/// Sends one answer from a task without blocking its worker: with the socket's buffer full
+/// (4 MiB of answers waiting), the answer is dropped as the network would drop it.
+fn send_now(socket: &socket2::Socket, bytes: &[u8], to: SocketAddr) {
+    if let Err(error) = socket.send_to_with_flags(bytes, &to.into(), libc::MSG_DONTWAIT) {
         debug!(%error, "udp send failed");
     }
 }

@@ -39,6 +39,15 @@ pub struct Cached {
     pub counter: Counter,
     /// The keys its RRsets are signed with (a query with DO in a signed domain), and when.
     signers: Option<(Arc<Signers>, Instant)>,
+    /// An upstream's answer: aged on every hit, good for its TTL.
+    forwarded: Option<Aging>,
+}
+
+/// What ages a forwarded answer kept here: its TTL fields, when it was kept, for how long.
+struct Aging {
+    ttls: Box<[u16]>,
+    stored: Instant,
+    ttl: std::time::Duration,
 }
 
 impl Cached {
@@ -73,6 +82,57 @@ impl Cached {
             weight,
             counter,
             signers: signers.map(|s| (s, Instant::now())),
+            forwarded: None,
+        }
+    }
+
+    /// An upstream's answer to `query` as it was sent to a client (`bytes`, whose TTL fields
+    /// are at `ttls`), good for `ttl` seconds: the next client to ask the same gets it from the
+    /// receive loop, aged, instead of from the forwarder through a task.
+    pub fn forwarded(
+        query: Query,
+        bytes: Vec<u8>,
+        ttls: Vec<u16>,
+        ttl: u32,
+        counter: Counter,
+    ) -> Self {
+        let weight = 2 * bytes.len() + 2 * ttls.len() + 256;
+        Cached {
+            generation: 0,
+            dep: Dep::Static,
+            query,
+            answer: Answer::NotOurs,
+            variants: Box::new([OnceLock::from(bytes)]),
+            next: AtomicUsize::new(0),
+            weight,
+            counter,
+            signers: None,
+            forwarded: Some(Aging {
+                ttls: ttls.into(),
+                stored: Instant::now(),
+                ttl: std::time::Duration::from_secs(u64::from(ttl)),
+            }),
+        }
+    }
+
+    /// Whether this is an upstream's answer (given only to clients that may recurse).
+    pub fn is_forwarded(&self) -> bool {
+        self.forwarded.is_some()
+    }
+
+    /// Lowers every TTL of a copy of a forwarded answer by the seconds it has been kept.
+    pub fn age(&self, bytes: &mut [u8]) {
+        let Some(aging) = &self.forwarded else { return };
+        let age = aging.stored.elapsed().as_secs().min(u64::from(u32::MAX)) as u32;
+        if age == 0 {
+            return;
+        }
+        for &at in aging.ttls.iter() {
+            let at = usize::from(at);
+            if let Some(field) = bytes.get_mut(at..at + 4) {
+                let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+                field.copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+            }
         }
     }
 
@@ -105,6 +165,9 @@ impl Cached {
 
     /// Whether this answer is still the one `snap` would give.
     pub fn valid(&self, snap: &Snapshot) -> bool {
+        if let Some(aging) = &self.forwarded {
+            return aging.stored.elapsed() < aging.ttl;
+        }
         // Signatures are not sent when they are older than a day (they are valid for a week).
         if let Some((_, signed)) = &self.signers {
             if signed.elapsed() > crate::dnssec::sign::REUSE {
@@ -195,7 +258,8 @@ fn weigh(r: &crate::authority::Records) -> usize {
 /// The cache: a map from question key to entry, under a reader-writer lock.
 #[derive(Default)]
 pub struct AnswerCache {
-    map: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
+    /// foldhash, seeded per process: SipHash cost a tenth of a cached answer.
+    map: RwLock<HashMap<Box<[u8]>, Arc<Cached>, foldhash::fast::RandomState>>,
     weight: AtomicUsize,
 }
 

@@ -9,10 +9,9 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::{
-    latency_histogram, size_histogram, Builder, ProtoLabel, QueryLabels, TypeLabel,
+    latency_histogram, size_histogram, Builder, Log2Histogram, ProtoLabel, QueryLabels, TypeLabel,
 };
 
 /// The pipeline's counters.
@@ -21,7 +20,7 @@ pub struct Counters {
     /// Queries answered, by type, rcode, transport and zone.
     pub queries: Family<QueryLabels, Counter>,
     /// Time from receiving a query to having its answer, seconds.
-    pub latency: Histogram,
+    pub latency: Log2Histogram,
     /// Queries forwarded upstream (cache misses included, cache hits too).
     pub forwarded: Counter,
     /// Packets dropped as malformed or answered FORMERR.
@@ -36,18 +35,18 @@ pub struct Counters {
     pub cache_hits: Counter,
     /// Plain queries whose answer was not in the cache (or no longer good).
     pub cache_misses: Counter,
-    request_size: Family<ProtoLabel, Histogram, fn() -> Histogram>,
-    response_size: Family<ProtoLabel, Histogram, fn() -> Histogram>,
+    request_size: Family<ProtoLabel, Log2Histogram, fn() -> Log2Histogram>,
+    response_size: Family<ProtoLabel, Log2Histogram, fn() -> Log2Histogram>,
     /// (request, response) histograms for udp and tcp, taken from the families once.
-    size_histograms: [(Histogram, Histogram); 2],
+    size_histograms: [(Log2Histogram, Log2Histogram); 2],
 }
 
 impl Counters {
     /// Every counter at zero.
     pub fn new() -> Arc<Counters> {
-        let request_size: Family<ProtoLabel, Histogram, fn() -> Histogram> =
+        let request_size: Family<ProtoLabel, Log2Histogram, fn() -> Log2Histogram> =
             Family::new_with_constructor(size_histogram);
-        let response_size: Family<ProtoLabel, Histogram, fn() -> Histogram> =
+        let response_size: Family<ProtoLabel, Log2Histogram, fn() -> Log2Histogram> =
             Family::new_with_constructor(size_histogram);
         let sizes = |proto: &str| {
             let label = ProtoLabel {
@@ -137,7 +136,7 @@ impl Counters {
     /// Counts one answered query.
     pub fn observe(&self, qtype: &str, rcode: &str, proto: &str, zone: &str, elapsed: Duration) {
         self.counter(qtype, rcode, proto, zone).inc();
-        self.latency.observe(elapsed.as_secs_f64());
+        self.answered_in(elapsed);
     }
 
     /// The query counter of a question type, response code, transport and zone, to keep and
@@ -155,11 +154,17 @@ impl Counters {
             .clone()
     }
 
+    /// Counts one answer's time.
+    pub fn answered_in(&self, elapsed: Duration) {
+        self.latency
+            .observe(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64);
+    }
+
     /// Counts the sizes of one query and its answer: no allocation, no lookup.
     pub fn sizes(&self, tcp: bool, request: usize, response: usize) {
         let (req, resp) = &self.size_histograms[usize::from(tcp)];
-        req.observe(request as f64);
-        resp.observe(response as f64);
+        req.observe(request as u64);
+        resp.observe(response as u64);
     }
 }
 

@@ -138,12 +138,10 @@ impl Handler {
         let received = Received::new(raw, transport);
         let cached = received
             .lookup()
-            .and_then(|(key, patch)| self.hit(&key, &patch, client, true));
+            .and_then(|(key, patch)| self.hit(key.as_slice(), &patch, client, true));
         let step = match cached {
             Some(bytes) => {
-                self.metrics
-                    .latency
-                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.answered_in(started.elapsed());
                 Step::Reply(bytes)
             }
             None => match Query::parse(raw, transport) {
@@ -177,7 +175,8 @@ impl Handler {
         );
         let work = match decision {
             Decision::Local { answer, dep } => {
-                return Step::Reply(self.local(&query, client, answer, dep, started))
+                let decided = (answer, dep, snap.as_deref());
+                return Step::Reply(self.local(&query, client, decided, started));
             }
             Decision::Refuse(why) => return Step::Reply(self.refuse(&query, why, client, started)),
             Decision::Defer => {

@@ -37,31 +37,44 @@ impl Handler {
             }
             return None;
         };
+        let recurse = self.may_recurse(client);
+        if entry.is_forwarded() {
+            // An upstream's answer, for clients that may have names forwarded only.
+            if !recurse {
+                return None;
+            }
+            self.metrics.forwarded.inc();
+            if let Some(forwarder) = &self.forwarder {
+                forwarder.count_cache_hit();
+            }
+        }
         self.metrics.cache_hits.inc();
         let mut bytes = entry.next_variant().to_vec();
-        wire::patch(&mut bytes, patch, self.may_recurse(client));
+        entry.age(&mut bytes);
+        wire::patch(&mut bytes, patch, recurse);
         entry.counter.inc();
         Some(bytes)
     }
 
     /// Our answer to `q`, as bytes: its DNSSEC part added, kept in the cache (unless it waited on
-    /// an upstream), encoded in the next rotation, counted.
+    /// an upstream), encoded in the next rotation, counted. `snap` is the snapshot the answer
+    /// was decided from: the entry is kept under its generation, never a newer one (a write
+    /// that lands between the decision and this would otherwise never retire it).
     pub(super) fn local(
         &self,
         q: &Query,
         client: IpAddr,
-        answer: Answer,
-        dep: Dep,
+        decided: (Answer, Dep, Option<&lodestar::Snapshot>),
         started: Instant,
     ) -> Vec<u8> {
+        let (answer, dep, snap) = decided;
         let dnssec = q.dnssec_ok() && self.signers.signs(&q.name);
         let answer = self.with_dnssec(answer, q, dnssec);
         let signers = dnssec.then(|| self.signers.clone());
         let rcode = respond::rcode_of(&answer);
         let recurse = self.may_recurse(client);
         let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
-        let snap = self.view.peek();
-        let bytes = match (cacheable, snap.as_ref()) {
+        let bytes = match (cacheable, snap) {
             (true, Some(snap)) => {
                 let mut key = Vec::with_capacity(8 + q.name.len());
                 wire::key_of_query(q, &mut key);
@@ -202,4 +215,101 @@ pub fn secure(answer: Answer, qname: &Name, qtype: RecordType, apex: bool) -> An
         authorities: vec![soa, nsec],
         ..Records::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use hickory_proto::op::Message;
+    use lodestar::{Snapshot, View};
+
+    use super::*;
+    use crate::authority::stub::StubZones;
+    use crate::authority::zones::StaticZones;
+    use crate::authority::Authority;
+    use crate::authority::Budget;
+    use crate::pipeline::counters::Counters;
+    use crate::pipeline::decide::{decide, Decision};
+    use crate::pipeline::limits::Limits;
+    use crate::pipeline::Step;
+    use crate::proto::edns::ForwardMark;
+    use crate::proto::Transport;
+
+    /// A write that lands between the decision and the caching of an answer must retire it:
+    /// the answer is kept under the generation it was decided from, not the newest one.
+    #[test]
+    fn an_answer_is_kept_under_the_generation_it_was_decided_from() {
+        let view = Arc::new(View::new());
+        let mut s =
+            Snapshot::from_values([("dev/webapp/y/1", br#"{"host":"10.0.0.9"}"#.as_slice(), 1)]);
+        view.publish(&mut s, true);
+        let handler = Handler::new(
+            view.clone(),
+            ForwardMark::new(),
+            Authority::webapp_dev(),
+            StaticZones::default(),
+            None,
+            Vec::new(),
+            Counters::new(),
+            Limits {
+                workers: 1,
+                admitted: 10,
+                forwards: 10,
+                log_queries: false,
+                upstream_timeout: std::time::Duration::from_secs(1),
+                ndots: 0,
+            },
+        );
+        let mut m = Message::query();
+        m.add_query(hickory_proto::op::Query::query(
+            Name::from_ascii("x.webapp.dev.").unwrap(),
+            RecordType::A,
+        ));
+        let raw = m.to_vec().unwrap();
+        let (query, _) = Query::parse(&raw, Transport::Udp).unwrap();
+        // Decided from the snapshot before x.webapp.dev was written: NXDOMAIN.
+        let before = view.load();
+        let client = Ipv4Addr::LOCALHOST.into();
+        let who = handler.client(&query, client);
+        let zones = StaticZones::default();
+        let stubs = StubZones::default();
+        let Decision::Local { answer, dep } = decide(
+            &query,
+            before.as_deref(),
+            &handler.authority,
+            &zones,
+            &stubs,
+            who,
+            Budget::INLINE,
+        ) else {
+            panic!("a local answer");
+        };
+        // ... and the write lands before the answer is kept.
+        s.put("dev/webapp/x/1", br#"{"host":"10.0.0.1"}"#, 2);
+        view.publish(&mut s, false);
+        let stale = handler.local(
+            &query,
+            client,
+            (answer, dep, before.as_deref()),
+            Instant::now(),
+        );
+        assert_eq!(
+            Message::from_vec(&stale).unwrap().metadata.response_code,
+            hickory_proto::op::ResponseCode::NXDomain
+        );
+        let Step::Reply(bytes) = handler.handle(&raw, client, Transport::Udp) else {
+            panic!("answered at once");
+        };
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(
+            m.answers
+                .iter()
+                .map(|r| r.data.to_string())
+                .collect::<Vec<_>>(),
+            ["10.0.0.1"],
+            "the next query is answered from the new snapshot, not the kept NXDOMAIN"
+        );
+    }
 }

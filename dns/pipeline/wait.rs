@@ -9,13 +9,15 @@ use std::time::Instant;
 
 use hickory_proto::op::{Message, ResponseCode};
 
+use super::cache::Cached;
+use super::counters::rcode_name;
 use super::decide::Wait;
 use super::handler::Handler;
 use super::limits::MAX_OUTSIDE_TARGETS;
 use super::respond::{self, Body};
 use crate::authority::{prune_dangling_cnames, Answer, Records};
-use crate::proto::Query;
-use crate::upstream::Forwarder;
+use crate::proto::{wire, Query};
+use crate::upstream::{cache_ttl, Forwarder};
 
 impl Handler {
     /// The answer to `query` once what it waits on has answered, counted.
@@ -54,15 +56,45 @@ impl Handler {
         bytes
     }
 
-    /// The upstreams answer the whole question; SERVFAIL when none does.
+    /// The upstreams answer the whole question; SERVFAIL when none does. An answer the
+    /// forwarder may cache is also kept in the answer cache, so that the same question is
+    /// answered on the receive loop until its TTL runs out.
     async fn forward(&self, query: &Query, request: &Message, forwarder: &Forwarder) -> Vec<u8> {
         match forwarder.forward(request, query.transport).await {
-            Ok(bytes) => bytes,
+            Ok(bytes) => {
+                self.keep_forwarded(query, &bytes);
+                bytes
+            }
             Err(error) => {
                 tracing::debug!(%error, "forwarding failed");
                 respond::encode(query, ResponseCode::ServFail, false, true, Body::default())
             }
         }
+    }
+
+    /// Keeps an upstream's answer to `query` in the answer cache for its TTL (as the forwarder
+    /// keeps it: not a truncated one or a failure). Not one asked with checking disabled: that
+    /// one may not go to a client that wants it checked.
+    fn keep_forwarded(&self, query: &Query, bytes: &[u8]) {
+        if query.checking_disabled {
+            return;
+        }
+        let Ok(answer) = Message::from_vec(bytes) else {
+            return;
+        };
+        let (Some(ttl), Some(ttls)) = (cache_ttl(&answer), wire::ttl_offsets(bytes)) else {
+            return;
+        };
+        let mut key = Vec::with_capacity(8 + query.name.len());
+        wire::key_of_query(query, &mut key);
+        let counter = self.metrics.counter(
+            &query.qtype.to_string(),
+            rcode_name(answer.metadata.response_code),
+            query.transport.name(),
+            &self.zone_label(&query.name),
+        );
+        let kept = Cached::forwarded(query.normalised(), bytes.to_vec(), ttls, ttl, counter);
+        self.cache.insert(&key, kept);
     }
 
     /// Our answer with its CNAME targets outside our domains resolved: every one at once, all

@@ -68,7 +68,9 @@ impl Handler {
         let snap = self.view.load();
         let who = self.client(&query, client);
         match decide::local(&query, snap.as_deref(), &self.authority, who, Budget::FULL) {
-            Decision::Local { answer, dep } => Ok(self.local(&query, client, answer, dep, started)),
+            Decision::Local { answer, dep } => {
+                Ok(self.local(&query, client, (answer, dep, snap.as_deref()), started))
+            }
             Decision::Refuse(why) => Ok(self.refuse(&query, why, client, started)),
             Decision::Wait(wait) => Err(Box::new((query, request, wait))),
             // Not with the full budget; answered as a failure should it ever happen.

@@ -79,15 +79,34 @@ fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
     })
 }
 
-/// Writes the cache key of a question into `key`: type, class, EDNS and DO, size limit,
-/// lower-case name.
-fn cache_key(q: &Quick<'_>, limit: u16, key: &mut Vec<u8>) {
-    key.clear();
-    key.extend_from_slice(&q.qtype.to_be_bytes());
-    key.extend_from_slice(&q.qclass.to_be_bytes());
-    key.push(u8::from(q.edns.is_some()) | u8::from(q.dnssec_ok) << 1);
-    key.extend_from_slice(&limit.to_be_bytes());
-    key.extend(q.qname.iter().map(u8::to_ascii_lowercase));
+/// The longest cache key: 7 bytes, then a name of at most 255.
+const MAX_KEY: usize = 7 + 255;
+
+/// A cache key made on the receive loop, on the stack (no allocation per query).
+pub struct Key {
+    bytes: [u8; MAX_KEY],
+    len: usize,
+}
+
+impl Key {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The cache key of a question: type, class, EDNS and DO, size limit, lower-case name.
+fn cache_key(q: &Quick<'_>, limit: u16) -> Key {
+    let mut bytes = [0u8; MAX_KEY];
+    bytes[..2].copy_from_slice(&q.qtype.to_be_bytes());
+    bytes[2..4].copy_from_slice(&q.qclass.to_be_bytes());
+    bytes[4] = u8::from(q.edns.is_some()) | u8::from(q.dnssec_ok) << 1;
+    bytes[5..7].copy_from_slice(&limit.to_be_bytes());
+    // `quick_parse` keeps names within 255 bytes.
+    let len = 7 + q.qname.len().min(255);
+    for (to, from) in bytes[7..len].iter_mut().zip(q.qname) {
+        *to = from.to_ascii_lowercase();
+    }
+    Key { bytes, len }
 }
 
 /// The key [`cache_key`] makes of the same question, from a parsed query.
@@ -105,8 +124,8 @@ pub fn key_of_query(q: &Query, key: &mut Vec<u8>) {
 }
 
 /// The cache key of a plain query's bytes, for the transport it came over.
-fn key_of(q: &Quick<'_>, transport: Transport, key: &mut Vec<u8>) {
-    cache_key(q, limit(transport, q.edns), key);
+fn key_of(q: &Quick<'_>, transport: Transport) -> Key {
+    cache_key(q, limit(transport, q.edns))
 }
 
 /// What a cached answer takes from the query it answers: its id, RD and CD bits, and its
@@ -160,6 +179,50 @@ pub fn patch(answer: &mut [u8], p: &Patch<'_>, recursion_available: bool) {
     answer[12..12 + p.qname.len()].copy_from_slice(&p.qname);
 }
 
+/// The offsets of the TTL fields of every record of a message (not of its OPT, whose TTL field
+/// holds flags), so that a kept answer can be aged in place; `None` if the message is not
+/// well formed.
+pub fn ttl_offsets(m: &[u8]) -> Option<Vec<u16>> {
+    let count = |i: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *m.get(i)?,
+            *m.get(i + 1)?,
+        ])))
+    };
+    let questions = count(4)?;
+    let records = count(6)? + count(8)? + count(10)?;
+    let mut i = 12;
+    for _ in 0..questions {
+        i = skip_name(m, i)? + 4;
+    }
+    let mut ttls = Vec::with_capacity(records);
+    for _ in 0..records {
+        i = skip_name(m, i)?;
+        let fixed = m.get(i..i + 10)?;
+        if u16::from_be_bytes([fixed[0], fixed[1]]) != 41 {
+            ttls.push(u16::try_from(i + 4).ok()?);
+        }
+        i += 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    }
+    (i == m.len()).then_some(ttls)
+}
+
+/// The offset just past the name at `i` (labels, ending in the root or a pointer).
+fn skip_name(m: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let len = *m.get(i)?;
+        match len {
+            0 => return Some(i + 1),
+            l if l & 0xc0 == 0xc0 => {
+                m.get(i + 1)?;
+                return Some(i + 2);
+            }
+            l if l < 64 => i += 1 + usize::from(l),
+            _ => return None,
+        }
+    }
+}
+
 /// A query's bytes as received: what the pipeline asks of them, so that it never reads bytes
 /// itself. The quick view (a plain query) gives the cache key and the patch of a cached answer;
 /// anything else, and every miss, is parsed once ([`Query::parse`]).
@@ -181,11 +244,9 @@ impl<'a> Received<'a> {
 
     /// A plain query's cache key and what a cached answer takes from it; `None` for anything
     /// else (it is parsed in full instead).
-    pub fn lookup(&self) -> Option<(Vec<u8>, Patch<'a>)> {
+    pub fn lookup(&self) -> Option<(Key, Patch<'a>)> {
         let q = self.quick.as_ref()?;
-        let mut key = Vec::with_capacity(8 + q.qname.len());
-        key_of(q, self.transport, &mut key);
-        Some((key, Patch::of(self.raw, q)))
+        Some((key_of(q, self.transport), Patch::of(self.raw, q)))
     }
 }
 
@@ -253,12 +314,45 @@ mod tests {
     #[test]
     fn keys_ignore_case_but_not_type_or_limit() {
         let (a, b) = (query("ABC.dev.", None), query("abc.dev.", None));
-        let (mut ka, mut kb) = (Vec::new(), Vec::new());
-        cache_key(&quick_parse(&a).unwrap(), 512, &mut ka);
-        cache_key(&quick_parse(&b).unwrap(), 512, &mut kb);
-        assert_eq!(ka, kb);
-        cache_key(&quick_parse(&b).unwrap(), 1232, &mut kb);
-        assert_ne!(ka, kb);
+        let ka = cache_key(&quick_parse(&a).unwrap(), 512);
+        let kb = cache_key(&quick_parse(&b).unwrap(), 512);
+        assert_eq!(ka.as_slice(), kb.as_slice());
+        let kb = cache_key(&quick_parse(&b).unwrap(), 1232);
+        assert_ne!(ka.as_slice(), kb.as_slice());
+    }
+
+    #[test]
+    fn ttl_fields_are_found_in_every_section_but_the_opt() {
+        use hickory_proto::rr::rdata::{A, SOA};
+        use hickory_proto::rr::{RData, Record};
+        let mut m = Message::response(7, hickory_proto::op::OpCode::Query);
+        let n = Name::from_ascii("www.example.org.").unwrap();
+        m.add_query(Question::query(n.clone(), RecordType::A));
+        m.add_answer(Record::from_rdata(
+            n.clone(),
+            300,
+            RData::A(A::new(1, 2, 3, 4)),
+        ));
+        m.add_answer(Record::from_rdata(
+            n.clone(),
+            200,
+            RData::A(A::new(1, 2, 3, 5)),
+        ));
+        let soa = SOA::new(n.clone(), n.clone(), 1, 2, 3, 4, 60);
+        m.add_authority(Record::from_rdata(n.clone(), 100, RData::SOA(soa)));
+        m.set_edns(Edns::new());
+        let bytes = m.to_vec().unwrap();
+        let ttls: Vec<u32> = ttl_offsets(&bytes)
+            .unwrap()
+            .iter()
+            .map(|&o| {
+                let o = usize::from(o);
+                u32::from_be_bytes(bytes[o..o + 4].try_into().unwrap())
+            })
+            .collect();
+        assert_eq!(ttls, [300, 200, 100]);
+        assert_eq!(ttl_offsets(&bytes[..bytes.len() - 1]), None, "cut short");
+        assert_eq!(ttl_offsets(&[0; 5]), None);
     }
 
     #[test]
@@ -285,10 +379,10 @@ mod tests {
             let raw = query(name, edns);
             let quick = quick_parse(&raw).unwrap();
             let (parsed, _) = Query::parse(&raw, Transport::Udp).unwrap();
-            let (mut k1, mut k2) = (Vec::new(), Vec::new());
-            key_of(&quick, Transport::Udp, &mut k1);
+            let mut k2 = Vec::new();
+            let k1 = key_of(&quick, Transport::Udp);
             key_of_query(&parsed, &mut k2);
-            assert_eq!(k1, k2, "{name}");
+            assert_eq!(k1.as_slice(), k2.as_slice(), "{name}");
             let mut a = query("abc.dev.", None);
             let mut b = a.clone();
             a.resize(raw.len().max(a.len()), 0);

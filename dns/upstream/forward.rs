@@ -126,6 +126,11 @@ impl Forwarder {
         up.into_iter().chain(down).collect()
     }
 
+    /// Counts a forwarded answer given from elsewhere (the answer cache of the receive loop).
+    pub fn count_cache_hit(&self) {
+        self.metrics.cache_hits.inc();
+    }
+
     /// The upstreams, for logging.
     pub fn upstreams(&self) -> Vec<SocketAddr> {
         self.upstreams.iter().map(|u| u.addr).collect()

@@ -15,6 +15,7 @@ pub mod exchange;
 pub mod forward;
 pub mod metrics;
 
+pub use cache::cache_ttl;
 pub use exchange::stub_forward;
 pub use forward::Forwarder;
 pub use metrics::UpstreamMetrics;

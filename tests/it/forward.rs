@@ -615,3 +615,92 @@ async fn an_answer_asked_with_cd_is_not_served_to_clients_without_it() {
     assert_eq!(data(&m), ["192.0.2.66"]);
     validator.abort();
 }
+
+/// One UDP exchange from a given loopback address (a second client beside 127.0.0.1).
+async fn exchange_from(
+    from: &str,
+    addr: SocketAddr,
+    m: &hickory_proto::op::Message,
+) -> hickory_proto::op::Message {
+    let sock = tokio::net::UdpSocket::bind(format!("{from}:0"))
+        .await
+        .unwrap();
+    sock.send_to(&m.to_vec().unwrap(), addr).await.unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    hickory_proto::op::Message::from_vec(&buf[..n]).unwrap()
+}
+
+/// A forwarded answer is given again from the receive loop's answer cache: only to clients
+/// that may recurse, with its TTLs counted down, and never one fetched with checking disabled
+/// to a client that wants it checked.
+#[tokio::test]
+async fn forwarded_answers_kept_on_the_receive_loop_age_and_stay_with_their_clients() {
+    let knot = Knot::start().await;
+    let etcd = Etcd::start().await;
+    let dns = Dns::for_etcd(
+        &etcd,
+        Some(knot.addr),
+        &[
+            "--allow-recursion",
+            "127.0.0.1/32",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    dns.ready().await;
+    let www = message("www.example.org.", RecordType::A);
+    let first = exchange_from("127.0.0.1", dns.addr, &www).await;
+    assert_eq!(data(&first), ["192.0.2.10"]);
+    assert_eq!(first.answers[0].ttl, 300);
+    let again = exchange_from("127.0.0.1", dns.addr, &www).await;
+    assert_eq!(data(&again), ["192.0.2.10"]);
+    assert!(again.metadata.recursion_available);
+    let other = exchange_from("127.0.0.2", dns.addr, &www).await;
+    assert_eq!(
+        other.metadata.response_code,
+        ResponseCode::Refused,
+        "a kept upstream answer is not given to a client outside --allow-recursion"
+    );
+    assert!(other.answers.is_empty());
+    // A question asked only with checking disabled.
+    let mut unchecked = message("mail.example.org.", RecordType::A);
+    unchecked.metadata.checking_disabled = true;
+    let m = exchange_from("127.0.0.1", dns.addr, &unchecked).await;
+    assert_eq!(data(&m), ["192.0.2.25"]);
+    drop(knot); // from here on, only what was kept answers
+    let m = exchange_from("127.0.0.1", dns.addr, &unchecked).await;
+    assert_eq!(data(&m), ["192.0.2.25"], "kept for a CD client");
+    let m = exchange_from(
+        "127.0.0.1",
+        dns.addr,
+        &message("mail.example.org.", RecordType::A),
+    )
+    .await;
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::ServFail,
+        "an answer fetched with CD is not given to a client that wants it checked"
+    );
+    let aged = eventually(
+        Duration::from_secs(10),
+        "the kept answer's TTL counts down",
+        || {
+            let www = www.clone();
+            async move {
+                let m = exchange_from("127.0.0.1", dns.addr, &www).await;
+                (data(&m) == ["192.0.2.10"] && m.answers[0].ttl < 300).then_some(m.answers[0].ttl)
+            }
+        },
+    )
+    .await;
+    assert!(aged >= 290, "aged by seconds, not more: {aged}");
+    let (_, metrics) = dns.http_get("/metrics").await;
+    assert!(
+        metrics.contains("lodestar_dns_forward_cache_hits_total"),
+        "{metrics}"
+    );
+}

@@ -386,17 +386,24 @@ async fn records_deleted_behind_its_back_come_back_within_the_ttl() {
         (!srv(&dns, &fqdn).await.is_empty()).then_some(())
     })
     .await;
-    etcd.delete(&format!("/skydns/dev/webapp/{n}/i1")).await;
-    eventually(SOON, "deleted", || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
-    })
+    // The registrator may put it back before any query sees it gone (it checks every
+    // --ttl/3): what is asserted is that a key deleted in etcd is written again, within --ttl.
+    let key = format!("/skydns/dev/webapp/{n}/i1");
+    etcd.delete(&key).await;
+    eventually(
+        Duration::from_secs(3),
+        "back in etcd within --ttl",
+        || async {
+            let mut c = etcd.client().await;
+            let r = c.get(key.as_str(), None).await.ok()?;
+            (!r.kvs().is_empty()).then_some(())
+        },
+    )
     .await;
-    let deleted = Instant::now();
-    eventually(Duration::from_secs(3), "back within --ttl", || async {
+    eventually(SOON, "answering again", || async {
         (!srv(&dns, &fqdn).await.is_empty()).then_some(())
     })
     .await;
-    assert!(deleted.elapsed() <= Duration::from_secs(3));
 }
 
 #[tokio::test]

@@ -129,3 +129,77 @@ async fn malformed_packets_never_stop_the_server() {
         .unwrap();
     assert_eq!(data(&m), ["172.17.0.5"]);
 }
+
+/// Queries arriving faster than they are answered are taken and answered in batches (one
+/// receive call takes every waiting datagram, one send call sends the batch's answers): a
+/// burst of 2,000 queries from 20 clients, none waiting for an answer before sending the next,
+/// mixed with malformed datagrams, forwarded names and names that need a worker. Every query
+/// gets its own answer (its id, its question), the garbage none.
+#[tokio::test]
+async fn bursts_are_answered_query_by_query() {
+    let knot = Knot::start().await;
+    let etcd = Etcd::start().await;
+    for i in 0..100 {
+        etcd.put(
+            &format!("/skydns/dev/webapp/s{i}"),
+            &format!(r#"{{"host":"10.1.0.{}"}}"#, i + 1),
+        )
+        .await;
+    }
+    for k in 0..60 {
+        etcd.put(
+            &format!("/skydns/dev/webapp/big/i{k}"),
+            &format!(r#"{{"host":"10.2.0.{}"}}"#, k + 1),
+        )
+        .await;
+    }
+    let dns = Dns::for_etcd(&etcd, Some(knot.addr), &["--threads", "1"]);
+    dns.ready().await;
+    let clients = 20u16;
+    let each = 100u16;
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let addr = dns.addr;
+        tasks.spawn(async move {
+            let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut sent = std::collections::HashMap::new();
+            for j in 0..each {
+                let i = c * each + j;
+                let name = match i % 10 {
+                    0 => "www.example.org.".to_string(),
+                    1 => "big.webapp.dev.".to_string(),
+                    _ => format!("s{}.webapp.dev.", i % 100),
+                };
+                let mut m = message(&name, RecordType::A);
+                m.metadata.id = i;
+                sock.send_to(&m.to_vec().unwrap(), addr).await.unwrap();
+                sent.insert(i, name);
+                if j % 25 == 0 {
+                    sock.send_to(b"\x00\x01garbage", addr).await.unwrap();
+                }
+            }
+            let mut buf = vec![0u8; 65_535];
+            let mut answered = 0;
+            while answered < each {
+                let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+                    .await
+                    .expect("every query answered within 10 s")
+                    .unwrap();
+                let m = Message::from_vec(&buf[..n]).unwrap();
+                let name = sent
+                    .remove(&m.metadata.id)
+                    .unwrap_or_else(|| panic!("an answer to a query sent once: {}", m.metadata.id));
+                assert_eq!(m.queries[0].name().to_string(), name);
+                assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+                assert!(!m.answers.is_empty() || m.metadata.truncation, "{name}");
+                answered += 1;
+            }
+            answered
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = tasks.join_next().await {
+        total += r.unwrap();
+    }
+    assert_eq!(total, clients * each);
+}

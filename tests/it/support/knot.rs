@@ -52,6 +52,19 @@ impl Knot {
         global: &str,
         each: &str,
     ) -> Knot {
+        Knot::under(&[], zones, workers, port, global, each).await
+    }
+
+    /// [`Knot::configured`], started through `wrapper` (e.g. valgrind and its flags): `knotd`
+    /// runs as its last argument.
+    pub async fn under(
+        wrapper: &[String],
+        zones: &[(&str, &str)],
+        workers: usize,
+        port: u16,
+        global: &str,
+        each: &str,
+    ) -> Knot {
         let dir = TempDir::new().expect("tempdir");
         let d = dir.path().display();
         let mut conf = format!(
@@ -66,7 +79,15 @@ impl Knot {
         let conf_path = dir.path().join("knot.conf");
         std::fs::write(&conf_path, conf).expect("knot.conf");
         let log = std::fs::File::create(dir.path().join("knotd.log")).expect("knotd.log");
-        let child = Command::new("knotd")
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg("knotd");
+                c
+            }
+            None => Command::new("knotd"),
+        };
+        let child = command
             .arg("-c")
             .arg(&conf_path)
             .stdout(Stdio::null())
@@ -77,7 +98,11 @@ impl Knot {
         let first = zones.first().map(|z| z.0).unwrap_or("example.org");
         let probe = format!("{first}.");
         // A zone Knot signs is served once signed: minutes for a large one.
-        let wait = if each.contains("dnssec") { 600 } else { 20 };
+        let wait = if each.contains("dnssec") || !wrapper.is_empty() {
+            600
+        } else {
+            20
+        };
         eventually(Duration::from_secs(wait), "knot answers", || {
             let probe = probe.clone();
             async move {

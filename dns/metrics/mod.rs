@@ -7,6 +7,10 @@
 //! registers, so nothing here knows the handler, the view or the sockets. [`Exposition::render`]
 //! writes the text `http` serves. The names are the ones CoreDNS dashboards expect.
 
+mod histogram;
+
+pub use histogram::Log2Histogram;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -55,13 +59,13 @@ pub fn upstream_histogram() -> Histogram {
 }
 
 /// Size buckets: 16 bytes .. 64 KiB.
-pub fn size_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(16.0, 2.0, 13))
+pub fn size_histogram() -> Log2Histogram {
+    Log2Histogram::new(16, 13, 1.0)
 }
 
-/// Answer time buckets: 10 us .. 5 s.
-pub fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+/// Answer time buckets, counted in nanoseconds: 10 us .. 5 s.
+pub fn latency_histogram() -> Log2Histogram {
+    Log2Histogram::new(10_000, 20, 1e9)
 }
 
 /// How a figure read at scrape time is read.
