@@ -27,6 +27,9 @@ pub struct Opts {
     /// Another lodestar-dns binary to measure beside this one (before/after a change).
     #[arg(long, global = true)]
     pub baseline: Option<String>,
+    /// `cost`: the plain mixes only, not the signed table.
+    #[arg(long, global = true)]
+    pub plain: bool,
     /// `tcp`: only bench-big's last table.
     #[arg(skip)]
     pub only_tcp: bool,
