@@ -297,7 +297,20 @@ fn parse_private(text: &str) -> Result<ParsedPrivate, String> {
             .map_err(|e| format!("{name} is not base64: {e}"))
     };
     let key = match algorithm {
-        Algorithm::ECDSAP256SHA256 => Private::Ecdsa(b64("privatekey")?),
+        // BIND writes the scalar without its leading zero bytes (31 bytes in one key of 256):
+        // ring wants all 32.
+        Algorithm::ECDSAP256SHA256 => {
+            let d = b64("privatekey")?;
+            if d.len() > 32 {
+                return Err(format!(
+                    "PrivateKey is {} bytes, more than ECDSA P-256's 32",
+                    d.len()
+                ));
+            }
+            let mut scalar = vec![0u8; 32 - d.len()];
+            scalar.extend_from_slice(&d);
+            Private::Ecdsa(scalar)
+        }
         Algorithm::ED25519 => Private::Ed25519(b64("privatekey")?),
         _ => {
             let parts = [
@@ -414,6 +427,24 @@ mod tests {
         // The .private path works as the base too.
         let p = dir.path().join("Kwebapp.dev.+015+52783.private");
         assert_eq!(ZoneKey::load(&p).unwrap().tag, 52783);
+    }
+
+    #[test]
+    fn a_private_key_written_without_its_leading_zero_loads() {
+        // dnssec-keygen (BIND 9.18) wrote this scalar in 31 bytes: its first byte is zero.
+        let key = "x391.test. IN DNSKEY 257 3 13 04T3r1QKiRbSSLEDxyrV3zdVvPNEBoAFtfTQYIjquanPEgNazJ2tnrM1 \
+            0N5SVwDg24BPw6yFarlq9DyR8DTwIA==\n";
+        let private = "Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\n\
+            PrivateKey: 1vbAsEC4fYvGR1KYADQZGWygvSIQ9KrDgueE/xIwjw==\n";
+        let dir = tempfile::tempdir().unwrap();
+        let k = ZoneKey::load(&write(dir.path(), "Kx391.test.+013+15437", key, private)).unwrap();
+        assert_eq!(k.tag, 15437);
+        assert!(k.signing_key().is_ok());
+        let long = private.replace("1vbAsEC4", "AAAA1vbAsEC4");
+        let err = ZoneKey::load(&write(dir.path(), "Klong", key, &long))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than ECDSA P-256's 32"), "{err}");
     }
 
     #[test]
