@@ -10,7 +10,10 @@ use hickory_proto::rr::RecordType;
 
 use crate::support::*;
 
-const SOON: Duration = Duration::from_secs(5);
+/// How long a container may take to be answered: Docker starts containers slowly while the
+/// other tests run beside this one (one run took more than 5 s); what is asserted here is which
+/// address is registered, not how fast.
+const SOON: Duration = Duration::from_secs(15);
 
 /// A Docker network, removed when dropped.
 struct Net {
@@ -544,7 +547,7 @@ async fn an_ipv6_only_host_registers_its_ipv6_address() {
     );
     let port = host_port(&ctr, "80/tcp");
     let key = format!("/skydns/dev/webapp/{n}/r");
-    let value = eventually(SOON * 4, "registered on the IPv6-only host", || {
+    let value = eventually(SOON * 2, "registered on the IPv6-only host", || {
         let out = enter("etcdctl")
             .env("ETCDCTL_API", "3")
             .args([
