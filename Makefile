@@ -17,7 +17,7 @@ DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
 DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd valgrind
 
-.PHONY: deps docker-up build image test run stop clean bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover cluster cluster-stop
+.PHONY: deps docker-up build image test run stop clean fuzz bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover cluster cluster-stop
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -105,6 +105,15 @@ run: build stop
 	@echo "    dig @127.0.0.1 -p $(DNS_PORT) redis.webapp.dev SRV"
 	@echo
 	@echo "Stop it with: make stop"
+
+## fuzz: every target of fuzz/ (cargo-fuzz on the nightly toolchain) for FUZZ_SECONDS each
+## (default 300); new inputs go to fuzz/corpus/ (not committed), crashes to fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := query record upstream_reply
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t && \
+	  cargo +nightly fuzz run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 ## bench: every benchmark of bench/ (about 30 minutes; uses both CPUs: run it on a quiet machine).
 ## bench-cost, bench-cost2, bench-instr, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,

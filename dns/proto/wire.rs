@@ -48,7 +48,8 @@ fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
             return None; // a pointer or an extended label: the slow path decides
         }
         i += 1 + len;
-        if i - 12 > 255 {
+        // A name is at most 255 bytes with its root label: 254 before it.
+        if i - 12 > 254 {
             return None;
         }
     }
@@ -64,6 +65,12 @@ fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
             return None;
         }
         let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+        // The options must be whole (code, length, data), as the full parser wants them.
+        let mut options = p.get(i + 11..i + 11 + rdlen)?;
+        while !options.is_empty() {
+            let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
+            options = options.get(4 + len..)?;
+        }
         i += 11 + rdlen;
         dnssec_ok = opt[7] & 0x80 != 0;
         Some(u16::from_be_bytes([opt[3], opt[4]]))
@@ -298,7 +305,32 @@ mod tests {
         let mut v1 = query("a.b.", Some(1232));
         let opt = v1.len() - 11;
         v1[opt + 6] = 1; // EDNS version 1
+        // Found by `make fuzz` (target query): a name of 256 bytes with its root, which hickory
+        // refuses, was taken by the quick parser. 255 is the most there is.
+        let with_name = |sizes: &[usize]| {
+            let mut wire: Vec<u8> = sizes
+                .iter()
+                .flat_map(|&n| std::iter::once(n as u8).chain(std::iter::repeat_n(b'x', n)))
+                .collect();
+            wire.push(0);
+            let mut q = query("a.b.", None);
+            q.splice(12..17, wire);
+            q
+        };
+        let long = with_name(&[63, 63, 63, 62]);
+        assert!(Query::parse(&long, Transport::Udp).is_err());
+        let longest = with_name(&[63, 63, 63, 61]);
+        assert!(Query::parse(&longest, Transport::Udp).is_ok());
+        assert!(quick_parse(&longest).is_some(), "255 bytes is a name");
+        // Found by `make fuzz` too: an OPT whose one byte of data is no option.
+        let mut cut_option = query("a.b.", Some(1232));
+        let rdlen = cut_option.len() - 2;
+        cut_option[rdlen + 1] = 1;
+        cut_option.push(0);
+        assert!(Query::parse(&cut_option, Transport::Udp).is_err());
         for bad in [
+            &cut_option,
+            &long,
             &ok[..16],
             &response,
             &notify,
