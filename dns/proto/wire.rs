@@ -305,6 +305,7 @@ mod tests {
         let mut v1 = query("a.b.", Some(1232));
         let opt = v1.len() - 11;
         v1[opt + 6] = 1; // EDNS version 1
+
         // Found by `make fuzz` (target query): a name of 256 bytes with its root, which hickory
         // refuses, was taken by the quick parser. 255 is the most there is.
         let with_name = |sizes: &[usize]| {

@@ -13,9 +13,9 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::Name;
 use libfuzzer_sys::fuzz_target;
 use lodestar::{Snapshot, View};
-use server::authority::Domain;
 use server::authority::zones::StaticZones;
 use server::authority::Authority;
+use server::authority::Domain;
 use server::pipeline::{Counters, Handler, Limits, Step};
 use server::proto::edns::ForwardMark;
 use server::proto::wire::{key_of_query, Received};
@@ -26,15 +26,39 @@ fn handler() -> &'static Handler {
     HANDLER.get_or_init(|| {
         let view = Arc::new(View::new());
         let mut records: Vec<(String, Vec<u8>)> = vec![
-            ("dev/webapp/redis/1".into(), br#"{"host":"10.0.0.1","port":6379}"#.to_vec()),
-            ("dev/webapp/redis/2".into(), br#"{"host":"10.0.0.2","port":6379,"priority":20}"#.to_vec()),
-            ("dev/webapp/www".into(), br#"{"host":"redis.webapp.dev"}"#.to_vec()),
-            ("dev/webapp/loop/a".into(), br#"{"host":"loop.webapp.dev"}"#.to_vec()),
-            ("dev/webapp/v6".into(), br#"{"host":"2001:db8::1"}"#.to_vec()),
-            ("dev/webapp/txt".into(), format!(r#"{{"text":"{}"}}"#, "x".repeat(3000)).into_bytes()),
-            ("dev/webapp/mail".into(), br#"{"host":"10.0.0.9","mail":true}"#.to_vec()),
+            (
+                "dev/webapp/redis/1".into(),
+                br#"{"host":"10.0.0.1","port":6379}"#.to_vec(),
+            ),
+            (
+                "dev/webapp/redis/2".into(),
+                br#"{"host":"10.0.0.2","port":6379,"priority":20}"#.to_vec(),
+            ),
+            (
+                "dev/webapp/www".into(),
+                br#"{"host":"redis.webapp.dev"}"#.to_vec(),
+            ),
+            (
+                "dev/webapp/loop/a".into(),
+                br#"{"host":"loop.webapp.dev"}"#.to_vec(),
+            ),
+            (
+                "dev/webapp/v6".into(),
+                br#"{"host":"2001:db8::1"}"#.to_vec(),
+            ),
+            (
+                "dev/webapp/txt".into(),
+                format!(r#"{{"text":"{}"}}"#, "x".repeat(3000)).into_bytes(),
+            ),
+            (
+                "dev/webapp/mail".into(),
+                br#"{"host":"10.0.0.9","mail":true}"#.to_vec(),
+            ),
             ("dev/webapp/bad".into(), b"{not json".to_vec()),
-            ("dev/webapp/out".into(), br#"{"host":"example.org"}"#.to_vec()),
+            (
+                "dev/webapp/out".into(),
+                br#"{"host":"example.org"}"#.to_vec(),
+            ),
         ];
         for i in 0..300 {
             records.push((
@@ -98,12 +122,24 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let m = Message::from_vec(&bytes).expect("every answer parses");
-        assert_eq!(m.metadata.id.to_be_bytes(), [raw[0], raw[1]], "the query's id");
+        assert_eq!(
+            m.metadata.id.to_be_bytes(),
+            [raw[0], raw[1]],
+            "the query's id"
+        );
         if let Some((q, _)) = &parsed {
             assert_eq!(m.queries.len(), 1);
-            assert_eq!(m.queries[0].name(), &q.name, "the question, letter case kept");
+            assert_eq!(
+                m.queries[0].name(),
+                &q.name,
+                "the question, letter case kept"
+            );
             assert_eq!(m.queries[0].query_type(), q.qtype);
-            assert!(bytes.len() <= usize::from(q.limit()), "{} bytes over the limit", bytes.len());
+            assert!(
+                bytes.len() <= usize::from(q.limit()),
+                "{} bytes over the limit",
+                bytes.len()
+            );
         }
     }
 });

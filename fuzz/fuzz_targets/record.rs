@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(name) = std::str::from_utf8(data) {
         let prefix = Prefix::new("/skydns").unwrap();
         if let Ok(key) = prefix.key_for_name(name) {
-            let back = prefix.name_for_key(&key).expect("our own key maps back to a name");
+            let back = prefix
+                .name_for_key(&key)
+                .expect("our own key maps back to a name");
             assert_eq!(
                 back.trim_end_matches('.').to_ascii_lowercase(),
                 name.trim_end_matches('.').to_ascii_lowercase(),

@@ -11,7 +11,10 @@ use server::upstream::cache_ttl;
 fuzz_target!(|data: &[u8]| {
     if let Some(offsets) = ttl_offsets(data) {
         for at in offsets {
-            assert!(usize::from(at) + 4 <= data.len(), "a TTL field inside the message");
+            assert!(
+                usize::from(at) + 4 <= data.len(),
+                "a TTL field inside the message"
+            );
         }
     }
     if let Ok(m) = Message::from_vec(data) {
