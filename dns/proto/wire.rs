@@ -65,9 +65,14 @@ fn quick_parse(p: &[u8]) -> Option<Quick<'_>> {
             return None;
         }
         let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
-        // The options must be whole (code, length, data), as the full parser wants them.
+        // The options must be whole (code, length, data), and none that the full parser reads
+        // and may refuse (NSID, DAU, a client subnet: RFC 7871 wants FORMERR for a bad one).
         let mut options = p.get(i + 11..i + 11 + rdlen)?;
         while !options.is_empty() {
+            let code = u16::from_be_bytes([*options.first()?, *options.get(1)?]);
+            if matches!(code, 3 | 5 | 8) {
+                return None;
+            }
             let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
             options = options.get(4 + len..)?;
         }
@@ -329,7 +334,14 @@ mod tests {
         cut_option[rdlen + 1] = 1;
         cut_option.push(0);
         assert!(Query::parse(&cut_option, Transport::Udp).is_err());
+        // And a client subnet option of no length: the full parser refuses it.
+        let mut subnet = query("a.b.", Some(1232));
+        let at = subnet.len() - 2;
+        subnet[at + 1] = 4;
+        subnet.extend_from_slice(&[0, 8, 0, 0]);
+        assert!(Query::parse(&subnet, Transport::Udp).is_err());
         for bad in [
+            &subnet,
             &cut_option,
             &long,
             &ok[..16],

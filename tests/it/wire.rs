@@ -203,3 +203,44 @@ async fn bursts_are_answered_query_by_query() {
     }
     assert_eq!(total, clients * each);
 }
+
+/// EDNS client subnet (RFC 7871), which resolvers send: a well-formed option is ignored (the
+/// answer is the same for every client, from the cache after the first), a malformed one is
+/// FORMERR, however often the name was asked before.
+#[tokio::test]
+async fn client_subnet_options_are_ignored_when_whole_and_refused_when_not() {
+    let etcd = Etcd::start().await;
+    etcd.put("/skydns/dev/webapp/x", r#"{"host":"10.9.0.1"}"#)
+        .await;
+    let dns = Dns::for_etcd(&etcd, None, &[]);
+    dns.ready().await;
+    let with_option = |option: &[u8]| {
+        let mut q = message_edns("x.webapp.dev.", RecordType::A, 1232)
+            .to_vec()
+            .unwrap();
+        let at = q.len() - 2;
+        q[at..].copy_from_slice(&(option.len() as u16).to_be_bytes());
+        q.extend_from_slice(option);
+        q
+    };
+    // Family 1, source /24, scope 0, three address bytes.
+    let whole = with_option(&[0, 8, 0, 7, 0, 1, 24, 0, 192, 0, 2]);
+    for _ in 0..3 {
+        let bytes = udp_raw(dns.addr, &whole, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(data(&m), ["10.9.0.1"]);
+        assert_eq!(m.metadata.id, u16::from_be_bytes([whole[0], whole[1]]));
+    }
+    let cut = with_option(&[0, 8, 0, 0]);
+    let bytes = udp_raw(dns.addr, &cut, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        bytes[3] & 0x0f,
+        1,
+        "FORMERR for a client subnet of no length"
+    );
+}
