@@ -24,7 +24,7 @@ use crate::authority::zones::StaticZones;
 use crate::authority::{Authority, Budget};
 use crate::dnssec::Signers;
 use crate::proto::edns::ForwardMark;
-use crate::proto::wire::{self, Received};
+use crate::proto::wire::Received;
 use crate::proto::{Query, Transport};
 use crate::upstream::Forwarder;
 
@@ -139,21 +139,21 @@ impl Handler {
         let looked = received.lookup();
         let quick = looked.is_some();
         let cached = looked.and_then(|(key, patch)| self.hit(key.as_slice(), &patch, client, true));
+        let hit = |bytes| {
+            self.metrics.answered_in(started.elapsed());
+            Step::Reply(bytes)
+        };
         let step = match cached {
-            Some(bytes) => {
-                self.metrics.answered_in(started.elapsed());
-                Step::Reply(bytes)
-            }
+            Some(bytes) => hit(bytes),
             None => match Query::parse(raw, transport) {
-                Ok((query, request)) => {
-                    match (!quick).then(|| self.hit_parsed(&query, client)).flatten() {
-                        Some(bytes) => {
-                            self.metrics.answered_in(started.elapsed());
-                            Step::Reply(bytes)
-                        }
-                        None => self.miss(query, request, client, started),
-                    }
-                }
+                // A query the quick parser left to the full one may still be in the cache.
+                Ok((query, request)) => match (!quick)
+                    .then(|| self.hit_parsed(&query, client, true))
+                    .flatten()
+                {
+                    Some(bytes) => hit(bytes),
+                    None => self.miss(query, request, client, started),
+                },
                 Err(m) => {
                     self.metrics.malformed.inc();
                     respond::malformed(&m).map_or(Step::Drop, Step::Reply)
@@ -164,14 +164,6 @@ impl Handler {
             self.sent(client, transport, raw.len(), started, bytes);
         }
         step
-    }
-
-    /// The cache for a query the quick parser left to the full one (an EDNS option that the
-    /// full parser reads, such as a client subnet; a compressed question name).
-    fn hit_parsed(&self, query: &Query, client: IpAddr) -> Option<Vec<u8>> {
-        let mut key = Vec::with_capacity(8 + query.name.len());
-        wire::key_of_query(query, &mut key);
-        self.hit(&key, &wire::Patch::of_query(query), client, true)
     }
 
     /// A query not in the cache, parsed (once): decided within the small budget, acted on.
@@ -191,8 +183,8 @@ impl Handler {
         );
         let work = match decision {
             Decision::Local { answer, dep } => {
-                let decided = (answer, dep, snap.as_deref());
-                return Step::Reply(self.local(&query, client, decided, started));
+                let bytes = self.local(&query, client, answer, dep, snap.as_deref(), started);
+                return Step::Reply(bytes);
             }
             Decision::Refuse(why) => return Step::Reply(self.refuse(&query, why, client, started)),
             Decision::Defer => {

@@ -56,6 +56,17 @@ impl Handler {
         Some(bytes)
     }
 
+    /// [`Handler::hit`] for a parsed query (one the quick parser left to the full one, or a
+    /// worker's second look).
+    pub(super) fn hit_parsed(&self, q: &Query, client: IpAddr, first: bool) -> Option<Vec<u8>> {
+        self.hit(
+            &wire::key_of_query(q),
+            &wire::Patch::of_query(q),
+            client,
+            first,
+        )
+    }
+
     /// Our answer to `q`, as bytes: its DNSSEC part added, kept in the cache (unless it waited on
     /// an upstream), encoded in the next rotation, counted. `snap` is the snapshot the answer
     /// was decided from: the entry is kept under its generation, never a newer one (a write
@@ -64,10 +75,11 @@ impl Handler {
         &self,
         q: &Query,
         client: IpAddr,
-        decided: (Answer, Dep, Option<&lodestar::Snapshot>),
+        answer: Answer,
+        dep: Dep,
+        snap: Option<&lodestar::Snapshot>,
         started: Instant,
     ) -> Vec<u8> {
-        let (answer, dep, snap) = decided;
         let dnssec = q.dnssec_ok() && self.signers.signs(&q.name);
         let answer = self.with_dnssec(answer, q, dnssec);
         let signers = dnssec.then(|| self.signers.clone());
@@ -76,8 +88,7 @@ impl Handler {
         let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
         let bytes = match (cacheable, snap) {
             (true, Some(snap)) => {
-                let mut key = Vec::with_capacity(8 + q.name.len());
-                wire::key_of_query(q, &mut key);
+                let key = wire::key_of_query(q);
                 let counter = self.metrics.counter(
                     &q.qtype.to_string(),
                     rcode_name(rcode),
@@ -292,7 +303,9 @@ mod tests {
         let stale = handler.local(
             &query,
             client,
-            (answer, dep, before.as_deref()),
+            answer,
+            dep,
+            before.as_deref(),
             Instant::now(),
         );
         assert_eq!(

@@ -85,8 +85,7 @@ impl Handler {
         let (Some(ttl), Some(ttls)) = (cache_ttl(&answer), wire::ttl_offsets(bytes)) else {
             return;
         };
-        let mut key = Vec::with_capacity(8 + query.name.len());
-        wire::key_of_query(query, &mut key);
+        let key = wire::key_of_query(query);
         let counter = self.metrics.counter(
             &query.qtype.to_string(),
             rcode_name(answer.metadata.response_code),

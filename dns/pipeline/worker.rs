@@ -13,7 +13,7 @@ use super::handler::Handler;
 use super::job::{Job, Work};
 use super::limits::lower_priority;
 use crate::authority::Budget;
-use crate::proto::{wire, Query};
+use crate::proto::Query;
 
 impl Handler {
     /// Finishes a job off the receive loop: the answer's bytes, or `None` for silence.
@@ -60,16 +60,14 @@ impl Handler {
         client: IpAddr,
         started: Instant,
     ) -> Result<Vec<u8>, Box<(Query, Message, Wait)>> {
-        let mut key = Vec::with_capacity(8 + query.name.len());
-        wire::key_of_query(&query, &mut key);
-        if let Some(bytes) = self.hit(&key, &wire::Patch::of_query(&query), client, false) {
+        if let Some(bytes) = self.hit_parsed(&query, client, false) {
             return Ok(bytes);
         }
         let snap = self.view.load();
         let who = self.client(&query, client);
         match decide::local(&query, snap.as_deref(), &self.authority, who, Budget::FULL) {
             Decision::Local { answer, dep } => {
-                Ok(self.local(&query, client, (answer, dep, snap.as_deref()), started))
+                Ok(self.local(&query, client, answer, dep, snap.as_deref(), started))
             }
             Decision::Refuse(why) => Ok(self.refuse(&query, why, client, started)),
             Decision::Wait(wait) => Err(Box::new((query, request, wait))),

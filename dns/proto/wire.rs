@@ -122,8 +122,8 @@ fn cache_key(q: &Quick<'_>, limit: u16) -> Key {
 }
 
 /// The key [`cache_key`] makes of the same question, from a parsed query.
-pub fn key_of_query(q: &Query, key: &mut Vec<u8>) {
-    key.clear();
+pub fn key_of_query(q: &Query) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + q.name.len());
     key.extend_from_slice(&u16::from(q.qtype).to_be_bytes());
     key.extend_from_slice(&u16::from(q.qclass).to_be_bytes());
     key.push(u8::from(q.edns.is_some()) | u8::from(q.dnssec_ok()) << 1);
@@ -133,6 +133,7 @@ pub fn key_of_query(q: &Query, key: &mut Vec<u8>) {
         key.extend(label.iter().map(u8::to_ascii_lowercase));
     }
     key.push(0);
+    key
 }
 
 /// The cache key of a plain query's bytes, for the transport it came over.
@@ -424,9 +425,8 @@ mod tests {
             let raw = query(name, edns);
             let quick = quick_parse(&raw).unwrap();
             let (parsed, _) = Query::parse(&raw, Transport::Udp).unwrap();
-            let mut k2 = Vec::new();
             let k1 = key_of(&quick, Transport::Udp);
-            key_of_query(&parsed, &mut k2);
+            let k2 = key_of_query(&parsed);
             assert_eq!(k1.as_slice(), k2.as_slice(), "{name}");
             let mut a = query("abc.dev.", None);
             let mut b = a.clone();
