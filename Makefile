@@ -46,8 +46,8 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SOURCE := $(shell git remote get-url origin 2>/dev/null || echo local)
 image: build docker-up
 	@ctx=$$(mktemp -d) && cp $(BIN)/lodestar-dns $(BIN)/lodestar-registrator $$ctx/ && strip $$ctx/lodestar-* && \
-	cp /etc/ssl/certs/ca-certificates.crt $$ctx/ && \
-	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-dns --build-arg PORT=9153 --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) -t lodestar/dns:latest $$ctx && \
+	cp /etc/ssl/certs/ca-certificates.crt $$ctx/ && mkdir $$ctx/state && \
+	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-dns --build-arg PORT=9153 --build-arg STATE_DIR=/var/lib/lodestar-dns --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) -t lodestar/dns:latest $$ctx && \
 	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-registrator --build-arg PORT=9154 --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) -t lodestar/registrator:latest $$ctx && \
 	rm -rf $$ctx && docker images 'lodestar/*'
 

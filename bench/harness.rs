@@ -16,6 +16,8 @@ use crate::support::Etcd;
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its log lines (JSON).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -47,6 +49,18 @@ impl Server {
         upstream: SocketAddr,
         cpu: &str,
     ) -> Server {
+        Server::binary_logging(bin, extra, etcd, upstream, cpu, "warn,lodestar_dns=info")
+    }
+
+    /// [`Server::binary`] with `RUST_LOG` set to `log`.
+    pub fn binary_logging(
+        bin: &str,
+        extra: &[&str],
+        etcd: &Etcd,
+        upstream: SocketAddr,
+        cpu: &str,
+        log: &str,
+    ) -> Server {
         let ep = etcd.endpoint();
         let up = upstream.to_string();
         let mut args: Vec<String> = ["-c", cpu, bin].iter().map(|s| s.to_string()).collect();
@@ -65,8 +79,7 @@ impl Server {
             .iter()
             .map(|s| s.to_string()),
         );
-        let (child, _logs, rx) =
-            support::spawn_logged("taskset", &args, &[("RUST_LOG", "warn,lodestar_dns=info")]);
+        let (child, logs, rx) = support::spawn_logged("taskset", &args, &[("RUST_LOG", log)]);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let v = rx
@@ -77,7 +90,7 @@ impl Server {
                 .and_then(|a| a.as_str())
                 .and_then(|a| a.parse().ok())
             {
-                return Server { child, addr };
+                return Server { child, addr, logs };
             }
         }
     }
@@ -137,10 +150,19 @@ pub fn clock_ticks() -> f64 {
 }
 
 pub fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// The most memory `pid` has had resident (VmHWM), in MB.
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmHWM:")
+}
+
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::RecordType;
 
 use crate::data::{bed, load_services, queries, record, wait_answer, wait_loaded};
-use crate::harness::{median, offer, percentile, rss_mb, Server};
+use crate::harness::{median, offer, peak_rss_mb, percentile, rss_mb, Server};
 use crate::opts::Opts;
 use crate::probe::answered;
 use crate::support;
@@ -142,36 +142,141 @@ pub async fn docker_propagation(etcd: &Etcd, dns: &Server) -> Option<String> {
 
 pub async fn scale(o: &Opts) {
     println!("\n### Scale\n");
-    println!("| services | start -> every name answered | resident memory |");
-    println!("|---:|---:|---:|");
+    println!(
+        "The floor is what etcd takes to hand over the prefix (`etcdctl get --prefix /skydns/` to \
+         /dev/null, median of 3); ready is start -> the last name answers (then a sample of 1,000 \
+         checked); the server may use both CPUs.\n"
+    );
+    println!("| services | server | floor | ready | ready / floor | resident memory | peak |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
     for &n in &o.sizes {
         let etcd = Etcd::start().await;
         load_services(&etcd, n).await;
         let upstream = Knot::start().await;
-        let t = Instant::now();
-        let dns = Server::lodestar(&etcd, upstream.addr, "1");
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
-        sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
-        let last = format!("svc{}.webapp.dev.", n - 1);
-        let ip = format!("172.17.{}.{}", ((n - 1) / 250) % 250, (n - 1) % 250 + 1);
-        wait_answer(&sock, dns.addr, &last, &ip, Duration::from_secs(600));
-        let loaded = t.elapsed().as_secs_f64();
-        // Every name: the view is published whole, so the last and a sample of the rest answer.
-        for i in (0..n).step_by((n / 1000).max(1)) {
-            let ip = format!("172.17.{}.{}", (i / 250) % 250, i % 250 + 1);
-            assert!(
-                answered(
-                    &sock,
-                    dns.addr,
-                    &format!("svc{i}.webapp.dev."),
-                    RecordType::A,
-                    &ip
-                ),
-                "svc{i}"
-            );
+        let mut builds = vec![("Lodestar", env!("CARGO_BIN_EXE_lodestar-dns").to_string())];
+        if let Some(b) = &o.baseline {
+            builds.push(("baseline", b.clone()));
         }
-        println!("| {n} | {loaded:.2} s | {:.0} MB |", rss_mb(dns.pid()));
+        for round in 0..o.rounds {
+            for (label, bin) in &builds {
+                let floor = etcd_floor(&etcd);
+                let (ready, rss, peak) = start_until_ready(bin, &[], &etcd, upstream.addr, n);
+                println!(
+                    "| {n} | {label}{} | {floor:.2} s | {ready:.2} s | {:.2}x | {rss:.0} MB | {peak:.0} MB |",
+                    if o.rounds > 1 { format!(" (round {})", round + 1) } else { String::new() },
+                    ready / floor
+                );
+            }
+        }
+        // Restarted with the state file a first run wrote (etcd up: answers come from the file
+        // at once, then the watch resumes from its revision).
+        let dir = tempfile::tempdir().expect("a state directory");
+        let state_dir = dir.path().to_str().expect("a UTF-8 path");
+        let bin = env!("CARGO_BIN_EXE_lodestar-dns");
+        let written = {
+            let args = ["--state-dir", state_dir];
+            let dns = Server::binary(bin, &args, &etcd, upstream.addr, "0,1");
+            let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+            sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+            let last = format!("svc{}.webapp.dev.", n - 1);
+            let ip = format!("172.17.{}.{}", ((n - 1) / 250) % 250, (n - 1) % 250 + 1);
+            wait_answer(&sock, dns.addr, &last, &ip, Duration::from_secs(600));
+            let t = Instant::now();
+            let file = dir.path().join(lodestar::view::STATE_FILE_NAME);
+            let domains = ["webapp.dev.".to_string()];
+            loop {
+                let whole = std::fs::read(&file)
+                    .ok()
+                    .and_then(|b| lodestar::view::decode_state(&b, "/skydns", &domains).ok());
+                if whole.is_some_and(|(h, _)| h.records as usize == n) {
+                    break;
+                }
+                assert!(t.elapsed() < Duration::from_secs(120), "no state file");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            std::fs::metadata(&file).map_or(0, |m| m.len())
+        };
+        let (ready, rss, peak) =
+            start_until_ready(bin, &["--state-dir", state_dir], &etcd, upstream.addr, n);
+        println!(
+            "| {n} | Lodestar, restarted with `--state-dir` ({:.0} MB file) | | {ready:.2} s | | {rss:.0} MB | {peak:.0} MB |",
+            written as f64 / 1e6
+        );
     }
+}
+
+/// The time etcd takes to hand over the whole prefix to `etcdctl` (output to /dev/null): the
+/// median of three reads.
+pub fn etcd_floor(etcd: &Etcd) -> f64 {
+    let mut times: Vec<f64> = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = Command::new("etcdctl")
+                .args([
+                    "--endpoints",
+                    &etcd.endpoint(),
+                    "get",
+                    "--prefix",
+                    "/skydns/",
+                ])
+                .env("ETCDCTL_API", "3")
+                .stdout(Stdio::null())
+                .status()
+                .expect("etcdctl")
+                .success();
+            assert!(ok, "etcdctl get --prefix failed");
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[1]
+}
+
+/// Starts `bin` (with `extra` flags) on both CPUs and waits until every one of `n` services
+/// answers: seconds from start to the last name answering, the resident memory then, and the
+/// most it had resident until then.
+pub fn start_until_ready(
+    bin: &str,
+    extra: &[&str],
+    etcd: &Etcd,
+    upstream: std::net::SocketAddr,
+    n: usize,
+) -> (f64, f64, f64) {
+    let t = Instant::now();
+    let dns = Server::binary_logging(
+        bin,
+        extra,
+        etcd,
+        upstream,
+        "0,1",
+        "warn,lodestar_dns=info,lodestar::view::watch=debug",
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("socket");
+    sock.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    let last = format!("svc{}.webapp.dev.", n - 1);
+    let ip = format!("172.17.{}.{}", ((n - 1) / 250) % 250, (n - 1) % 250 + 1);
+    wait_answer(&sock, dns.addr, &last, &ip, Duration::from_secs(600));
+    let ready = t.elapsed().as_secs_f64();
+    // Every name: the view is published whole, so the last and a sample of the rest answer.
+    for i in (0..n).step_by((n / 1000).max(1)) {
+        let ip = format!("172.17.{}.{}", (i / 250) % 250, i % 250 + 1);
+        assert!(
+            answered(
+                &sock,
+                dns.addr,
+                &format!("svc{i}.webapp.dev."),
+                RecordType::A,
+                &ip
+            ),
+            "svc{i}"
+        );
+    }
+    for line in dns.logs.lock().expect("logs").iter() {
+        if line.contains("view loaded") || line.contains("building the view") {
+            eprintln!("{line}");
+        }
+    }
+    (ready, rss_mb(dns.pid()), peak_rss_mb(dns.pid()))
 }
 
 pub async fn churn(o: &Opts) {

@@ -90,6 +90,12 @@ pub fn gauges(
     );
     let v = view.clone();
     b.gauge(
+        "view_changes",
+        "Paths changed since the view was loaded or compacted, held apart until merged into it",
+        move || v.load().map_or(0, |s| s.changes() as i64),
+    );
+    let v = view.clone();
+    b.gauge(
         "view_invalid_keys",
         "Keys whose current value does not parse",
         move || v.load().map_or(0, |s| s.invalid_now() as i64),

@@ -150,6 +150,21 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
             token.clone(),
         ));
     }
+    let domains: Vec<String> = cfg
+        .authority
+        .domains
+        .iter()
+        .map(|d| d.name.to_string())
+        .collect();
+    // The last snapshot, before the sockets open: the first query finds it.
+    // An empty LODESTAR_STATE_DIR (the registrator's image sets it so) is off, as no flag.
+    if let Some(dir) = cfg.state_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--state-dir {}: creating it", dir.display()))?;
+        let file = lodestar::view::StateFile::new(dir, cfg.prefix.as_str(), &domains);
+        file.restore(&view);
+        tasks.spawn(file.keep(view.clone(), token.clone()));
+    }
     // systemd (`Type=notify`): ready once the first snapshot answers.
     let v = view.clone();
     lodestar::runtime::notify_ready_when(move || v.load().is_some(), &token, &tasks);
@@ -167,12 +182,6 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding metrics on {addr}"))?;
     }
-    let domains: Vec<String> = cfg
-        .authority
-        .domains
-        .iter()
-        .map(|d| d.name.to_string())
-        .collect();
     info!(?domains, etcd = ?cfg.etcd.endpoints, prefix = cfg.prefix.as_str(), "serving");
     let (etcd, prefix) = (cfg.etcd.clone(), cfg.prefix.clone());
     tasks.spawn(lodestar::view::follow(

@@ -69,6 +69,17 @@ pub enum Host {
     Name(String),
 }
 
+impl Host {
+    /// The address, when the host is one.
+    pub fn addr(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Host::V4(a) => Some((*a).into()),
+            Host::V6(a) => Some((*a).into()),
+            Host::None | Host::Name(_) => None,
+        }
+    }
+}
+
 /// The largest record value, in bytes, that Lodestar writes or serves (64 KiB). A value can be
 /// no larger than what etcd accepts in one request (1.5 MiB by default), but a record that large
 /// makes no useful DNS answer (a TXT answer over TCP holds at most 64 KiB) and costs every

@@ -75,6 +75,11 @@ pub struct Cli {
     /// Directory of RFC 1035 zone files (`*.zone`) to serve beside etcd.
     #[arg(long, env = "LODESTAR_ZONES")]
     pub zones: Option<PathBuf>,
+    /// Directory to keep the last snapshot in (`view.state`): at start the server answers from
+    /// it at once (stale until etcd is followed again), also when etcd has no quorum. Off when
+    /// not given; created if missing.
+    #[arg(long, env = "LODESTAR_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Clients that may have other names forwarded (default: loopback and private ranges).
     #[arg(long, env = "LODESTAR_ALLOW_RECURSION", value_delimiter = ',')]
     pub allow_recursion: Vec<String>,

@@ -40,8 +40,8 @@ struct Key {
     path_from: u16,
 }
 
-const DEPTH: u16 = 0;
-const LABEL: u16 = 1 << 8;
+pub(super) const DEPTH: u16 = 0;
+pub(super) const LABEL: u16 = 1 << 8;
 
 impl Key {
     fn label(&self) -> &str {
@@ -54,11 +54,11 @@ impl Key {
         self.text.get(usize::from(self.path_from)..).unwrap_or("")
     }
 
-    fn depth_entry(path: &Arc<str>, depth: usize) -> Key {
+    fn of(path: &Arc<str>, tag: u16, label: (u16, u16)) -> Key {
         Key {
-            tag: DEPTH | depth as u16,
+            tag,
             text: path.clone(),
-            label: (0, 0),
+            label,
             path_from: 0,
         }
     }
@@ -126,29 +126,14 @@ impl WildIndex {
         self.keys.is_empty()
     }
 
-    fn keys_of(path: &Arc<str>) -> impl Iterator<Item = Key> + '_ {
-        let depth = path.split('/').count().min(MAX_DEPTH);
-        let labels = segments(path)
-            .enumerate()
-            .skip(FIRST_INDEXED)
-            .take(MAX_DEPTH)
-            .map(move |(d, (a, b))| Key {
-                tag: LABEL | d as u16,
-                text: path.clone(),
-                label: (a as u16, b as u16),
-                path_from: 0,
-            });
-        std::iter::once(Key::depth_entry(path, depth)).chain(labels)
-    }
-
     /// A path came into the view.
     pub fn add(&mut self, path: &Arc<str>) {
         if !indexed(path) {
             return;
         }
-        for k in Self::keys_of(path) {
-            self.keys.insert(k);
-        }
+        keys_of(path, |tag, label| {
+            self.keys.insert(Key::of(path, tag, label));
+        });
     }
 
     /// A path left the view.
@@ -156,83 +141,146 @@ impl WildIndex {
         if !indexed(path) {
             return;
         }
-        for k in Self::keys_of(path) {
-            self.keys.remove(&k);
-        }
+        keys_of(path, |tag, label| {
+            self.keys.remove(&Key::of(path, tag, label));
+        });
     }
 
-    /// The paths under `base` whose labels below it may match `pattern` (top first; `None`
-    /// matches any one label): a superset of the matches, never missing one, in path order.
-    /// The caller checks each against the pattern. `None` when the pattern has no wildcard, or
-    /// when the index cannot narrow it (a single trailing wildcard: everything under `base` but
-    /// `base` itself matches, which is the plain walk of `base`).
-    ///
-    /// With fixed labels, the rarest one's range is walked (each range is counted only as far as
-    /// the smallest one so far): the cost is about the number of records that carry it. Without
-    /// any, the records at depths the pattern can reach.
+    /// The paths under `base` whose labels below it may match `pattern`: see [`candidates`].
     pub fn candidates(&self, base: &str, pattern: &[Option<&str>]) -> Option<Vec<Arc<str>>> {
-        // No wildcard, or a single trailing one (`*.redis.webapp.dev`): the plain walk.
-        if pattern.len() < 2 || pattern.iter().all(Option::is_some) {
-            return None;
-        }
-        if !indexed(base) && !base.is_empty() {
-            return None;
-        }
-        let base_depth = if base.is_empty() {
-            0
-        } else {
-            base.split('/').count()
-        };
-        let lo_path = if base.is_empty() {
-            String::new()
-        } else {
-            format!("{base}/")
-        };
-        // '/' + 1 == '0': every path below "base/" sorts before "base0".
-        let hi_path = if base.is_empty() {
-            "\u{10FFFF}".to_string()
-        } else {
-            format!("{base}0")
-        };
-        let fixed: Vec<(usize, &str)> = pattern
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.map(|l| (base_depth + i, l)))
-            .filter(|(d, _)| *d >= FIRST_INDEXED && *d < MAX_DEPTH)
-            .collect();
-        let range = |tag: u16, label: &str| {
-            let lo = Key::probe(tag, label, &lo_path);
-            let hi = Key::probe(tag, label, &hi_path);
-            self.keys.range(lo..hi)
-        };
-        if !fixed.is_empty() {
-            // The rarest label: count each range no further than the best so far.
-            let mut best: Option<(usize, u16, &str)> = None;
-            for (depth, label) in &fixed {
-                let tag = LABEL | *depth as u16;
-                let cap = best.map_or(usize::MAX, |b| b.0);
-                let n = range(tag, label).take(cap.saturating_add(1)).count();
-                if best.is_none_or(|b| n < b.0) {
-                    best = Some((n, tag, label));
-                }
-            }
-            let (_, tag, label) = best?;
-            return Some(range(tag, label).map(|k| k.text.clone()).collect());
-        }
-        // Wildcards only: the records at least as deep as the pattern reaches.
-        let min_depth = base_depth + pattern.len();
-        let deepest = self
-            .keys
+        candidates(self, base, pattern)
+    }
+}
+
+impl LabelIndex for WildIndex {
+    type Path = Arc<str>;
+
+    fn count(&self, tag: u16, label: &str, lo: &str, hi: &str, cap: usize) -> usize {
+        self.range(tag, label, lo, hi).take(cap).count()
+    }
+
+    fn collect(&self, tag: u16, label: &str, lo: &str, hi: &str, out: &mut Vec<Arc<str>>) {
+        out.extend(self.range(tag, label, lo, hi).map(|k| k.text.clone()));
+    }
+
+    fn deepest(&self) -> usize {
+        self.keys
             .range(..Key::probe(LABEL, "", ""))
             .next_back()
-            .map_or(0, |k| usize::from(k.tag & 0xff));
-        let mut out: Vec<Arc<str>> = Vec::new();
-        for depth in min_depth..=deepest.min(MAX_DEPTH) {
-            out.extend(range(DEPTH | depth as u16, "").map(|k| k.text.clone()));
-        }
-        out.sort_unstable();
-        Some(out)
+            .map_or(0, |k| usize::from(k.tag & 0xff))
     }
+}
+
+impl WildIndex {
+    fn range<'a>(
+        &'a self,
+        tag: u16,
+        label: &str,
+        lo: &str,
+        hi: &str,
+    ) -> impl Iterator<Item = &'a Key> + 'a {
+        self.keys
+            .range(Key::probe(tag, label, lo)..Key::probe(tag, label, hi))
+    }
+}
+
+/// An ordered index of `(kind and depth, label, path)` keys: the persistent set of a snapshot's
+/// changes ([`WildIndex`]) and the sorted array of its base (`super::base`) both answer
+/// [`candidates`] through it.
+pub(super) trait LabelIndex {
+    /// What a key leads to: a path, or a record number in path order.
+    type Path: Ord;
+    /// The keys with `tag` and `label` whose path is in `lo..hi`, counted no further than `cap`.
+    fn count(&self, tag: u16, label: &str, lo: &str, hi: &str, cap: usize) -> usize;
+    /// The same keys' paths, in path order, added to `out`.
+    fn collect(&self, tag: u16, label: &str, lo: &str, hi: &str, out: &mut Vec<Self::Path>);
+    /// The deepest depth that has a depth key (0 when none).
+    fn deepest(&self) -> usize;
+}
+
+/// The keys of one path, as `(tag, label's byte range)`: its depth, and each label from
+/// [`FIRST_INDEXED`] down. Nothing for a path that is not indexed (reverse paths).
+pub(super) fn keys_of(path: &str, mut key: impl FnMut(u16, (u16, u16))) {
+    if !indexed(path) {
+        return;
+    }
+    let depth = path.split('/').count().min(MAX_DEPTH);
+    key(DEPTH | depth as u16, (0, 0));
+    for (d, (a, b)) in segments(path)
+        .enumerate()
+        .skip(FIRST_INDEXED)
+        .take(MAX_DEPTH)
+    {
+        key(LABEL | d as u16, (a as u16, b as u16));
+    }
+}
+
+/// The paths under `base` whose labels below it may match `pattern` (top first; `None` matches
+/// any one label): a superset of the matches, never missing one, in path order. The caller checks
+/// each against the pattern. `None` when the pattern has no wildcard, or when the index cannot
+/// narrow it (a single trailing wildcard: everything under `base` but `base` itself matches,
+/// which is the plain walk of `base`).
+///
+/// With fixed labels, the rarest one's range is walked (each range is counted only as far as the
+/// smallest one so far): the cost is about the number of records that carry it. Without any, the
+/// records at depths the pattern can reach.
+pub(super) fn candidates<I: LabelIndex>(
+    index: &I,
+    base: &str,
+    pattern: &[Option<&str>],
+) -> Option<Vec<I::Path>> {
+    // No wildcard, or a single trailing one (`*.redis.webapp.dev`): the plain walk.
+    if pattern.len() < 2 || pattern.iter().all(Option::is_some) {
+        return None;
+    }
+    if !indexed(base) && !base.is_empty() {
+        return None;
+    }
+    let base_depth = if base.is_empty() {
+        0
+    } else {
+        base.split('/').count()
+    };
+    let lo_path = if base.is_empty() {
+        String::new()
+    } else {
+        format!("{base}/")
+    };
+    // '/' + 1 == '0': every path below "base/" sorts before "base0".
+    let hi_path = if base.is_empty() {
+        "\u{10FFFF}".to_string()
+    } else {
+        format!("{base}0")
+    };
+    let fixed: Vec<(usize, &str)> = pattern
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|l| (base_depth + i, l)))
+        .filter(|(d, _)| *d >= FIRST_INDEXED && *d < MAX_DEPTH)
+        .collect();
+    let mut out = Vec::new();
+    if !fixed.is_empty() {
+        // The rarest label: count each range no further than the best so far.
+        let mut best: Option<(usize, u16, &str)> = None;
+        for (depth, label) in &fixed {
+            let tag = LABEL | *depth as u16;
+            let cap = best.map_or(usize::MAX, |b| b.0);
+            let n = index.count(tag, label, &lo_path, &hi_path, cap.saturating_add(1));
+            if best.is_none_or(|b| n < b.0) {
+                best = Some((n, tag, label));
+            }
+        }
+        let (_, tag, label) = best?;
+        index.collect(tag, label, &lo_path, &hi_path, &mut out);
+        return Some(out);
+    }
+    // Wildcards only: the records at least as deep as the pattern reaches.
+    let min_depth = base_depth + pattern.len();
+    for depth in min_depth..=index.deepest().min(MAX_DEPTH) {
+        index.collect(DEPTH | depth as u16, "", &lo_path, &hi_path, &mut out);
+    }
+    out.sort_unstable();
+    Some(out)
 }
 
 #[cfg(test)]

@@ -2,8 +2,16 @@
 //!
 //! - `snapshot`: the immutable [`Snapshot`] (records by path, address and wildcard indexes,
 //!   change stamps); pure data.
+//! - `entry`: one record of the view, made from a key's path and value.
+//! - `base`: a snapshot's compact sorted records as of its last load or compaction, and their
+//!   indexes; `merge`: reading them with the changes laid over them, in one pass; `layers`:
+//!   loading a new base ([`Snapshot::from_values`], the load's `Loader`) and merging the changes
+//!   into one (compaction).
 //! - `index`: the wildcard index a snapshot keeps, so a question with `*` costs what it finds.
-//! - `watch`: [`follow`], the shell that loads the prefix, follows an etcd watch and publishes.
+//! - `stamps`: which paths changed in which generation, for caches of answers.
+//! - `watch`: [`follow`], the shell that loads the prefix (`read`), follows an etcd watch and
+//!   publishes.
+//! - `state`: the state file's format; `persist`: [`StateFile`], its shell (`--state-dir`).
 //! - here: [`View`], the current snapshot swapped atomically, and its [`Freshness`].
 //!
 //! Data flows one way: etcd -> `watch` -> a working `Snapshot` -> [`View::publish`] -> readers
@@ -12,8 +20,16 @@
 //! This module imports the record model, name mapping and etcd settings of the library, nothing
 //! of the binaries.
 
+mod base;
+mod entry;
 mod index;
+mod layers;
+mod merge;
+mod persist;
+mod read;
 mod snapshot;
+mod stamps;
+mod state;
 mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,11 +40,14 @@ use arc_swap::ArcSwapOption;
 use tracing::debug;
 
 use crate::etcd::{EtcdError, REQUEST_TIMEOUT};
-use snapshot::{Stamps, STAMP_SLOTS};
+use stamps::{Stamps, STAMP_SLOTS};
 
+pub use persist::{StateFile, FILE_NAME as STATE_FILE_NAME, WRITE_EVERY as STATE_WRITE_EVERY};
+pub(crate) use read::too_large;
+pub use read::{DEFAULT_PAGE, MAX_MESSAGE_BYTES};
 pub use snapshot::{reverse_path, Applied, Entry, Snapshot};
-pub(crate) use watch::too_large;
-pub use watch::{follow, CHECK_EVERY, DEFAULT_PAGE, MAX_MESSAGE_BYTES, PREFER_EVERY};
+pub use state::{decode as decode_state, encode as encode_state, StateError, StateHeader};
+pub use watch::{follow, CHECK_EVERY, PREFER_EVERY};
 
 /// The current snapshot, swapped atomically by the watcher. `None` until the first load.
 #[derive(Debug)]
@@ -37,6 +56,11 @@ pub struct View {
     generation: std::sync::atomic::AtomicU64,
     stamps: Arc<Stamps>,
     freshness: Freshness,
+    /// The etcd cluster the snapshot's revision is of (0: not known yet).
+    cluster_id: AtomicU64,
+    /// Whether the current snapshot came from a state file and the watcher has not yet checked
+    /// it against etcd.
+    restored: AtomicBool,
 }
 
 impl Default for View {
@@ -46,6 +70,8 @@ impl Default for View {
             generation: AtomicU64::new(0),
             stamps: Arc::new(Stamps::new(STAMP_SLOTS)),
             freshness: Freshness::default(),
+            cluster_id: AtomicU64::new(0),
+            restored: AtomicBool::new(false),
         }
     }
 }
@@ -129,6 +155,31 @@ impl View {
         self.current.load()
     }
 
+    /// Publishes a snapshot read from a state file (see [`StateFile`]), of etcd cluster
+    /// `cluster_id`, before the watcher starts: answers come from it at once, the view stays stale
+    /// until a watch is open, and the watcher resumes from its revision once it has checked that
+    /// etcd is the same cluster and has reached that revision (else it loads the prefix).
+    pub fn restore(&self, mut snapshot: Snapshot, cluster_id: u64) {
+        self.publish(&mut snapshot, true);
+        self.cluster_id.store(cluster_id, Ordering::Relaxed);
+        self.restored.store(true, Ordering::Release);
+    }
+
+    /// Whether the current snapshot came from a state file and was not yet checked against etcd.
+    pub(crate) fn restored(&self) -> bool {
+        self.restored.load(Ordering::Acquire)
+    }
+
+    /// The etcd cluster the current snapshot's revision is of (0: not known).
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_cluster_id(&self, id: u64) {
+        self.cluster_id.store(id, Ordering::Relaxed);
+        self.restored.store(false, Ordering::Release);
+    }
+
     /// Publishes `working` (the watcher's copy, which keeps being updated) as the next
     /// generation: the paths changed since the last publication are stamped with it. With
     /// `reset` (a load from scratch) every earlier answer is stale instead.
@@ -174,6 +225,9 @@ pub enum ViewError {
     /// order): the view reloads rather than skip it.
     #[error("a watch response cannot be applied: {0}")]
     Malformed(String),
+    /// The task reading a page of the prefix ended without its answer.
+    #[error("reading the prefix was interrupted: {0}")]
+    Interrupted(String),
     /// Not a failure: the first endpoint is healthy and caught up again, and the view moves back
     /// to it.
     #[error("moving back to the first endpoint")]

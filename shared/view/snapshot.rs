@@ -2,31 +2,29 @@
 //! index (PTR synthesis), the wildcard index ([`super::index`]), the values that did not parse,
 //! and the change stamps that let a cache keep answers whose names did not change.
 //!
-//! Pure data, no I/O: the watcher ([`super::watch`]) applies etcd's events to a working copy with
-//! [`Snapshot::put_leased`] and [`Snapshot::delete`] and publishes it ([`super::View::publish`]);
-//! answers read it. The maps are persistent (imbl): a copy is O(1), an update O(log n).
+//! Pure data, no I/O: the watcher ([`super::watch`]) loads the prefix with a [`Loader`], applies
+//! etcd's events to a working copy with [`Snapshot::put_leased`] and [`Snapshot::delete`] and
+//! publishes it ([`super::View::publish`]); answers read it.
+//!
+//! Two layers: the records as of the last load or compaction in a compact sorted [`Base`]
+//! (`super::base`), and the changes since in persistent maps (imbl) laid over it: a path there
+//! holds its new entry, or `None` once deleted. Reads merge the two; a copy is O(1), an update
+//! O(log n). When the changes grow past a share of the base ([`Snapshot::compaction_due`]), the
+//! watcher merges both into a new base on a blocking thread ([`Compaction`]) and lays over it the
+//! changes made meanwhile.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
+use super::base::Base;
+pub use super::entry::Entry;
+use super::entry::{normalise_path, parse_entry};
 use super::index::WildIndex;
-use crate::key;
-use crate::record::{Host, Service};
-
-/// One record of the view: the parsed service and its classified host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The record as stored.
-    pub service: Service,
-    /// `service.host`, classified once at load time.
-    pub host: Host,
-    /// The TTL of the etcd lease the record hangs on, as granted (0: no lease, or not known):
-    /// answers never claim the record for longer (as SkyDNS caps a record's TTL at its key's).
-    pub lease_ttl: u32,
-}
+use super::merge::{Layered, Merged};
+pub(super) use super::stamps::Stamps;
 
 /// An immutable view of every record under the prefix at one etcd revision.
 ///
@@ -34,10 +32,16 @@ pub struct Entry {
 /// `dev/webapp/redis/redis-1`), so that a name and everything below it is one range.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    entries: OrdMap<Arc<str>, Arc<Entry>>,
-    by_addr: OrdSet<(IpAddr, Arc<str>)>,
-    /// Labels and depths of the paths, for questions with wildcards.
-    wild: WildIndex,
+    /// The records as of the last load or compaction.
+    pub(super) base: Arc<Base>,
+    /// Changes since: a path's new entry, or `None` where a record of the base was deleted.
+    pub(super) over: OrdMap<Arc<str>, Option<Arc<Entry>>>,
+    /// Addresses of the entries in `over`, with their paths.
+    pub(super) over_addr: OrdSet<(IpAddr, Arc<str>)>,
+    /// Labels and depths of the paths of the entries in `over`, for questions with wildcards.
+    pub(super) over_wild: WildIndex,
+    /// Records in the view.
+    pub(super) len: usize,
     /// Keys whose value did not parse, with the revision of that value.
     pub(super) invalid: OrdMap<Arc<str>, i64>,
     pub(super) revision: i64,
@@ -51,56 +55,6 @@ pub struct Snapshot {
     /// The view's stamps: for each path (by hash), the generation of the last change at or below it.
     stamps: Arc<Stamps>,
 }
-
-/// Generations of the last change at or below each path, by a hash of the path, and a floor
-/// below which everything counts as changed (a reload).
-pub(super) struct Stamps {
-    slots: Box<[AtomicU64]>,
-    floor: AtomicU64,
-}
-
-impl Stamps {
-    /// A table of `slots` (a power of two) stamps.
-    pub(super) fn new(slots: usize) -> Stamps {
-        Stamps {
-            slots: (0..slots.next_power_of_two())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            floor: AtomicU64::new(0),
-        }
-    }
-
-    fn slot(&self, path: &str) -> &AtomicU64 {
-        // FNV-1a: short keys, no allocation; collisions only retire answers early.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in path.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        let i = (h as usize) & (self.slots.len() - 1);
-        &self.slots[i]
-    }
-
-    fn changed_since(&self, path: &str, generation: u64) -> bool {
-        generation < self.floor.load(Ordering::Acquire)
-            || self.slot(path).load(Ordering::Acquire) > generation
-    }
-}
-
-impl Default for Stamps {
-    fn default() -> Self {
-        Stamps::new(64)
-    }
-}
-
-impl std::fmt::Debug for Stamps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Stamps({} slots)", self.slots.len())
-    }
-}
-
-/// Slots of a view's stamp table (8 MB): at 1,000 changes a second, each stamping a dozen paths,
-/// about 1% of unrelated answers a second are rebuilt for sharing a slot.
-pub(super) const STAMP_SLOTS: usize = 1 << 20;
 
 /// What applying one put did.
 #[derive(Debug, PartialEq, Eq)]
@@ -130,12 +84,12 @@ impl Snapshot {
 
     /// Number of records in the view.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     /// Whether the view holds no record.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Number of values skipped since start because they did not parse (each value once).
@@ -158,7 +112,10 @@ impl Snapshot {
 
     /// The record at exactly this path.
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.entries.get(path).map(Arc::as_ref)
+        match self.over.get(path) {
+            Some(over) => over.as_deref(),
+            None => self.base.find(path).map(|i| self.base.entry(i)),
+        }
     }
 
     /// Every record at or below `path`, in key order. Label boundaries are exact: `dev/a` covers
@@ -171,12 +128,17 @@ impl Snapshot {
             (Arc::from(path), Arc::from(format!("{path}0")))
         };
         let exact_len = path.len();
-        self.entries
+        let base = &self.base;
+        let below = base
+            .range(&lo, &hi)
+            .map(move |i| (base.path(i), Some(base.entry(i))));
+        let over = self
+            .over
             .range(lo..hi)
-            .filter(move |(k, _)| {
-                exact_len == 0 || k.len() == exact_len || k.as_bytes().get(exact_len) == Some(&b'/')
-            })
-            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .map(|(k, v)| (k.as_ref(), v.as_deref()));
+        Layered::new(below, over).filter(move |(k, _)| {
+            exact_len == 0 || k.len() == exact_len || k.as_bytes().get(exact_len) == Some(&b'/')
+        })
     }
 
     /// Whether any record is at or below `path` (the name exists, maybe as an empty non-terminal).
@@ -184,12 +146,19 @@ impl Snapshot {
         self.subtree(path).next().is_some()
     }
 
-    /// Paths of the records whose host is this address (for PTR synthesis).
+    /// Paths of the records whose host is this address (for PTR synthesis), in path order.
     pub fn paths_for_addr(&self, addr: IpAddr) -> impl Iterator<Item = &str> {
-        self.by_addr
+        let base = &self.base;
+        let below = base
+            .with_addr(addr)
+            .map(move |i| base.path(i))
+            .filter(|p| !self.over.contains_key(*p));
+        let over = self
+            .over_addr
             .range((addr, Arc::from(""))..)
             .take_while(move |(a, _)| *a == addr)
-            .map(|(_, p)| p.as_ref())
+            .map(|(_, p)| p.as_ref());
+        Merged::new(below, over)
     }
 
     /// Stores the value of one key under the prefix (path form). A value that does not parse takes
@@ -207,18 +176,9 @@ impl Snapshot {
         lease_ttl: u32,
     ) -> Applied {
         let path = normalise_path(path);
-        let parsed = validate_path(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|()| Service::parse(value).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(service) => {
-                let host = service.host();
+        match parse_entry(&path, value, lease_ttl) {
+            Ok(entry) => {
                 self.invalid.remove(path.as_str());
-                let entry = Entry {
-                    service,
-                    host,
-                    lease_ttl,
-                };
                 self.insert(Arc::from(path), entry);
                 Applied::Stored
             }
@@ -245,34 +205,59 @@ impl Snapshot {
     fn remove_entry(&mut self, path: &str) {
         let path: Arc<str> = Arc::from(path);
         self.changed(&path, None);
-        if let Some((key, old)) = self.entries.remove_with_key(&path) {
-            self.wild.remove(&key);
-            if let Some(addr) = addr_of(&old.host) {
-                self.changed(&path, Some(addr));
-                self.by_addr.remove(&(addr, path));
+        let Some(old) = self.get(&path).cloned() else {
+            return;
+        };
+        self.len -= 1;
+        if let Some(addr) = old.host.addr() {
+            self.changed(&path, Some(addr));
+        }
+        let key = match self.over.get_key_value(&path) {
+            Some((key, Some(_))) => {
+                let key = key.clone();
+                self.over_wild.remove(&key);
+                if let Some(addr) = old.host.addr() {
+                    self.over_addr.remove(&(addr, key.clone()));
+                }
+                key
             }
+            _ => path,
+        };
+        if self.base.find(&key).is_some() {
+            self.over.insert(key, None);
+        } else {
+            self.over.remove(&key);
         }
     }
 
     fn insert(&mut self, path: Arc<str>, entry: Entry) {
         self.changed(&path, None);
-        // A new value at a known path keeps its place in the wildcard index (and its key).
-        let (path, old) = match self.entries.get_key_value(&path) {
-            Some((key, old)) => (key.clone(), Some(old.clone())),
-            None => {
-                self.wild.add(&path);
-                (path, None)
+        let old = self.get(&path).cloned();
+        if old.is_none() {
+            self.len += 1;
+        }
+        if let Some(addr) = old.as_ref().and_then(|o| o.host.addr()) {
+            self.changed(&path, Some(addr));
+        }
+        // A new value at a path already changed keeps its key and its place in the index.
+        let path = match self.over.get_key_value(&path) {
+            Some((key, Some(_))) => {
+                let key = key.clone();
+                if let Some(addr) = old.as_ref().and_then(|o| o.host.addr()) {
+                    self.over_addr.remove(&(addr, key.clone()));
+                }
+                key
+            }
+            _ => {
+                self.over_wild.add(&path);
+                path
             }
         };
-        if let Some(addr) = old.as_ref().and_then(|o| addr_of(&o.host)) {
+        if let Some(addr) = entry.host.addr() {
             self.changed(&path, Some(addr));
-            self.by_addr.remove(&(addr, path.clone()));
+            self.over_addr.insert((addr, path.clone()));
         }
-        if let Some(addr) = addr_of(&entry.host) {
-            self.changed(&path, Some(addr));
-            self.by_addr.insert((addr, path.clone()));
-        }
-        self.entries.insert(path, Arc::new(entry));
+        self.over.insert(path, Some(Arc::new(entry)));
     }
 
     /// The records under `base` that may match `pattern` (the labels below `base`, top first;
@@ -284,12 +269,20 @@ impl Snapshot {
         base: &str,
         pattern: &[Option<&str>],
     ) -> Option<impl Iterator<Item = (&'a str, &'a Entry)> + 'a> {
-        let paths = self.wild.candidates(base, pattern)?;
-        Some(paths.into_iter().filter_map(move |p| {
-            self.entries
-                .get_key_value(p.as_ref())
-                .map(|(k, e)| (k.as_ref(), e.as_ref()))
-        }))
+        let below = self.base.wildcard_candidates(base, pattern)?;
+        let over = self.over_wild.candidates(base, pattern).unwrap_or_default();
+        let b = &self.base;
+        let below = below
+            .into_iter()
+            .map(move |i| (b.path(i as usize), b.entry(i as usize)))
+            .filter(|(p, _)| !self.over.contains_key(*p));
+        let over =
+            over.into_iter()
+                .filter_map(move |p| match self.over.get_key_value(p.as_ref()) {
+                    Some((k, Some(e))) => Some((k.as_ref(), e.as_ref())),
+                    _ => None,
+                });
+        Some(Merged::new(below, over))
     }
 
     /// Records a change at `path`, or (with `addr`) at the reverse path of that address.
@@ -328,32 +321,11 @@ impl Snapshot {
         }
     }
 
-    /// An empty snapshot to load the prefix into, remembering `previous`'s invalid values (so
-    /// that they are not reported twice) and its count of skipped values.
-    pub(super) fn fresh_after(previous: Option<&Snapshot>) -> Snapshot {
-        Snapshot {
-            invalid: previous.map(|s| s.invalid.clone()).unwrap_or_default(),
-            skipped_total: previous.map_or(0, |s| s.skipped_total),
-            ..Snapshot::default()
-        }
+    /// Paths changed since the last load or compaction, held over the compact base until they
+    /// are merged into it.
+    pub fn changes(&self) -> usize {
+        self.over.len()
     }
-
-    /// A snapshot made from a list of `(path, value, mod_revision)`, for tests and loaders.
-    pub fn from_values<'a>(values: impl IntoIterator<Item = (&'a str, &'a [u8], i64)>) -> Self {
-        let mut s = Snapshot::default();
-        for (path, value, rev) in values {
-            s.put(path, value, rev);
-        }
-        s
-    }
-}
-
-pub(super) fn normalise_path(path: &str) -> String {
-    path.to_ascii_lowercase()
-}
-
-fn validate_path(path: &str) -> Result<(), key::KeyError> {
-    path.split('/').try_for_each(key::validate_label)
 }
 
 /// The path of an address's reverse name: `10.0.0.5` -> `arpa/in-addr/10/0/0/5`, an IPv6 address
@@ -374,14 +346,6 @@ pub fn reverse_path(addr: IpAddr) -> String {
             }
             p
         }
-    }
-}
-
-fn addr_of(host: &Host) -> Option<IpAddr> {
-    match host {
-        Host::V4(a) => Some(IpAddr::V4(*a)),
-        Host::V6(a) => Some(IpAddr::V6(*a)),
-        _ => None,
     }
 }
 

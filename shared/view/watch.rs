@@ -22,12 +22,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{GetOptions, WatchOptions};
-use imbl::OrdSet;
+use etcd_client::WatchOptions;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::snapshot::{normalise_path, Applied, Snapshot};
+use super::layers::Compacted;
+use super::read::{apply_put, load, path_of, release_freed_memory, too_large, MAX_MESSAGE_BYTES};
+use super::snapshot::Snapshot;
 use super::{View, ViewError};
 use crate::etcd::{check_member, EtcdConfig, EtcdError, REQUEST_TIMEOUT};
 use crate::key::Prefix;
@@ -37,16 +38,6 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the first endpoint is checked while the view runs on another member.
 pub const PREFER_EVERY: Duration = Duration::from_secs(5);
-
-/// Records read per request when loading, by default. etcd counts every key left in the range for
-/// each page, so pages must be large for a million records to load in seconds, not minutes. A
-/// page too large to decode is asked again at half the size, down to one record.
-pub const DEFAULT_PAGE: i64 = 20_000;
-
-/// The largest message accepted from etcd, a load page or a watch response (gRPC's default,
-/// 4 MiB, is less than etcd sends for 100,000 deletes in one request: 5.3 MB). Past it (several
-/// million keys changed in one request) the view loads the prefix again.
-pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 /// Keeps `view` current with everything under `prefix` until `token` is cancelled.
 ///
@@ -59,13 +50,22 @@ pub async fn follow(
     page: i64,
     token: CancellationToken,
 ) {
+    // A snapshot from a state file: resumed from its revision once etcd is checked.
+    let restored = view.restored();
+    let snapshot = view.load().map(|s| (*s).clone());
     let mut state = WatchState {
-        snapshot: view.load().map(|s| (*s).clone()),
-        revision: 0,
+        revision: snapshot
+            .as_ref()
+            .filter(|_| restored)
+            .map_or(0, Snapshot::revision),
+        check_restored: restored,
+        snapshot,
         page: page.max(1),
         leases: super::Leases::default(),
         confirmed: None,
         lost: false,
+        compacting: None,
+        touched: Vec::new(),
     };
     let mut backoff = crate::runtime::reconnect_backoff();
     let mut failures = 0u32;
@@ -137,6 +137,9 @@ struct WatchState {
     revision: i64,
     /// Records per request when loading.
     page: i64,
+    /// The snapshot came from a state file: before resuming from its revision, check that etcd
+    /// is the same cluster and has reached it.
+    check_restored: bool,
     /// Granted TTLs of the leases seen.
     leases: super::Leases,
     /// When the member followed was last known to be usable (a watch opened on it, or a status
@@ -144,11 +147,39 @@ struct WatchState {
     confirmed: Option<Instant>,
     /// Whether the watch was lost since the last one was opened.
     lost: bool,
+    /// A compaction running on a blocking thread (see [`Snapshot::compaction_due`]).
+    compacting: Option<tokio::task::JoinHandle<Compacted>>,
+    /// Paths changed while it runs: laid over the base it makes.
+    touched: Vec<String>,
 }
 
-/// Whether an etcd error is a message past the decode limit.
-pub(crate) fn too_large(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("message length too large"))
+impl WatchState {
+    /// Starts merging the working copy's changes into a new base when they have grown enough.
+    fn maybe_compact(&mut self) {
+        let Some(snap) = self.snapshot.as_ref() else {
+            return;
+        };
+        if self.compacting.is_none() && snap.compaction_due() {
+            let job = snap.compaction();
+            self.touched.clear();
+            self.compacting = Some(tokio::task::spawn_blocking(move || job.run()));
+        }
+    }
+
+    /// Puts a finished compaction's base under the working copy; true when the view should be
+    /// published again (it reads the same, on less memory).
+    fn compacted(&mut self, done: Result<Compacted, tokio::task::JoinError>) -> bool {
+        self.compacting = None;
+        let touched = std::mem::take(&mut self.touched);
+        match (done, self.snapshot.as_mut()) {
+            (Ok(compacted), Some(snap)) => snap.rebase(compacted, &touched),
+            (Err(error), _) => {
+                warn!(%error, "merging the view's changes failed; the view keeps them as they are");
+                false
+            }
+            (Ok(_), None) => false,
+        }
+    }
 }
 
 /// One watch response's events, or several fragments of one, on their way into the snapshot.
@@ -170,22 +201,48 @@ async fn session(
     let mut client = etcd.connect().await?;
     let member = etcd.current_endpoint().to_string();
     let range = prefix.range_start();
+    if state.check_restored && state.revision > 0 {
+        let ask = client.status();
+        let status = tokio::time::timeout(REQUEST_TIMEOUT, ask)
+            .await
+            .map_err(|_| EtcdError::Timeout(REQUEST_TIMEOUT))??;
+        let (cluster, now) = status
+            .header()
+            .map_or((0, 0), |h| (h.cluster_id(), h.revision()));
+        let mine = view.cluster_id();
+        if (mine != 0 && cluster != mine) || now < state.revision {
+            warn!(file_revision = state.revision, file_cluster = mine, cluster, revision = now, member,
+                "the state file is not of this etcd (another cluster, or a revision it has not reached); loading the prefix");
+            state.revision = 0;
+        } else {
+            view.set_cluster_id(cluster);
+        }
+        state.check_restored = false;
+    }
     if state.revision == 0 || state.snapshot.is_none() {
         // Keep what was learnt about invalid values so that they are not reported twice.
-        let mut snap = Snapshot::fresh_after(state.snapshot.as_ref());
-        let revision = load(
+        let started = Instant::now();
+        let (mut snap, revision, cluster) = load(
             &mut client,
             prefix,
             &mut state.page,
-            &mut snap,
+            state.snapshot.as_ref(),
             &mut state.leases,
         )
         .await?;
         snap.revision = revision;
         let published = view.publish(&mut snap, true);
-        info!(revision, records = published.len(), member, "view loaded");
+        view.set_cluster_id(cluster);
+        info!(
+            revision,
+            records = published.len(),
+            member,
+            ms = started.elapsed().as_millis() as u64,
+            "view loaded"
+        );
         state.snapshot = Some(snap);
         state.revision = revision;
+        release_freed_memory();
     }
     let opts = WatchOptions::new()
         .with_prefix()
@@ -225,6 +282,15 @@ async fn session(
                 Err(e) if too_large(&e) => return Err(ViewError::TooLarge(e.to_string())),
                 Err(e) => return Err(e.into()),
             },
+            done = async { state.compacting.as_mut().expect("guarded").await }, if state.compacting.is_some() => {
+                if state.compacted(done) {
+                    if let Some(snap) = state.snapshot.as_mut() {
+                        let published = view.publish(snap, false);
+                        debug!(revision = published.revision(), records = published.len(), "view compacted");
+                    }
+                }
+                continue;
+            }
             _ = check.tick() => {
                 check_member(&mut client, &member).await?;
                 state.confirmed = Some(Instant::now());
@@ -271,6 +337,9 @@ async fn session(
             let Some(path) = path_of(prefix, kv.key()) else {
                 continue;
             };
+            if state.compacting.is_some() {
+                state.touched.push(path.clone());
+            }
             // Not `event_type()`: it panics on a type it does not know.
             match ev.0.r#type {
                 0 => {
@@ -305,6 +374,7 @@ async fn session(
             "view updated"
         );
         batch = Batch::default();
+        state.maybe_compact();
     }
 }
 
@@ -327,88 +397,5 @@ impl PreferredCheck {
             _ => self.healthy_in_a_row = 0,
         }
         self.healthy_in_a_row >= 2
-    }
-}
-
-/// Reads every record under the prefix into `snap`, page by page, all at one revision; that
-/// revision. A page too large to decode is asked again with half as many records (`page` keeps
-/// the size that worked).
-async fn load(
-    client: &mut etcd_client::Client,
-    prefix: &Prefix,
-    page: &mut i64,
-    snap: &mut Snapshot,
-    leases: &mut super::Leases,
-) -> Result<i64, ViewError> {
-    let mut kv = client
-        .kv_client()
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
-    let start = prefix.range_start();
-    // Everything that starts with "/skydns/" sorts below "/skydns0".
-    let end = format!("{}0", prefix.as_str());
-    let mut from = start.into_bytes();
-    let mut revision = 0;
-    let mut present = OrdSet::new();
-    loop {
-        let mut opts = GetOptions::new()
-            .with_range(end.as_bytes())
-            .with_limit(*page);
-        if revision > 0 {
-            opts = opts.with_revision(revision);
-        }
-        let get = kv.get(from.clone(), Some(opts));
-        let resp = match tokio::time::timeout(REQUEST_TIMEOUT * 10, get).await {
-            Err(_) => return Err(EtcdError::Timeout(REQUEST_TIMEOUT * 10).into()),
-            Ok(Err(e)) if too_large(&e) && *page > 1 => {
-                *page = (*page / 2).max(1);
-                debug!(
-                    page = *page,
-                    "a load page was too large; asking for fewer records"
-                );
-                continue;
-            }
-            Ok(r) => r?,
-        };
-        if revision == 0 {
-            revision = resp.header().map_or(0, |h| h.revision());
-        }
-        let ids: Vec<i64> = resp.kvs().iter().map(|kv| kv.lease()).collect();
-        leases.learn(client, &ids).await;
-        for kv in resp.kvs() {
-            if let Some(path) = path_of(prefix, kv.key()) {
-                present.insert(Arc::<str>::from(normalise_path(&path)));
-                let ttl = leases.ttl(kv.lease());
-                apply_put(snap, &path, kv.value(), kv.mod_revision(), ttl);
-            }
-        }
-        match resp.kvs().last() {
-            Some(last) if resp.more() => {
-                from = last.key().to_vec();
-                from.push(0);
-            }
-            _ => break,
-        }
-    }
-    snap.invalid = snap
-        .invalid
-        .iter()
-        .filter(|(k, _)| present.contains(*k))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
-    Ok(revision)
-}
-
-fn path_of(prefix: &Prefix, key: &[u8]) -> Option<String> {
-    let key = std::str::from_utf8(key).ok()?;
-    prefix.path_of_key(key).map(str::to_string)
-}
-
-fn apply_put(snap: &mut Snapshot, path: &str, value: &[u8], mod_revision: i64, lease_ttl: u32) {
-    if let Applied::Skipped {
-        first: true,
-        reason,
-    } = snap.put_leased(path, value, mod_revision, lease_ttl)
-    {
-        warn!(key = path, error = %reason, revision = mod_revision, "skipping malformed record");
     }
 }

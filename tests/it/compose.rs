@@ -131,6 +131,34 @@ async fn compose_up_registers_and_answers() {
         !addr[0].starts_with("127."),
         "the host's address, not loopback: {addr:?}"
     );
+    // The DNS image keeps its state file (`--state-dir` on its volume), with the new record in it.
+    let ps = project.compose(&["ps", "-q", "dns"]);
+    let dns_ctr = String::from_utf8_lossy(&ps.stdout).trim().to_string();
+    let copy = tempfile::tempdir().expect("tempdir");
+    let copied = copy.path().join("view.state");
+    let path = format!("dev/webapp/{}/", n.to_ascii_lowercase());
+    eventually(
+        Duration::from_secs(20),
+        "the state file holds the record",
+        || {
+            let (dns_ctr, copied, path) = (dns_ctr.clone(), copied.clone(), path.clone());
+            async move {
+                let from = format!("{dns_ctr}:/var/lib/lodestar-dns/view.state");
+                let ok = Command::new("docker")
+                    .args(["cp", &from, &path_str(&copied)])
+                    .output()
+                    .ok()?
+                    .status
+                    .success();
+                let bytes = std::fs::read(&copied).ok().filter(|_| ok)?;
+                let domains = ["webapp.dev.".to_string()];
+                let (_, snap) = lodestar::view::decode_state(&bytes, "/skydns", &domains).ok()?;
+                let found = snap.subtree("").any(|(p, _)| p.starts_with(&path));
+                found.then_some(())
+            }
+        },
+    )
+    .await;
     // Health through the images' own check.
     let ps = project.compose(&["ps"]);
     let table = String::from_utf8_lossy(&ps.stdout).to_string();

@@ -14,6 +14,7 @@ mod peers;
 mod registrator;
 mod rules;
 mod secure;
+mod state;
 mod support;
 mod view;
 mod wire;

@@ -305,6 +305,7 @@ async fn metric_names_are_exactly_the_documented_ones() {
         "lodestar_dns_view_stale",
         "lodestar_dns_view_progress_age_seconds",
         "lodestar_dns_view_skipped_values",
+        "lodestar_dns_view_changes",
         "lodestar_dns_answer_cache_entries",
         "lodestar_dns_answer_cache_bytes",
         "lodestar_dns_dnssec_signatures_cached",

@@ -546,29 +546,8 @@ async fn docker_connection_cut_and_restored() {
 async fn runs_as_a_container_from_its_own_image() {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_lodestar-registrator"));
     assert!(is_static_elf(bin), "{} is not statically linked: run the tests through `make test`, which builds static binaries", bin.display());
-    docker_ready();
-    let ctx = tempfile::TempDir::new().unwrap();
-    std::fs::copy(bin, ctx.path().join("lodestar-registrator")).unwrap();
-    std::fs::copy(
-        "/etc/ssl/certs/ca-certificates.crt",
-        ctx.path().join("ca-certificates.crt"),
-    )
-    .expect("the CA bundle (apt-get install ca-certificates)");
     let tag = format!("lodestar-test/registrator:{}", std::process::id());
-    let dockerfile = path_str(&repo_file("docker/Dockerfile"));
-    docker(&[
-        "build",
-        "-q",
-        "-f",
-        &dockerfile,
-        "--build-arg",
-        "BIN=lodestar-registrator",
-        "--build-arg",
-        "VERSION=test",
-        "-t",
-        &tag,
-        &path_str(ctx.path()),
-    ]);
+    build_image(bin, &tag, 9154);
     // Not root; labelled; a health check through the binary itself.
     assert_eq!(
         docker(&["image", "inspect", "-f", "{{.Config.User}}", &tag]),

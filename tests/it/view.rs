@@ -434,3 +434,73 @@ async fn a_watcher_far_behind_cut_again_mid_catch_up_loses_nothing() {
         );
     }
 }
+
+/// Thousands of changes after the load (overwrites, deletes, new names; past the share of the
+/// view that is merged into its compact base on a blocking thread, while more changes arrive):
+/// every name answers what etcd holds, the reverse names follow the new addresses, and the
+/// changes are merged (the gauge of paths held apart falls back under the threshold).
+#[tokio::test]
+async fn thousands_of_changes_are_merged_into_the_view_and_answer_right() {
+    let etcd = Etcd::start().await;
+    let n = 20_000;
+    let ip = |i: usize, v: usize| format!("10.{v}.{}.{}", i / 250, i % 250 + 1);
+    let key = |i: usize| format!("/skydns/dev/webapp/a/s{i}");
+    let initial: Vec<(String, String)> = (0..n)
+        .map(|i| (key(i), format!(r#"{{"host":"{}"}}"#, ip(i, 1))))
+        .collect();
+    put_all(&etcd, &initial).await;
+    let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
+    dns.ready().await;
+    assert_eq!(view_state(&dns).await.1, n as i64);
+    // 3,000 overwritten, 2,000 deleted, 3,000 new: 8,000 changes in 63 requests.
+    let mut c = etcd.client().await;
+    let ops: Vec<etcd_client::TxnOp> = (0..3_000)
+        .map(|i| etcd_client::TxnOp::put(key(i), format!(r#"{{"host":"{}"}}"#, ip(i, 2)), None))
+        .chain((3_000..5_000).map(|i| etcd_client::TxnOp::delete(key(i), None)))
+        .chain((n..n + 3_000).map(|i| {
+            etcd_client::TxnOp::put(key(i), format!(r#"{{"host":"{}"}}"#, ip(i, 3)), None)
+        }))
+        .collect();
+    let mut rev = 0;
+    for chunk in ops.chunks(128) {
+        let r = c
+            .txn(etcd_client::Txn::new().and_then(chunk.to_vec()))
+            .await
+            .expect("txn");
+        rev = r.header().map(|h| h.revision()).unwrap_or_default();
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the view at the last write's revision, its changes merged",
+        || async {
+            let merged = dns.metric("lodestar_dns_view_changes").await? <= 4096.0;
+            (view_state(&dns).await == (rev, n as i64 + 1_000) && merged).then_some(())
+        },
+    )
+    .await;
+    for i in (0..n + 3_000).step_by(97) {
+        let name = format!("s{i}.a.webapp.dev.");
+        let want: Vec<String> = match i {
+            0..3_000 => vec![ip(i, 2)],
+            3_000..5_000 => vec![],
+            _ if i < n => vec![ip(i, 1)],
+            _ => vec![ip(i, 3)],
+        };
+        assert_eq!(a_records(&dns, &name).await, want, "{name}");
+    }
+    // The reverse names: an overwritten record's new address, not its old one.
+    let ptr = |a: String| {
+        let o: Vec<&str> = a.split('.').rev().collect();
+        format!("{}.in-addr.arpa.", o.join("."))
+    };
+    let m = query(dns.addr, &ptr(ip(7, 2)), RecordType::PTR)
+        .await
+        .unwrap();
+    assert_eq!(data(&m), ["s7.a.webapp.dev."]);
+    let m = query(dns.addr, &ptr(ip(7, 1)), RecordType::PTR)
+        .await
+        .unwrap();
+    assert!(data(&m).is_empty(), "{m:?}");
+    let (code, body) = dns.http_get("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+}

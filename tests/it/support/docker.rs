@@ -139,11 +139,20 @@ pub fn build_image(bin: &Path, tag: &str, port: u16) {
         ctx.path().join("ca-certificates.crt"),
     )
     .expect("the CA bundle (apt-get install ca-certificates)");
+    std::fs::create_dir(ctx.path().join("state")).expect("state/");
+    // As `make image`: the DNS image keeps its state file.
+    let state = if name == "lodestar-dns" {
+        "STATE_DIR=/var/lib/lodestar-dns"
+    } else {
+        "STATE_DIR="
+    };
     docker(&[
         "build",
         "-q",
         "-f",
         &path_str(&repo_file("docker/Dockerfile")),
+        "--build-arg",
+        state,
         "--build-arg",
         &format!("BIN={name}"),
         "--build-arg",
