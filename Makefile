@@ -30,6 +30,8 @@ deps:
 	  apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+	@rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 
 ## docker-up: start the Docker engine when it is installed but not running (tests need one).
 docker-up: deps
@@ -51,13 +53,16 @@ image: build docker-up
 	docker build -q -f docker/Dockerfile --build-arg BIN=lodestar-registrator --build-arg PORT=9154 --build-arg VERSION=$(VERSION) --build-arg SOURCE=$(SOURCE) -t lodestar/registrator:latest $$ctx && \
 	rm -rf $$ctx && docker images 'lodestar/*'
 
-## test: every unit and integration test (real etcd, Knot, the binaries), doc tests, clippy, fmt.
+## test: every unit and integration test (real etcd, Knot, the binaries), doc tests, clippy, fmt,
+## and every fuzz target for 20 s (an unoptimised build without sanitizer: it builds in 1.5 min).
 test: deps docker-up
 	cargo build --all-targets
 	cargo nextest run --no-fail-fast
 	cargo test --doc --quiet
 	cargo clippy --all-targets -- -D warnings
 	cargo fmt --check
+	cd fuzz && cargo fmt --check
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20 FUZZ_BUILD="--dev -s none"
 
 ## run: etcd (unless one answers at $(ETCD)), lodestar-dns on 127.0.0.1:$(DNS_PORT), demo records.
 run: build stop
@@ -108,12 +113,14 @@ run: build stop
 
 ## fuzz: every target of fuzz/ (cargo-fuzz on the nightly toolchain) for FUZZ_SECONDS each
 ## (default 300); new inputs go to fuzz/corpus/ (not committed), crashes to fuzz/artifacts/.
+## FUZZ_BUILD: cargo-fuzz's build options (default -O: optimised, with AddressSanitizer).
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := query record upstream_reply
+FUZZ_BUILD ?= -O
+FUZZ_TARGETS := query view tcp_stream record upstream_reply registrator
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-	cd fuzz && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t && \
-	  cargo +nightly fuzz run -O $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+	cd fuzz && cargo +nightly fuzz build $(FUZZ_BUILD) && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t seeds/$$t && \
+	  cargo +nightly fuzz run $(FUZZ_BUILD) $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 ## bench: every benchmark of bench/ (about 30 minutes; uses both CPUs: run it on a quiet machine).
 ## bench-cost, bench-cost2, bench-instr, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,

@@ -1,5 +1,6 @@
 //! The DNS server's tiers below `net` (the sockets), compiled from `dns/` as the binary compiles
-//! them (each at the crate root, so their `crate::` paths hold), for the fuzz targets.
+//! them (each at the crate root, so their `crate::` paths hold), and the registrator's pure
+//! container -> services mapping, for the fuzz targets.
 #![allow(dead_code, unused_imports)]
 
 #[path = "../../dns/authority/mod.rs"]
@@ -12,5 +13,7 @@ pub mod metrics;
 pub mod pipeline;
 #[path = "../../dns/proto/mod.rs"]
 pub mod proto;
+#[path = "../../registrator/services/mod.rs"]
+pub mod services;
 #[path = "../../dns/upstream/mod.rs"]
 pub mod upstream;

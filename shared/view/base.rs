@@ -208,6 +208,9 @@ pub(super) struct BaseBuilder {
     /// Whether the records came in strictly increasing path order (then the indexes collected
     /// on the way hold).
     sorted: bool,
+    /// Paths removed after records were pushed at them (a later value that did not parse), with
+    /// how many records had been pushed by then.
+    removed: Vec<(usize, String)>,
 }
 
 impl BaseBuilder {
@@ -260,12 +263,29 @@ impl BaseBuilder {
         true
     }
 
+    /// Takes out the record pushed at `path`, if any: a later value there did not parse. (Within
+    /// one load this happens only for keys that differ in letter case.)
+    pub(super) fn remove(&mut self, path: &str) {
+        let base = &self.base;
+        let pushed = if self.sorted {
+            // Sorted so far: it is there only if it is among what was pushed.
+            let last = base.records.last().and_then(|r| base.text.get(r.start..));
+            last.is_some_and(|last| last >= path) && base.find(path).is_some()
+        } else {
+            true
+        };
+        if pushed {
+            self.removed.push((base.records.len(), path.to_string()));
+            self.sorted = false;
+        }
+    }
+
     /// The base: records in path order (the last one pushed of each path), and its indexes.
     pub(super) fn build(self) -> Base {
         let mut base = if self.sorted {
             self.base
         } else {
-            let mut base = Self::sort(self.base);
+            let mut base = Self::sort(self.base, &self.removed);
             for i in 0..base.len() {
                 let (path, entry) = (base.path(i).to_string(), base.entry(i).clone());
                 index_record(&mut base, i as u32, &path, &entry);
@@ -293,8 +313,12 @@ impl BaseBuilder {
     }
 
     /// Records pushed out of order: sorted by path (stably: of equal paths the last pushed is
-    /// kept), with the text laid out again in that order; no index yet.
-    fn sort(pushed: Base) -> Base {
+    /// kept, unless the path was removed after it), with the text laid out again in that order;
+    /// no index yet.
+    fn sort(pushed: Base, removed: &[(usize, String)]) -> Base {
+        // The last removal of each path, by how many records were pushed before it.
+        let removed_at: std::collections::HashMap<&str, usize> =
+            removed.iter().map(|(at, p)| (p.as_str(), *at)).collect();
         let Base { text, records, .. } = pushed;
         let span = |i: usize| {
             let end = records.get(i + 1).map_or(text.len(), |r| r.start);
@@ -316,6 +340,9 @@ impl BaseBuilder {
             ..Base::default()
         };
         for i in keep {
+            if removed_at.get(span(i)).is_some_and(|at| *at > i) {
+                continue;
+            }
             out.records.push(Record {
                 start: out.text.len(),
                 entry: records[i].entry.clone(),
@@ -382,6 +409,30 @@ mod tests {
         let ip = "10.0.0.3".parse().unwrap();
         assert_eq!(base.with_addr(ip).collect::<Vec<_>>(), [1]);
         assert_eq!(base.with_addr("10.0.0.2".parse().unwrap()).count(), 0);
+    }
+
+    #[test]
+    fn a_removal_takes_out_what_was_pushed_before_it_only() {
+        let mut b = BaseBuilder::new();
+        b.push("dev/a", entry("10.0.0.1"));
+        b.push("dev/b", entry("10.0.0.2"));
+        b.remove("dev/a");
+        b.remove("dev/z"); // never pushed: nothing to do
+        b.push("dev/c", entry("10.0.0.3"));
+        b.remove("dev/c");
+        b.push("dev/c", entry("10.0.0.4"));
+        let base = b.build();
+        let paths: Vec<_> = (0..base.len()).map(|i| base.path(i)).collect();
+        assert_eq!(paths, ["dev/b", "dev/c"]);
+        assert_eq!(base.entry(1).service.host, "10.0.0.4");
+        assert_eq!(base.with_addr("10.0.0.1".parse().unwrap()).count(), 0);
+        let mut plain = BaseBuilder::new();
+        plain.push("dev/a", entry("10.0.0.1"));
+        plain.remove("dev/b");
+        assert!(
+            plain.sorted,
+            "a removal of what was never pushed keeps the fast way"
+        );
     }
 
     #[test]

@@ -160,7 +160,11 @@ impl Loader {
                 }
                 format!("the view holds its most records ({})", MAX_RECORDS)
             }
-            Err(reason) => reason,
+            Err(reason) => {
+                // As a put does: a value that does not parse takes the path out of the view.
+                self.builder.remove(&path);
+                reason
+            }
         };
         let key: Arc<str> = Arc::from(path);
         let first = self.reported.get(&key) != Some(&mod_revision)
@@ -309,6 +313,27 @@ mod tests {
         let mut reloaded = Snapshot::from_values([("dev/a", br#"{}"#.as_slice(), 1)]);
         assert!(!reloaded.rebase(stale.run(), &[]));
         assert_eq!(reloaded.len(), 1);
+    }
+
+    /// Keys differing only in letter case are one path: in a load as in the watch, the later value
+    /// wins, and a later value that does not parse takes the path out (found by `make fuzz`).
+    #[test]
+    fn a_load_applies_values_at_one_path_as_the_watch_does() {
+        let values: [(&str, &[u8]); 3] = [
+            ("dev/w/A", br#"{"host":"10.0.0.1"}"#),
+            ("dev/w/a", b"{not json"),
+            ("dev/w/b", br#"{"host":"10.0.0.2"}"#),
+        ];
+        let loaded = Snapshot::from_values(values.iter().map(|(p, v)| (*p, *v, 1)));
+        let mut watched = Snapshot::default();
+        for (p, v) in values {
+            watched.put(p, v, 1);
+        }
+        for s in [&loaded, &watched] {
+            assert!(s.get("dev/w/a").is_none());
+            assert_eq!(s.len(), 1);
+            assert_eq!(s.invalid_now(), 1);
+        }
     }
 
     #[test]
