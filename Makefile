@@ -17,7 +17,7 @@ DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
 DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd valgrind
 
-.PHONY: deps docker-up build image test run stop clean fuzz bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover cluster cluster-stop
+.PHONY: deps docker-up build image test run stop clean fuzz bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover bench-fleet cluster cluster-stop
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -116,7 +116,7 @@ run: build stop
 ## FUZZ_BUILD: cargo-fuzz's build options (default -O: optimised, with AddressSanitizer).
 FUZZ_SECONDS ?= 300
 FUZZ_BUILD ?= -O
-FUZZ_TARGETS := query view tcp_stream record upstream_reply registrator
+FUZZ_TARGETS := query view signed tcp_stream record upstream_reply registrator
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	cd fuzz && cargo +nightly fuzz build $(FUZZ_BUILD) && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t seeds/$$t && \
@@ -131,7 +131,7 @@ bench: deps docker-up
 
 # A static pattern rule: make skips implicit rules for .PHONY targets, so a plain `bench-%` rule
 # did nothing ("Nothing to be done for 'bench-cost'").
-BENCHES := cost cost2 instr reads propagation scale churn big tcp wildcards failover
+BENCHES := cost cost2 instr reads propagation scale churn big tcp wildcards failover fleet
 $(addprefix bench-,$(BENCHES)): bench-%: deps docker-up
 	cargo bench --bench lodestar -- $* $(ARGS)
 

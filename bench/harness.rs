@@ -61,8 +61,19 @@ impl Server {
         cpu: &str,
         log: &str,
     ) -> Server {
-        let ep = etcd.endpoint();
-        let up = upstream.to_string();
+        Server::binary_at(bin, extra, &etcd.endpoint(), Some(upstream), cpu, log)
+    }
+
+    /// `bin` on `cpu` for webapp.dev from the etcd `endpoints` (comma-separated), forwarding to
+    /// `upstream` when given, `RUST_LOG` set to `log`.
+    pub fn binary_at(
+        bin: &str,
+        extra: &[&str],
+        endpoints: &str,
+        upstream: Option<SocketAddr>,
+        cpu: &str,
+        log: &str,
+    ) -> Server {
         let mut args: Vec<String> = ["-c", cpu, bin].iter().map(|s| s.to_string()).collect();
         args.extend(extra.iter().map(|s| s.to_string()));
         args.extend(
@@ -72,13 +83,14 @@ impl Server {
                 "--domain",
                 "webapp.dev",
                 "--etcd",
-                &ep,
-                "--upstream",
-                &up,
+                endpoints,
             ]
             .iter()
             .map(|s| s.to_string()),
         );
+        if let Some(up) = upstream {
+            args.extend(["--upstream".to_string(), up.to_string()]);
+        }
         let (child, logs, rx) = support::spawn_logged("taskset", &args, &[("RUST_LOG", log)]);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

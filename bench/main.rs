@@ -32,6 +32,7 @@ mod big;
 mod cost;
 mod data;
 mod failover;
+mod fleet;
 mod harness;
 mod instr;
 mod opts;
@@ -78,6 +79,8 @@ enum Bench {
     Wildcards,
     /// Three hosts in network namespaces: member kill, partition.
     Failover,
+    /// A fleet of hosts registering through the library: write -> answer, hosts dying, etcd's load.
+    Fleet,
     /// Every benchmark.
     All,
 }
@@ -109,6 +112,7 @@ fn main() {
             }
             Bench::Wildcards => wildcards::wildcard_bench(&opts).await,
             Bench::Failover => failover::failover(&opts).await,
+            Bench::Fleet => fleet::fleet(&opts).await,
             Bench::All => {
                 cost::cost(&opts).await;
                 view::reads(&opts).await;
@@ -118,6 +122,7 @@ fn main() {
                 cost::cost2(&opts).await;
                 view::scale(&opts).await;
                 failover::failover(&opts).await;
+                fleet::fleet(&opts).await;
             }
         }
     });

@@ -27,6 +27,15 @@ pub struct Opts {
     /// Another lodestar-dns binary to measure beside this one (before/after a change).
     #[arg(long, global = true)]
     pub baseline: Option<String>,
+    /// `fleet`: simulated hosts.
+    #[arg(long, global = true, default_value_t = 1_000)]
+    pub hosts: usize,
+    /// `fleet`: services each host registers.
+    #[arg(long, global = true, default_value_t = 100)]
+    pub per_host: usize,
+    /// `fleet`: the TTL of each host's lease, seconds.
+    #[arg(long, global = true, default_value_t = 10)]
+    pub lease_ttl: u64,
     /// `cost`: the plain mixes only, not the signed table.
     #[arg(long, global = true)]
     pub plain: bool,

@@ -7,6 +7,7 @@
 pub mod authority;
 #[path = "../../dns/dnssec/mod.rs"]
 pub mod dnssec;
+pub mod gen;
 #[path = "../../dns/metrics/mod.rs"]
 pub mod metrics;
 #[path = "../../dns/pipeline/mod.rs"]
