@@ -207,12 +207,17 @@ pub async fn fleet(o: &Opts) {
     // Every host connects and registers, 50 at a time.
     let t = Instant::now();
     let endpoints: Vec<Vec<String>> = (0..hosts).map(|h| cluster.from(h)).collect();
-    let registries: Vec<(usize, EtcdRegistry)> = stream::iter(0..hosts)
+    // Keep-alives: one task per host, started as soon as it has registered (a lease lives only
+    // its TTL), every third of the TTL after, each host on its own token.
+    let keep_alives = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let tokens: BTreeMap<usize, CancellationToken> = stream::iter(0..hosts)
         .map(|h| {
             let etcd = EtcdConfig {
                 endpoints: endpoints[h].clone(),
                 ..Default::default()
             };
+            let (n, failed) = (keep_alives.clone(), failed.clone());
             async move {
                 let (mut reg, _) = EtcdRegistry::connect(
                     &etcd,
@@ -230,7 +235,22 @@ pub async fn fleet(o: &Opts) {
                     };
                     reg.register(&name(h, j), &svc).await.expect("register");
                 }
-                (h, reg)
+                let token = CancellationToken::new();
+                let stop = token.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(ttl / 3);
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => return, // died: the lease is left to expire
+                            _ = tick.tick() => {}
+                        }
+                        match reg.keep_alive().await {
+                            Ok(()) => n.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                });
+                (h, token)
             }
         })
         .buffer_unordered(50)
@@ -241,34 +261,6 @@ pub async fn fleet(o: &Opts) {
         "{hosts} hosts registered {total} records in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    // Keep-alives: one task per host, every third of the TTL, each host on its own token.
-    let mut tokens = BTreeMap::new();
-    let keep_alives = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    for (h, mut reg) in registries {
-        let token = CancellationToken::new();
-        tokens.insert(h, token.clone());
-        let (n, failed) = (keep_alives.clone(), failed.clone());
-        // Spread over the period, as hosts started at different times would be.
-        let offset = ttl / 3 * (h as u32 % 97) / 97;
-        tokio::spawn(async move {
-            tokio::select! {
-                () = token.cancelled() => return,
-                () = tokio::time::sleep(offset) => {}
-            }
-            let mut tick = tokio::time::interval(ttl / 3);
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return, // died: the lease is left to expire
-                    _ = tick.tick() => {}
-                }
-                match reg.keep_alive().await {
-                    Ok(()) => n.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        });
-    }
     // Every server holds every record.
     let t = Instant::now();
     loop {
