@@ -112,15 +112,21 @@ run: build stop
 	@echo "Stop it with: make stop"
 
 ## fuzz: every target of fuzz/ (cargo-fuzz on the nightly toolchain) for FUZZ_SECONDS each
-## (default 300); new inputs go to fuzz/corpus/ (not committed), crashes to fuzz/artifacts/.
+## (default 300), FUZZ_JOBS at a time (default: one per CPU); new inputs go to fuzz/corpus/ (not
+## committed), crashes to fuzz/artifacts/, each target's output to fuzz/artifacts/<target>.log.
 ## FUZZ_BUILD: cargo-fuzz's build options (default -O: optimised, with AddressSanitizer).
 FUZZ_SECONDS ?= 300
 FUZZ_BUILD ?= -O
+FUZZ_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 FUZZ_TARGETS := query view signed tcp_stream record upstream_reply registrator
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-	cd fuzz && cargo +nightly fuzz build $(FUZZ_BUILD) && for t in $(FUZZ_TARGETS); do mkdir -p corpus/$$t seeds/$$t && \
-	  cargo +nightly fuzz run $(FUZZ_BUILD) $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+	cd fuzz && cargo +nightly fuzz build $(FUZZ_BUILD) && mkdir -p artifacts && \
+	printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I{} sh -c '\
+	  mkdir -p corpus/{} seeds/{}; \
+	  if cargo +nightly fuzz run $(FUZZ_BUILD) {} corpus/{} seeds/{} -- -max_total_time=$(FUZZ_SECONDS) >artifacts/{}.log 2>&1; \
+	  then echo "fuzz {}: $$(grep "^Done" artifacts/{}.log)"; \
+	  else echo "fuzz {} FAILED:"; tail -n 40 artifacts/{}.log; exit 1; fi'
 
 ## bench: every benchmark of bench/ (about 30 minutes; uses both CPUs: run it on a quiet machine).
 ## bench-cost, bench-cost2, bench-instr, bench-reads, bench-propagation, bench-scale, bench-churn, bench-big,
