@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::state::{decode, encode, StateError, StateHeader};
+use super::state::{decode_from, encode, StateError, StateHeader};
 use super::View;
 
 /// The shortest time between two writes.
@@ -52,8 +52,9 @@ impl StateFile {
     /// from its revision. Anything else is logged once and ignored. The header, when used.
     pub fn restore(&self, view: &View) -> Option<StateHeader> {
         let started = Instant::now();
-        let bytes = match std::fs::read(&self.path) {
-            Ok(b) => b,
+        let opened = std::fs::File::open(&self.path).and_then(|f| Ok((f.metadata()?.len(), f)));
+        let (len, file) = match opened {
+            Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 info!(path = %self.path.display(), "no state file yet");
                 return None;
@@ -63,9 +64,9 @@ impl StateFile {
                 return None;
             }
         };
-        match decode(&bytes, &self.prefix, &self.domains) {
+        let reader = std::io::BufReader::with_capacity(1 << 20, file);
+        match decode_from(reader, len, &self.prefix, &self.domains) {
             Ok((header, snap)) => {
-                drop(bytes);
                 view.restore(snap, header.cluster_id);
                 info!(path = %self.path.display(), revision = header.revision, records = header.records,
                     ms = started.elapsed().as_millis() as u64,

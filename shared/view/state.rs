@@ -15,7 +15,7 @@
 //! Pure: encode to a writer, decode from bytes. The shell that writes it in the background and
 //! reads it at start is `super::persist`. Imports the snapshot and its loader.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use ring::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
@@ -129,30 +129,55 @@ pub fn decode(
     prefix: &str,
     domains: &[String],
 ) -> Result<(StateHeader, Snapshot), StateError> {
-    if bytes.len() < MAGIC.len() + 4 || !bytes.starts_with(MAGIC) {
-        return Err(StateError::Format);
-    }
-    let mut r = Reader {
-        bytes,
-        at: MAGIC.len(),
-    };
-    if r.u32()? != VERSION {
-        return Err(StateError::Format);
-    }
-    let body_end = bytes
-        .len()
-        .checked_sub(CHECKSUM)
+    decode_from(bytes, bytes.len() as u64, prefix, domains)
+}
+
+/// [`decode`] of a file of `len` bytes read from `r` as it goes (nothing but the records is
+/// kept: a 1,000,000-record file is not held in memory beside its snapshot). The checksum covers
+/// what was read; when the contents do not read, the rest is still hashed, so that a damaged
+/// file is reported as damaged, not as whatever its damage looks like.
+pub fn decode_from(
+    r: impl Read,
+    len: u64,
+    prefix: &str,
+    domains: &[String],
+) -> Result<(StateHeader, Snapshot), StateError> {
+    let body = len
+        .checked_sub(CHECKSUM as u64)
         .ok_or(StateError::Checksum)?;
-    let sum = ring::digest::digest(&SHA256, &bytes[..body_end]);
-    if sum.as_ref() != &bytes[body_end..] {
+    let mut r = HashedReader {
+        inner: r.take(body),
+        sum: Context::new(&SHA256),
+    };
+    let read = read_body(&mut r, prefix, domains);
+    // Whatever was not read (after an error) is hashed too, then the checksum compared.
+    std::io::copy(&mut r, &mut std::io::sink())?;
+    let HashedReader { inner, sum } = r;
+    let mut trailer = [0u8; CHECKSUM];
+    let mut rest = inner.into_inner();
+    if rest.read_exact(&mut trailer).is_err() || sum.finish().as_ref() != trailer {
         return Err(StateError::Checksum);
     }
-    let r = &mut Reader {
-        bytes: &bytes[..body_end],
-        at: r.at,
-    };
-    let header: StateHeader = serde_json::from_slice(r.field()?)
-        .map_err(|e| StateError::Malformed(format!("header: {e}")))?;
+    if rest.read(&mut [0u8; 1])? != 0 {
+        return Err(StateError::Checksum);
+    }
+    read
+}
+
+fn read_body(
+    r: &mut impl Read,
+    prefix: &str,
+    domains: &[String],
+) -> Result<(StateHeader, Snapshot), StateError> {
+    let mut magic = [0u8; MAGIC.len()];
+    r.read_exact(&mut magic).map_err(|_| StateError::Format)?;
+    if magic != MAGIC || read_u32(r)? != VERSION {
+        return Err(StateError::Format);
+    }
+    let mut buf = Vec::new();
+    read_field(r, &mut buf)?;
+    let header: StateHeader =
+        serde_json::from_slice(&buf).map_err(|e| StateError::Malformed(format!("header: {e}")))?;
     if header.prefix != prefix || header.domains != domains {
         return Err(StateError::Foreign {
             prefix: header.prefix,
@@ -160,53 +185,64 @@ pub fn decode(
         });
     }
     let mut load = Loader::after(None);
+    let mut value = Vec::new();
     for _ in 0..header.records {
-        let path = std::str::from_utf8(r.field()?)
+        read_field(r, &mut buf)?;
+        let path = std::str::from_utf8(&buf)
             .map_err(|_| StateError::Malformed("a path that is not UTF-8".into()))?;
-        let value = r.field()?;
-        let lease_ttl = r.u32()?;
+        read_field(r, &mut value)?;
+        let lease_ttl = read_u32(r)?;
         if let super::Applied::Skipped { reason, .. } =
-            load.put(path, value, header.revision, lease_ttl)
+            load.put(path, &value, header.revision, lease_ttl)
         {
             return Err(StateError::Malformed(format!("record {path}: {reason}")));
         }
     }
-    if r.at != r.bytes.len() {
-        return Err(StateError::Malformed(format!(
-            "{} bytes after the last record",
-            r.bytes.len() - r.at
-        )));
+    if r.read(&mut [0u8; 1])? != 0 {
+        return Err(StateError::Malformed("bytes after the last record".into()));
     }
     let mut snap = load.finish();
     snap.revision = header.revision;
     Ok((header, snap))
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// The longest field read: a path, a value (at most 64 KiB) or the header.
+const MAX_FIELD: usize = 1 << 20;
+
+fn cut_short(e: std::io::Error) -> StateError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        StateError::Malformed("cut short".into())
+    } else {
+        StateError::Io(e)
+    }
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| StateError::Malformed("cut short".into()))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
+fn read_u32(r: &mut impl Read) -> Result<u32, StateError> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b).map_err(cut_short)?;
+    Ok(u32::from_le_bytes(b))
+}
 
-    fn u32(&mut self) -> Result<u32, StateError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+fn read_field(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<(), StateError> {
+    let n = read_u32(r)? as usize;
+    if n > MAX_FIELD {
+        return Err(StateError::Malformed(format!("a field of {n} bytes")));
     }
+    buf.resize(n, 0);
+    r.read_exact(buf).map_err(cut_short)
+}
 
-    fn field(&mut self) -> Result<&'a [u8], StateError> {
-        let n = self.u32()? as usize;
-        self.take(n)
+/// A reader that hashes what goes through it.
+struct HashedReader<R> {
+    inner: R,
+    sum: Context,
+}
+
+impl<R: Read> Read for HashedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sum.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -293,6 +329,21 @@ mod tests {
             decode(&good, "/skydns", &["other.dev.".to_string()]),
             Err(StateError::Foreign { .. })
         ));
+    }
+
+    #[test]
+    fn damage_is_reported_as_damage_whatever_it_looks_like() {
+        // A byte of the prefix in the header: the file would read as another server's.
+        let mut bad = encoded();
+        let at = bad.windows(7).position(|w| w == b"/skydns").unwrap() + 1;
+        bad[at] = b'S';
+        assert!(matches!(
+            decode(&bad, "/skydns", &header().domains),
+            Err(StateError::Checksum)
+        ));
+        let mut longer = encoded();
+        longer.push(0);
+        assert!(decode(&longer, "/skydns", &header().domains).is_err());
     }
 
     #[test]
