@@ -7,24 +7,19 @@
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::Name;
 use libfuzzer_sys::fuzz_target;
-use lodestar::{Snapshot, View};
-use server::authority::zones::StaticZones;
-use server::authority::Authority;
-use server::authority::Domain;
-use server::pipeline::{Counters, Handler, Limits, Step};
-use server::proto::edns::ForwardMark;
+use lodestar::Snapshot;
+use server::gen::server;
+use server::pipeline::{Handler, Step};
 use server::proto::wire::{key_of_query, Received};
 use server::proto::{Query, Transport};
 
 fn handler() -> &'static Handler {
     static HANDLER: OnceLock<Handler> = OnceLock::new();
     HANDLER.get_or_init(|| {
-        let view = Arc::new(View::new());
         let mut records: Vec<(String, Vec<u8>)> = vec![
             (
                 "dev/webapp/redis/1".into(),
@@ -68,32 +63,9 @@ fn handler() -> &'static Handler {
         }
         let mut snap =
             Snapshot::from_values(records.iter().map(|(k, v)| (k.as_str(), v.as_slice(), 1)));
+        let (view, handler) = server();
         view.publish(&mut snap, true);
-        let authority = Authority {
-            domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
-            default_ttl: 30,
-            local: None,
-            negative_ttl: 30,
-            hostmaster: None,
-            chaos: Default::default(),
-        };
-        Handler::new(
-            view,
-            ForwardMark::new(),
-            authority,
-            StaticZones::default(),
-            None,
-            vec!["127.0.0.0/8".parse().unwrap()],
-            Counters::new(),
-            Limits {
-                workers: 1,
-                admitted: 1 << 20,
-                forwards: 16,
-                log_queries: false,
-                upstream_timeout: std::time::Duration::from_secs(1),
-                ndots: 0,
-            },
-        )
+        handler
     })
 }
 

@@ -5,20 +5,16 @@
 #![no_main]
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use arbitrary::Arbitrary;
 use hickory_proto::op::Message;
-use hickory_proto::rr::Name;
 use libfuzzer_sys::fuzz_target;
-use lodestar::{Snapshot, View};
-use server::authority::zones::StaticZones;
-use server::authority::{Authority, Domain};
-use server::pipeline::{Counters, Handler, Limits, Step};
-use server::proto::edns::ForwardMark;
+use lodestar::Snapshot;
+use server::gen::{ask, runtime, server};
+use server::pipeline::Handler;
 use server::proto::framing::{frame, read_body, read_len};
 use server::proto::Transport;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -59,7 +55,7 @@ impl AsyncRead for Pieces {
 fn handler() -> &'static Arc<Handler> {
     static H: OnceLock<Arc<Handler>> = OnceLock::new();
     H.get_or_init(|| {
-        let view = Arc::new(View::new());
+        let (view, handler) = server();
         let mut snap = Snapshot::from_values([
             (
                 "dev/webapp/redis/1",
@@ -73,41 +69,7 @@ fn handler() -> &'static Arc<Handler> {
             ),
         ]);
         view.publish(&mut snap, true);
-        let authority = Authority {
-            domains: vec![Domain::new(&Name::from_ascii("webapp.dev.").unwrap())],
-            default_ttl: 30,
-            local: None,
-            negative_ttl: 30,
-            hostmaster: None,
-            chaos: Default::default(),
-        };
-        Arc::new(Handler::new(
-            view,
-            ForwardMark::new(),
-            authority,
-            StaticZones::default(),
-            None,
-            vec!["127.0.0.0/8".parse().unwrap()],
-            Counters::new(),
-            Limits {
-                workers: 1,
-                admitted: 1 << 20,
-                forwards: 16,
-                log_queries: false,
-                upstream_timeout: std::time::Duration::from_millis(50),
-                ndots: 0,
-            },
-        ))
-    })
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
+        Arc::new(handler)
     })
 }
 
@@ -153,14 +115,8 @@ fuzz_target!(|input: Input| {
     for (got, sent) in read.iter().zip(&messages) {
         assert_eq!(got, *sent);
     }
-    let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
     for m in read.iter().take(4) {
-        let reply = match handler().handle(m, client, Transport::Tcp) {
-            Step::Reply(bytes) => Some(bytes),
-            Step::Later(job) => runtime().block_on(handler().complete(job)),
-            Step::Drop => None,
-        };
-        if let Some(bytes) = reply {
+        if let Some(bytes) = ask(handler(), m, Transport::Tcp) {
             Message::from_vec(&bytes).expect("every answer parses");
             frame(&bytes).expect("every answer frames");
         }

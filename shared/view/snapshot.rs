@@ -205,18 +205,19 @@ impl Snapshot {
     fn remove_entry(&mut self, path: &str) {
         let path: Arc<str> = Arc::from(path);
         self.changed(&path, None);
-        let Some(old) = self.get(&path).cloned() else {
+        // Only the old record's address is needed: no copy of it.
+        let Some(old_addr) = self.get(&path).map(|e| e.host.addr()) else {
             return;
         };
         self.len -= 1;
-        if let Some(addr) = old.host.addr() {
+        if let Some(addr) = old_addr {
             self.changed(&path, Some(addr));
         }
         let key = match self.over.get_key_value(&path) {
             Some((key, Some(_))) => {
                 let key = key.clone();
                 self.over_wild.remove(&key);
-                if let Some(addr) = old.host.addr() {
+                if let Some(addr) = old_addr {
                     self.over_addr.remove(&(addr, key.clone()));
                 }
                 key
@@ -232,18 +233,20 @@ impl Snapshot {
 
     fn insert(&mut self, path: Arc<str>, entry: Entry) {
         self.changed(&path, None);
-        let old = self.get(&path).cloned();
+        // The old record's address, if there was one (`None`: no old record).
+        let old = self.get(&path).map(|e| e.host.addr());
         if old.is_none() {
             self.len += 1;
         }
-        if let Some(addr) = old.as_ref().and_then(|o| o.host.addr()) {
+        let old_addr = old.flatten();
+        if let Some(addr) = old_addr {
             self.changed(&path, Some(addr));
         }
         // A new value at a path already changed keeps its key and its place in the index.
         let path = match self.over.get_key_value(&path) {
             Some((key, Some(_))) => {
                 let key = key.clone();
-                if let Some(addr) = old.as_ref().and_then(|o| o.host.addr()) {
+                if let Some(addr) = old_addr {
                     self.over_addr.remove(&(addr, key.clone()));
                 }
                 key
