@@ -6,9 +6,16 @@
 //! so a write retires the answers of the names it touches, not the whole cache. Several answers
 //! rotate: an entry encodes each of its (at most [`MAX_VARIANTS`]) rotations the first time it
 //! is sent, each bounded by the size limit. A hit is copied and patched ([`crate::proto::wire::patch`]).
+//!
+//! Our own answers are kept on their second ask ([`AnswerCache::offer`]): a question asked once
+//! leaves only its hash in a fixed table ([`SEEN`] slots), so a client asking endless distinct
+//! names (random labels, search-list expansions) costs no memory; building an answer again is
+//! cheap, and a name asked twice is kept from then on. An upstream's answer, dear to fetch again,
+//! is kept at once ([`AnswerCache::insert`]). When the cache is full it starts over, the old
+//! entries freed on a thread of their own, never under the lock the queries read through.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -24,7 +31,10 @@ use crate::proto::Query;
 const MAX_VARIANTS: usize = 16;
 
 /// What the cache may hold, in approximate bytes, before it starts over.
-const CAPACITY_BYTES: usize = 256 << 20;
+const CAPACITY_BYTES: usize = 64 << 20;
+
+/// Slots of the table of questions asked once (8 bytes each).
+const SEEN: usize = 1 << 16;
 
 /// One cached answer.
 pub struct Cached {
@@ -256,11 +266,24 @@ fn weigh(r: &crate::authority::Records) -> usize {
 }
 
 /// The cache: a map from question key to entry, under a reader-writer lock.
-#[derive(Default)]
 pub struct AnswerCache {
     /// foldhash, seeded per process: SipHash cost a tenth of a cached answer.
     map: RwLock<HashMap<Box<[u8]>, Arc<Cached>, foldhash::fast::RandomState>>,
     weight: AtomicUsize,
+    /// Hashes of questions asked once and not kept, each in the slot its hash picks.
+    seen: Box<[AtomicU64]>,
+    seen_hash: foldhash::fast::RandomState,
+}
+
+impl Default for AnswerCache {
+    fn default() -> Self {
+        AnswerCache {
+            map: RwLock::default(),
+            weight: AtomicUsize::new(0),
+            seen: (0..SEEN).map(|_| AtomicU64::new(0)).collect(),
+            seen_hash: foldhash::fast::RandomState::default(),
+        }
+    }
 }
 
 impl AnswerCache {
@@ -270,13 +293,31 @@ impl AnswerCache {
         map.get(key).filter(|c| c.valid(snap)).cloned()
     }
 
+    /// Our own answer, just built: kept when its question was asked before (see the module),
+    /// handed back either way to be sent.
+    pub fn offer(&self, key: &[u8], entry: Cached) -> Arc<Cached> {
+        use std::hash::BuildHasher;
+        let h = self.seen_hash.hash_one(key) | 1;
+        let slot = &self.seen[(h >> 32) as usize % SEEN];
+        if slot.swap(h, Ordering::Relaxed) == h {
+            self.insert(key, entry)
+        } else {
+            Arc::new(entry)
+        }
+    }
+
     /// Keeps an entry (starting over when full) and hands it back.
     pub fn insert(&self, key: &[u8], entry: Cached) -> Arc<Cached> {
         let entry = Arc::new(entry);
         if let Ok(mut map) = self.map.write() {
             if self.weight.load(Ordering::Relaxed) + entry.weight > CAPACITY_BYTES {
-                map.clear();
+                let old = std::mem::take(&mut *map);
                 self.weight.store(0, Ordering::Relaxed);
+                // Tens of thousands of entries take a while to free: not here, where every
+                // reader waits for this lock.
+                let _ = std::thread::Builder::new()
+                    .name("cache-free".into())
+                    .spawn(move || drop(old));
             }
             self.weight.fetch_add(entry.weight, Ordering::Relaxed);
             if let Some(old) = map.insert(key.into(), entry.clone()) {
@@ -442,5 +483,53 @@ mod tests {
         assert!(big.weight > small.weight + 50_000);
         let a = Cached::new(1, Dep::All, query(), answer(3), Counter::default(), None);
         assert!(a.weight < 4096, "{}", a.weight);
+    }
+
+    #[test]
+    fn our_answers_are_kept_on_their_second_ask_and_a_flood_of_new_names_keeps_nothing() {
+        let view = View::new();
+        let mut s =
+            Snapshot::from_values([("dev/webapp/x/1", br#"{"host":"10.0.0.1"}"#.as_slice(), 1)]);
+        let snap = view.publish(&mut s, true);
+        let g = snap.generation();
+        let c = AnswerCache::default();
+        let built = || Cached::new(g, Dep::All, query(), answer(1), Counter::default(), None);
+        let sent = c.offer(b"x", built());
+        assert!(
+            !sent.first_variant().is_empty(),
+            "an answer not kept is still sent"
+        );
+        assert!(c.get(b"x", &snap).is_none(), "asked once: not kept");
+        c.offer(b"x", built());
+        assert!(c.get(b"x", &snap).is_some(), "asked twice: kept");
+        for i in 0..100_000u32 {
+            c.offer(format!("random-{i}").as_bytes(), built());
+        }
+        assert_eq!(c.len(), 1, "names asked once each leave nothing");
+        // An upstream's answer is kept at once.
+        c.insert(b"forwarded", built());
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_full_cache_starts_over() {
+        let view = View::new();
+        let mut s =
+            Snapshot::from_values([("dev/webapp/x/1", br#"{"host":"10.0.0.1"}"#.as_slice(), 1)]);
+        let g = view.publish(&mut s, true).generation();
+        let c = AnswerCache::default();
+        let built = || Cached::new(g, Dep::All, query(), answer(1), Counter::default(), None);
+        let each = built().weight;
+        let fits = CAPACITY_BYTES / each;
+        for i in 0..fits + 10 {
+            c.insert(format!("n{i}").as_bytes(), built());
+        }
+        assert!(
+            c.len() < fits,
+            "{} entries after {} inserts",
+            c.len(),
+            fits + 10
+        );
+        assert!(c.weight() <= CAPACITY_BYTES);
     }
 }

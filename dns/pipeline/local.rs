@@ -107,7 +107,7 @@ impl Handler {
                     // Encoded before anyone can find it, so no hit ever signs.
                     built.first_variant();
                 }
-                let entry = self.cache.insert(&key, built);
+                let entry = self.cache.offer(&key, built);
                 let mut bytes = if dnssec {
                     // Signed: this answer now, the other rotations by a worker after it.
                     let bytes = entry.first_variant().to_vec();
