@@ -10,6 +10,12 @@
 //! transaction that removes the key only if it is still on this owner's lease, and
 //! [`EtcdRegistry::check_owner`] says whether the owner key still names this process.
 //!
+//! A member that fails (a request that timed out or could not reach it) is left: the request
+//! that saw it fails (the caller retries it, as after any error), and the next one first connects
+//! to another member ([`EtcdConfig::avoid_current`], [`EtcdConfig::connect`]) and goes on with the
+//! same lease, which every member knows. A custom registry survives the death of its member
+//! without code of its own.
+//!
 //! Reading back what the lease holds is paged by size: the values come in transactions of at
 //! most [`READ_CHUNK`] keys, halved whenever an answer is too large to decode.
 
@@ -38,6 +44,9 @@ const OBSERVE_EVERY: Duration = Duration::from_millis(500);
 /// The etcd [`Registry`]: one lease per owner, kept alive by [`Registry::keep_alive`].
 pub struct EtcdRegistry {
     client: Client,
+    etcd: EtcdConfig,
+    /// The member in use failed a request: the next one connects to another first.
+    failed: bool,
     prefix: Prefix,
     owner: String,
     me: Identity,
@@ -76,6 +85,8 @@ impl EtcdRegistry {
         let client = etcd.connect().await?;
         let mut reg = EtcdRegistry {
             client,
+            etcd: etcd.clone(),
+            failed: false,
             prefix,
             owner: owner.to_string(),
             me: Identity::this_process(),
@@ -86,6 +97,27 @@ impl EtcdRegistry {
         };
         let origin = reg.claim().await?;
         Ok((reg, origin))
+    }
+
+    /// Before a request: after a member failed, connects to another (the lease stays).
+    async fn heal(&mut self) -> Result<(), RegistryError> {
+        if self.failed {
+            self.etcd.avoid_current();
+            self.client = self.etcd.connect().await?;
+            self.keeper = None;
+            self.failed = false;
+            tracing::info!(owner = %self.owner, "connected to another etcd member");
+        }
+        Ok(())
+    }
+
+    /// After a request: an error of etcd's (unreachable, timed out, refused by a member without
+    /// a leader) marks the member failed.
+    fn note<T>(&mut self, r: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        if let Err(RegistryError::Etcd(_)) = &r {
+            self.failed = true;
+        }
+        r
     }
 
     /// The key that holds the owner's lease and holder: `/lodestar/owners/skydns/<owner>`.
@@ -311,6 +343,34 @@ fn rejected(e: &etcd_client::Error) -> Option<String> {
 
 impl Registry for EtcdRegistry {
     async fn register(&mut self, name: &str, service: &Service) -> Result<(), RegistryError> {
+        self.heal().await?;
+        let r = self.put(name, service).await;
+        self.note(r)
+    }
+
+    /// Deletes the record of `name` if it is on this owner's lease; a record another owner
+    /// wrote there is left alone.
+    async fn deregister(&mut self, name: &str) -> Result<(), RegistryError> {
+        self.heal().await?;
+        let r = self.delete(name).await;
+        self.note(r)
+    }
+
+    async fn registered(&mut self) -> Result<BTreeMap<String, Service>, RegistryError> {
+        self.heal().await?;
+        let r = self.list().await;
+        self.note(r)
+    }
+
+    async fn keep_alive(&mut self) -> Result<(), RegistryError> {
+        self.heal().await?;
+        let r = self.refresh().await;
+        self.note(r)
+    }
+}
+
+impl EtcdRegistry {
+    async fn put(&mut self, name: &str, service: &Service) -> Result<(), RegistryError> {
         let key = self.key(name)?;
         let opts = PutOptions::new().with_lease(self.lease);
         match timed(self.client.put(key, service.to_json(), Some(opts))).await {
@@ -330,9 +390,7 @@ impl Registry for EtcdRegistry {
         }
     }
 
-    /// Deletes the record of `name` if it is on this owner's lease; a record another owner
-    /// wrote there is left alone.
-    async fn deregister(&mut self, name: &str) -> Result<(), RegistryError> {
+    async fn delete(&mut self, name: &str) -> Result<(), RegistryError> {
         let key = self.key(name)?;
         let txn = Txn::new()
             .when([Compare::lease(key.as_str(), CompareOp::Equal, self.lease)])
@@ -344,7 +402,7 @@ impl Registry for EtcdRegistry {
         Ok(())
     }
 
-    async fn registered(&mut self) -> Result<BTreeMap<String, Service>, RegistryError> {
+    async fn list(&mut self) -> Result<BTreeMap<String, Service>, RegistryError> {
         let ttl = timed(
             self.client
                 .lease_time_to_live(self.lease, Some(LeaseTimeToLiveOptions::new().with_keys())),
@@ -373,7 +431,7 @@ impl Registry for EtcdRegistry {
         Ok(out)
     }
 
-    async fn keep_alive(&mut self) -> Result<(), RegistryError> {
+    async fn refresh(&mut self) -> Result<(), RegistryError> {
         if self.keeper.is_none() {
             let (keeper, stream) = timed(self.client.lease_keep_alive(self.lease)).await?;
             self.keeper = Some((keeper, stream));

@@ -561,3 +561,68 @@ async fn make_cluster_runs_the_tutorial_and_cluster_stop_removes_it() {
     );
     assert!(!std::path::Path::new("/run/lodestar-test-cluster-19").exists());
 }
+
+/// The library as a custom scheduler uses it: its member is SIGKILLed; the one write that saw it
+/// fail is retried like any failed write, and the registry goes on through another member with
+/// the same lease (found by the soak: it used to keep calling the dead member).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_registry_goes_on_through_another_member_when_its_member_dies() {
+    use lodestar::etcd::EtcdConfig;
+    use lodestar::registry::{EtcdRegistry, Registry};
+    use lodestar::{Prefix, Service};
+
+    let net = Net::create(3);
+    let mut etcd = EtcdCluster::start(&net).await;
+    let config = EtcdConfig {
+        endpoints: etcd
+            .endpoints_from(0)
+            .split(',')
+            .map(String::from)
+            .collect(),
+        ..Default::default()
+    };
+    let (mut reg, _) = EtcdRegistry::connect(
+        &config,
+        Prefix::default(),
+        "scheduler",
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("connect");
+    let svc = |host: &str| Service {
+        host: host.into(),
+        ..Default::default()
+    };
+    reg.register("a.web.webapp.dev", &svc("10.0.0.1"))
+        .await
+        .expect("register through member 0");
+    let lease = reg.lease();
+    etcd.kill(0);
+    // The first write may see the dead member (and fail); the ones after it go elsewhere.
+    let mut failed = 0;
+    for (k, name) in ["b", "c", "d"].iter().enumerate() {
+        let name = format!("{name}.web.webapp.dev");
+        let host = format!("10.0.0.{}", k + 2);
+        if reg.register(&name, &svc(&host)).await.is_err() {
+            failed += 1;
+            reg.register(&name, &svc(&host))
+                .await
+                .expect("the retried write goes through another member");
+        }
+    }
+    assert!(failed <= 1, "{failed} writes failed after the member died");
+    reg.keep_alive()
+        .await
+        .expect("keep-alive through another member");
+    assert_eq!(reg.lease(), lease, "the same lease goes on");
+    let names: Vec<String> = reg.registered().await.expect("list").into_keys().collect();
+    assert_eq!(
+        names,
+        [
+            "a.web.webapp.dev",
+            "b.web.webapp.dev",
+            "c.web.webapp.dev",
+            "d.web.webapp.dev"
+        ]
+    );
+}
