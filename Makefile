@@ -17,7 +17,7 @@ DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
 DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd valgrind
 
-.PHONY: deps docker-up build image test run stop clean fuzz bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover bench-fleet cluster cluster-stop
+.PHONY: deps docker-up build image test run stop clean fuzz bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover bench-fleet soak cluster cluster-stop
 
 ## deps: install the Debian packages the build and the tests need (only the missing ones).
 deps:
@@ -140,6 +140,15 @@ bench: deps docker-up
 BENCHES := cost cost2 instr reads propagation scale churn big tcp wildcards failover fleet
 $(addprefix bench-,$(BENCHES)): bench-%: deps docker-up
 	cargo bench --bench lodestar -- $* $(ARGS)
+
+## soak: an hour (SOAK_SECONDS) of load and faults on three hosts in network namespaces, each with
+## an etcd member, a Docker engine, lodestar-dns and the registrator: 2,000 questions a second
+## checked against the truth, a fault a minute in rotation, every process's memory, fds and
+## threads sampled; one final line, and a non-zero exit on anything wrong, lost or leaking.
+## Options go in ARGS (--fault-every S, --soak-qps Q, --settle S; bench/README.md).
+SOAK_SECONDS ?= 3600
+soak: deps
+	cargo bench --bench lodestar -- soak --soak-seconds $(SOAK_SECONDS) $(ARGS)
 
 ## cluster: the tutorial's three hosts on this machine (network namespaces core-01..03 on a bridge,
 ## 10.88.8.101..103), each with an etcd member, its own Docker engine, lodestar-dns on port 53 and

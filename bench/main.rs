@@ -13,6 +13,8 @@
 //! cargo bench --bench lodestar -- tcp          (bench-big's last table alone)
 //! cargo bench --bench lodestar -- wildcards    [--services N] [--baseline PATH]
 //! cargo bench --bench lodestar -- failover     [--rounds R]   (three hosts in network namespaces)
+//! cargo bench --bench lodestar -- fleet        [--hosts H] [--per-host P] [--lease-ttl S]
+//! cargo bench --bench lodestar -- soak         [--soak-seconds S] [--fault-every S] [--soak-qps Q] [--settle S]
 //! cargo bench --bench lodestar -- all
 //! ```
 //!
@@ -38,6 +40,7 @@ mod instr;
 mod opts;
 mod probe;
 mod shapes;
+mod soak;
 mod tcp;
 mod view;
 mod wildcards;
@@ -81,6 +84,8 @@ enum Bench {
     Failover,
     /// A fleet of hosts registering through the library: write -> answer, hosts dying, etcd's load.
     Fleet,
+    /// An hour of load and faults on three hosts: nothing wrong, nothing lost, nothing leaking.
+    Soak,
     /// Every benchmark.
     All,
 }
@@ -113,6 +118,7 @@ fn main() {
             Bench::Wildcards => wildcards::wildcard_bench(&opts).await,
             Bench::Failover => failover::failover(&opts).await,
             Bench::Fleet => fleet::fleet(&opts).await,
+            Bench::Soak => soak::soak(&opts).await,
             Bench::All => {
                 cost::cost(&opts).await;
                 view::reads(&opts).await;

@@ -39,6 +39,18 @@ pub struct Opts {
     /// `cost`: the plain mixes only, not the signed table.
     #[arg(long, global = true)]
     pub plain: bool,
+    /// `soak`: how long it runs, seconds.
+    #[arg(long, global = true, default_value_t = 3600)]
+    pub soak_seconds: u64,
+    /// `soak`: seconds between faults.
+    #[arg(long, global = true, default_value_t = 60)]
+    pub fault_every: u64,
+    /// `soak`: questions per second from all clients together.
+    #[arg(long, global = true, default_value_t = 2000)]
+    pub soak_qps: u32,
+    /// `soak`: seconds a process settles before its growth is measured.
+    #[arg(long, global = true, default_value_t = 300)]
+    pub settle: u64,
     /// `tcp`: only bench-big's last table.
     #[arg(skip)]
     pub only_tcp: bool,

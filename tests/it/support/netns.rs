@@ -201,6 +201,41 @@ impl HostProc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id (nsenter execs the program: it is the program's own).
+    #[allow(dead_code)] // the soak's (bench/soak)
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) without waiting.
+    #[allow(dead_code)] // the soak's (bench/soak)
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) on our own child's pid, which it stays until it is waited for.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+
+    /// SIGTERM, then up to `grace` for it to exit (SIGKILL after): whether it exited in time.
+    #[allow(dead_code)] // the soak's (bench/soak)
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        // SAFETY: as in `signal`: the child has not been waited for.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < grace {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
     /// SIGKILL and wait.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -221,12 +256,19 @@ pub struct EtcdCluster {
     pub members: Vec<Option<HostProc>>,
     pub urls: Vec<String>,
     initial: String,
+    /// Flags every member gets besides the cluster's own.
+    extra: Vec<String>,
     pub dir: TempDir,
 }
 
 impl EtcdCluster {
     /// Starts a member on every host and waits until each has a leader.
     pub async fn start(net: &Net) -> EtcdCluster {
+        EtcdCluster::start_with(net, &[]).await
+    }
+
+    /// The same, every member with `extra` flags.
+    pub async fn start_with(net: &Net, extra: &[&str]) -> EtcdCluster {
         let urls: Vec<String> = net
             .hosts
             .iter()
@@ -243,6 +285,7 @@ impl EtcdCluster {
             members: net.hosts.iter().map(|_| None).collect(),
             urls,
             initial,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             dir: TempDir::new().expect("tempdir"),
         };
         for i in 0..net.hosts.len() {
@@ -267,7 +310,8 @@ impl EtcdCluster {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial])
             .args(["--initial-cluster-token", &format!("lodestar-{}", net.k)])
-            .args(["--log-level", "warn"]);
+            .args(["--log-level", "warn"])
+            .args(&self.extra);
         let log = self.dir.path().join(format!("m{i}.log"));
         self.members[i] = Some(HostProc::spawn(cmd, log));
     }
@@ -289,6 +333,12 @@ impl EtcdCluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Member `i`'s process, while it runs.
+    #[allow(dead_code)] // the soak's (bench/soak)
+    pub fn member(&self, i: usize) -> Option<&HostProc> {
+        self.members[i].as_ref()
     }
 
     /// SIGKILL member `i` (its data stays).
