@@ -98,6 +98,19 @@ pub fn holds(m: &Message, expected: Option<&str>) -> bool {
     }
 }
 
+/// One record per address under `dir`: `<dir>/i<j>` = `{"host":"<address j>"}`.
+async fn put_hosts(c: &mut etcd_client::Client, dir: &str, ips: &[String]) {
+    for (j, ip) in ips.iter().enumerate() {
+        c.put(
+            format!("{dir}/i{j}"),
+            format!("{{\"host\":\"{ip}\"}}"),
+            None,
+        )
+        .await
+        .expect("seed put");
+    }
+}
+
 impl Truth {
     /// Writes the stable and large names through etcd (plain puts, no lease).
     pub async fn seed(endpoints: &[String]) -> Truth {
@@ -109,24 +122,14 @@ impl Truth {
             let mut a: Vec<String> = (0..k % 3 + 1)
                 .map(|j| format!("10.1.{k}.{}", j + 1))
                 .collect();
-            for (j, ip) in a.iter().enumerate() {
-                let key = format!("/skydns/dev/webapp/stable/s{k}/i{j}");
-                c.put(key, format!("{{\"host\":\"{ip}\"}}"), None)
-                    .await
-                    .expect("seed put");
-            }
+            put_hosts(&mut c, &format!("/skydns/dev/webapp/stable/s{k}"), &a).await;
             a.sort();
             stable.push((format!("s{k}.stable.webapp.dev."), a));
         }
         let mut large: Vec<String> = (0..LARGE)
             .map(|j| format!("10.2.{}.{}", j / 250, j % 250 + 1))
             .collect();
-        for (j, ip) in large.iter().enumerate() {
-            let key = format!("/skydns/dev/webapp/large/i{j}");
-            c.put(key, format!("{{\"host\":\"{ip}\"}}"), None)
-                .await
-                .expect("seed put");
-        }
+        put_hosts(&mut c, "/skydns/dev/webapp/large", &large).await;
         large.sort();
         Truth {
             stable,
