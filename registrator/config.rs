@@ -70,6 +70,10 @@ pub struct Cli {
         default_value = "always"
     )]
     pub deregister: Deregister,
+    /// Seconds a stopping container's records stay withdrawn while it still runs, when it sets
+    /// no stop timeout of its own (then: that timeout + 5 s); after it, it is registered again.
+    #[arg(long, env = "LODESTAR_DRAIN_GRACE", default_value_t = 15)]
+    pub drain_grace: u64,
     /// Revoke the lease on SIGTERM/SIGINT, removing this host's records at once.
     #[arg(long, env = "LODESTAR_CLEANUP_ON_EXIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub cleanup_on_exit: bool,
@@ -94,6 +98,7 @@ pub struct Config {
     pub resync: Duration,
     pub deregister: Deregister,
     pub cleanup_on_exit: bool,
+    pub drain_grace: Duration,
     pub metrics: Option<SocketAddr>,
 }
 
@@ -174,6 +179,7 @@ impl Config {
             resync: Duration::from_secs(cli.resync),
             deregister: cli.deregister,
             cleanup_on_exit: cli.cleanup_on_exit,
+            drain_grace: Duration::from_secs(cli.drain_grace),
             metrics: cli.metrics,
         })
     }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::drain;
 use crate::metrics::Metrics;
 use crate::services::{Container, Health, Proto, Published, RunState};
 
@@ -32,6 +33,9 @@ pub enum DockerUpdate {
     Changed(Box<Container>),
     /// A container is gone (destroyed).
     Gone(String),
+    /// The engine started stopping a running container (sent after its [`DockerUpdate::Changed`]):
+    /// its records are withdrawn now ([`crate::drain`]).
+    Stopping(String),
 }
 
 /// Container events worth an inspect; health checks' `exec_*` events are not.
@@ -173,23 +177,38 @@ async fn session(
                     if !matches!(action.as_str(), "connect" | "disconnect") {
                         continue;
                     }
-                    ev.actor.and_then(|a| a.attributes).and_then(|mut at| at.remove("container"))
+                    ev.actor.as_ref().and_then(|a| a.attributes.as_ref()).and_then(|at| at.get("container").cloned())
                 } else {
                     if !ACTIONS.iter().any(|a| action.starts_with(a)) {
                         continue;
                     }
-                    ev.actor.and_then(|a| a.id)
+                    ev.actor.as_ref().and_then(|a| a.id.clone())
                 };
                 let Some(id) = id else { continue };
-                debug!(container_id = %id, action, "container event");
+                let signal = (!network).then(|| ev_signal(&ev.actor)).flatten();
+                debug!(container_id = %id, action, signal, "container event");
                 let update = match inspect(&docker, &id).await? {
-                    Some(c) => DockerUpdate::Changed(Box::new(c)),
+                    Some(c) => {
+                        let stopping = !network
+                            && c.state == RunState::Running
+                            && drain::starts_drain(&action, signal.as_deref(), c.stop_signal.as_deref());
+                        tx.send(DockerUpdate::Changed(Box::new(c))).await.map_err(|_| DockerError::Closed)?;
+                        if !stopping {
+                            continue;
+                        }
+                        DockerUpdate::Stopping(id)
+                    }
                     None => DockerUpdate::Gone(id),
                 };
                 tx.send(update).await.map_err(|_| DockerError::Closed)?;
             }
         }
     }
+}
+
+/// The signal a `kill` event names (the `signal` attribute: `15`, or `SIGTERM` on some engines).
+fn ev_signal(actor: &Option<bollard::models::EventActor>) -> Option<String> {
+    actor.as_ref()?.attributes.as_ref()?.get("signal").cloned()
 }
 
 fn now_secs() -> i64 {
@@ -320,6 +339,8 @@ pub fn from_inspect(r: ContainerInspectResponse) -> Container {
         exposed,
         configured,
         networks,
+        stop_signal: config.stop_signal.filter(|s| !s.is_empty()),
+        stop_timeout: config.stop_timeout,
         network_mode: r
             .host_config
             .and_then(|h| h.network_mode)

@@ -6,6 +6,7 @@
 
 mod config;
 mod docker;
+mod drain;
 mod health;
 mod http;
 mod metrics;
@@ -89,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ttl: cfg.ttl,
         deregister: cfg.deregister,
         cleanup_on_exit: cfg.cleanup_on_exit,
+        drain_grace: cfg.drain_grace,
         metrics,
         readiness,
     };

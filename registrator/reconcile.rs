@@ -17,7 +17,7 @@
 //! (`/readyz`). One thing ends the reconciler: another live process holds this host id
 //! ([`RegistryError::Claimed`]), which the registrator reports and exits on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::docker::DockerUpdate;
+use crate::drain::{self, Drains};
 use crate::health::Readiness;
 use crate::metrics::Metrics;
 use crate::services::{self, Container, RunState, Settings};
@@ -57,6 +58,9 @@ pub struct Reconciler {
     pub deregister: Deregister,
     /// `--cleanup-on-exit`: revoke the lease on the way out.
     pub cleanup_on_exit: bool,
+    /// `--drain-grace`: how long a stopping container's records stay withdrawn while it runs on,
+    /// when it has no stop timeout of its own.
+    pub drain_grace: Duration,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Where each pass says whether it succeeded.
@@ -74,6 +78,13 @@ struct State {
     /// Records etcd refused, with the reason (logged once per reason).
     rejected: BTreeMap<String, String>,
     listed: bool,
+    /// Containers the engine is stopping: their records are withheld ([`crate::drain`]).
+    drains: Drains,
+    /// `--drain-grace`: how long a drain lasts for a container without its own stop timeout.
+    drain_grace: Duration,
+    /// Containers stopped after a drain: stopped on purpose, so `--deregister on-success` keeps
+    /// nothing of theirs whatever their exit code.
+    stopped: BTreeSet<String>,
 }
 
 impl State {
@@ -82,15 +93,68 @@ impl State {
             DockerUpdate::Listing(list) => {
                 self.containers = list.into_iter().map(|c| (c.id.clone(), c)).collect();
                 self.last.retain(|id, _| self.containers.contains_key(id));
+                let states: Vec<(String, RunState)> = self
+                    .containers
+                    .values()
+                    .map(|c| (c.id.clone(), c.state))
+                    .collect();
+                for (id, state) in states {
+                    self.ran_or_stopped(&id, state);
+                }
+                let containers = &self.containers;
+                self.stopped.retain(|id| containers.contains_key(id));
+                self.drains.retain(|id| {
+                    containers
+                        .get(id)
+                        .is_some_and(|c| c.state == RunState::Running)
+                });
                 self.listed = true;
             }
             DockerUpdate::Changed(c) => {
+                self.ran_or_stopped(&c.id, c.state);
                 self.containers.insert(c.id.clone(), *c);
             }
             DockerUpdate::Gone(id) => {
                 self.containers.remove(&id);
                 self.last.remove(&id);
+                self.drains.end(&id);
+                self.stopped.remove(&id);
             }
+            DockerUpdate::Stopping(id) => {
+                let Some(c) = self.containers.get(&id) else {
+                    return;
+                };
+                let grace = drain::grace(c.stop_timeout, self.drain_grace);
+                info!(container_id = %id, container = %c.name, grace_s = grace.as_secs(), "the engine is stopping the container: its records are withdrawn");
+                self.drains.start(&id, Instant::now() + grace);
+                self.last.remove(&id);
+            }
+        }
+    }
+
+    /// A drained container that stopped was stopped on purpose; one running (again, or still
+    /// during its drain) is not.
+    fn ran_or_stopped(&mut self, id: &str, state: RunState) {
+        match state {
+            RunState::Stopped(_) => {
+                if self.drains.end(id) {
+                    self.stopped.insert(id.to_string());
+                }
+            }
+            RunState::Running | RunState::Paused => {
+                if !self.drains.draining(id, Instant::now()) {
+                    self.stopped.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Ends the drains whose grace has passed: those containers still run, and are registered
+    /// again.
+    fn expire_drains(&mut self) {
+        for id in self.drains.expire(Instant::now()) {
+            let name = self.containers.get(&id).map_or("", |c| c.name.as_str());
+            warn!(container_id = %id, container = name, "still running after its drain grace (the stop was cancelled or the signal ignored): registered again");
         }
     }
 
@@ -103,8 +167,13 @@ impl State {
         registered: &BTreeMap<String, Service>,
     ) -> BTreeMap<String, Service> {
         let mut out = BTreeMap::new();
+        let now = Instant::now();
         for (id, c) in &self.containers {
-            let failed = matches!(c.state, RunState::Stopped(Some(code)) if code != 0);
+            if self.drains.draining(id, now) {
+                continue;
+            }
+            let failed = matches!(c.state, RunState::Stopped(Some(code)) if code != 0)
+                && !self.stopped.contains(id);
             let list = if deregister == Deregister::OnSuccess && failed {
                 match self.last.get(id) {
                     Some(last) => last.clone(),
@@ -163,7 +232,10 @@ impl Reconciler {
         mut rx: mpsc::Receiver<DockerUpdate>,
         token: CancellationToken,
     ) -> Result<(), RegistryError> {
-        let mut state = State::default();
+        let mut state = State {
+            drain_grace: self.drain_grace,
+            ..State::default()
+        };
         let mut registry: Option<EtcdRegistry> = None;
         let check_every = (self.ttl / 3).max(Duration::from_millis(500));
         let mut check = tokio::time::interval(check_every);
@@ -185,6 +257,7 @@ impl Reconciler {
                 }
                 _ = check.tick() => keep_alive = true,
                 () = sleep_until(retry_at) => retry_at = None,
+                () = sleep_until(state.drains.next()) => state.expire_drains(),
             }
             // Back to the first endpoint (this host's member) once it is healthy again.
             if keep_alive && registry.is_some() && preferred.due(&self.etcd).await {

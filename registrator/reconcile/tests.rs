@@ -103,3 +103,59 @@ fn on_success_finds_a_failed_containers_records_after_a_restart() {
     let gone = st.desired(&settings(), Deregister::Always, &registered);
     assert!(gone.is_empty());
 }
+
+#[test]
+fn a_stopping_container_is_withheld_until_it_dies_or_its_grace_ends() {
+    let names = |st: &mut State, mode| -> Vec<String> {
+        st.desired(&settings(), mode, &BTreeMap::new())
+            .into_keys()
+            .collect()
+    };
+    let mut st = State {
+        drain_grace: Duration::from_secs(3600),
+        ..State::default()
+    };
+    st.apply(DockerUpdate::Listing(vec![
+        web("a", RunState::Running),
+        web("b", RunState::Running),
+    ]));
+    // docker stop: the container (still running) and then the drain.
+    st.apply(DockerUpdate::Changed(Box::new(web("a", RunState::Running))));
+    st.apply(DockerUpdate::Stopping("a".into()));
+    assert_eq!(names(&mut st, Deregister::Always), ["b.web.webapp.dev"]);
+    // Still running: a resync's listing keeps the drain.
+    st.apply(DockerUpdate::Listing(vec![
+        web("a", RunState::Running),
+        web("b", RunState::Running),
+    ]));
+    assert_eq!(names(&mut st, Deregister::Always), ["b.web.webapp.dev"]);
+    // It dies with 143: stopped on purpose, so on-success keeps nothing of it.
+    st.apply(DockerUpdate::Changed(Box::new(web(
+        "a",
+        RunState::Stopped(Some(143)),
+    ))));
+    assert_eq!(names(&mut st, Deregister::OnSuccess), ["b.web.webapp.dev"]);
+    // Started again: registered, and a later crash is a crash again.
+    st.apply(DockerUpdate::Changed(Box::new(web("a", RunState::Running))));
+    assert_eq!(names(&mut st, Deregister::OnSuccess).len(), 2);
+    st.apply(DockerUpdate::Changed(Box::new(web(
+        "a",
+        RunState::Stopped(Some(1)),
+    ))));
+    assert_eq!(
+        names(&mut st, Deregister::OnSuccess).len(),
+        2,
+        "a crash keeps"
+    );
+
+    // A drain whose grace is over: registered again (the signal was ignored).
+    st.drain_grace = Duration::ZERO;
+    st.apply(DockerUpdate::Stopping("b".into()));
+    st.expire_drains();
+    assert!(names(&mut st, Deregister::Always).contains(&"b.web.webapp.dev".to_string()));
+    // A drain of a container that is gone ends with it.
+    st.drain_grace = Duration::from_secs(3600);
+    st.apply(DockerUpdate::Stopping("b".into()));
+    st.apply(DockerUpdate::Gone("b".into()));
+    assert_eq!(st.drains.next(), None);
+}

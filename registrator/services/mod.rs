@@ -101,6 +101,10 @@ pub struct Container {
     pub networks: BTreeMap<String, (Option<Ipv4Addr>, Option<Ipv6Addr>)>,
     /// Docker's network mode (`bridge`, `host`, a network's name, `container:<id>`).
     pub network_mode: String,
+    /// The signal `docker stop` sends it (`StopSignal`), when not TERM.
+    pub stop_signal: Option<String>,
+    /// Seconds `docker stop` waits before KILL (`StopTimeout`), when the container sets it.
+    pub stop_timeout: Option<i64>,
 }
 
 /// How this registrator turns containers into services.

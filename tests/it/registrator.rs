@@ -1047,3 +1047,103 @@ async fn on_success_keeps_a_failed_containers_records_across_a_restart() {
     })
     .await;
 }
+
+/// Whether container `name` is running, as the engine says.
+fn running(name: &str) -> bool {
+    docker(&["inspect", "-f", "{{.State.Running}}", name]).trim() == "true"
+}
+
+/// How long until `fqdn` stops answering (NXDOMAIN), polled every 20 ms up to `deadline`.
+async fn until_gone(dns: &Dns, fqdn: &str, deadline: Duration) -> Duration {
+    let start = Instant::now();
+    eventually(deadline, &format!("{fqdn} withdrawn"), || async {
+        nxdomain(dns, fqdn).await.then_some(())
+    })
+    .await;
+    start.elapsed()
+}
+
+/// Drain (registrator #685): records go when the engine starts stopping a container, while it
+/// still runs out its stop timeout; a kill with a signal that does not terminate withdraws
+/// nothing; a container still running after its drain grace (signal ignored) comes back.
+#[tokio::test]
+async fn a_stopping_container_is_withdrawn_at_once_while_it_still_runs() {
+    let (_etcd, dns, _reg) = stack("h-drain", &["--drain-grace", "2"]).await;
+    let name = unique("drain");
+    let ignore_term = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"];
+    let env = format!("SERVICE_NAME={name}");
+    let run = |id: &str, extra: &[&str], cmd: &[&str]| {
+        let sid = format!("SERVICE_ID={id}");
+        let mut args = vec!["-p", "80", "-e", &env, "-e", &sid];
+        args.extend(extra);
+        Ctr::run_cmd(id, &args, cmd)
+    };
+    // Serves on for 10 s after TERM (its stop timeout), then gets KILL.
+    let a = run("a", &["--stop-timeout", "10"], &ignore_term);
+    let b = run("b", &[], &["sleep", "3600"]);
+    let c = run("c", &[], &ignore_term);
+    let fqdn = |id: &str| format!("{id}.{name}.webapp.dev.");
+    for id in ["a", "b", "c"] {
+        let f = fqdn(id);
+        eventually(SOON, &format!("{f} answers"), || async {
+            (a_of(&dns, &f).await == ["10.99.0.1"]).then_some(())
+        })
+        .await;
+    }
+
+    docker(&["kill", "-s", "HUP", &b.name]);
+    let stop = {
+        let a = a.name.clone();
+        std::thread::spawn(move || docker(&["stop", &a]))
+    };
+    let took = until_gone(&dns, &fqdn("a"), SOON).await;
+    assert!(running(&a.name), "withdrawn while the container still runs");
+    assert!(
+        took <= Duration::from_secs(1),
+        "docker stop -> a.{name} gone took {took:?}"
+    );
+    eprintln!("docker stop -> withdrawn: {took:?}");
+    // The HUP came before the stop: seen, and it withdrew nothing.
+    assert_eq!(
+        a_of(&dns, &fqdn("b")).await,
+        ["10.99.0.1"],
+        "a HUP withdraws nothing"
+    );
+
+    // TERM ignored, no stop timeout: withdrawn for --drain-grace (2 s), then registered again.
+    docker(&["kill", "-s", "TERM", &c.name]);
+    let took = until_gone(&dns, &fqdn("c"), SOON).await;
+    assert!(
+        took <= Duration::from_secs(1),
+        "kill -s TERM -> gone took {took:?}"
+    );
+    let gone = Instant::now();
+    let f = fqdn("c");
+    eventually(
+        Duration::from_secs(10),
+        &format!("{f} registered again"),
+        || async { (a_of(&dns, &f).await == ["10.99.0.1"]).then_some(()) },
+    )
+    .await;
+    assert!(running(&c.name));
+    assert!(
+        gone.elapsed() >= Duration::from_secs(1),
+        "back after {:?}: sooner than its grace",
+        gone.elapsed()
+    );
+
+    // A's stop ends with KILL after its 10 s; dead, it stays withdrawn.
+    stop.join().expect("docker stop");
+    assert!(!running(&a.name));
+    assert!(
+        nxdomain(&dns, &fqdn("a")).await,
+        "a stopped container is not registered again"
+    );
+    // A restart withdraws, then registers the new run.
+    docker(&["restart", "-t", "1", &b.name]);
+    let f = fqdn("b");
+    eventually(SOON, &format!("{f} back after a restart"), || async {
+        (a_of(&dns, &f).await == ["10.99.0.1"]).then_some(())
+    })
+    .await;
+}
