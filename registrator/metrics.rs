@@ -22,6 +22,8 @@ pub struct Metrics {
     pub reconciles: Counter,
     /// Records written or deleted by reconciling.
     pub corrections: Counter,
+    /// Names this host wants that another host's live lease holds.
+    pub conflicts: Gauge,
     registry: Registry,
     plain: Registry,
 }
@@ -37,6 +39,7 @@ impl Metrics {
             docker_errors: Counter::default(),
             reconciles: Counter::default(),
             corrections: Counter::default(),
+            conflicts: Gauge::default(),
             registry: Registry::default(),
             plain: lodestar::process::registry(),
         };
@@ -65,6 +68,11 @@ impl Metrics {
             "corrections",
             "Records written or deleted by reconciling",
             m.corrections.clone(),
+        );
+        registry.register(
+            "conflicts",
+            "Names this host wants that another host's live lease holds",
+            m.conflicts.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

@@ -82,6 +82,9 @@ struct State {
     drains: Drains,
     /// `--drain-grace`: how long a drain lasts for a container without its own stop timeout.
     drain_grace: Duration,
+    /// Names another owner's live lease holds (two hosts with one `SERVICE_ID`), with that lease
+    /// (logged once per holder); taken when the lease is gone.
+    conflicts: BTreeMap<String, i64>,
     /// Containers stopped after a drain: stopped on purpose, so `--deregister on-success` keeps
     /// nothing of theirs whatever their exit code.
     stopped: BTreeSet<String>,
@@ -130,6 +133,15 @@ impl State {
                 self.last.remove(&id);
             }
         }
+    }
+
+    /// The name of the container whose record `name` is, for a log line.
+    fn container_of(&self, name: &str) -> String {
+        self.last
+            .iter()
+            .find(|(_, list)| list.iter().any(|(n, _)| n == name))
+            .and_then(|(id, _)| self.containers.get(id))
+            .map_or_else(String::new, |c| c.name.clone())
     }
 
     /// A drained container that stopped was stopped on purpose; one running (again, or still
@@ -417,7 +429,27 @@ impl Reconciler {
                 Change::Put(name, svc) => match reg.register(name, svc).await {
                     Ok(()) => {
                         state.rejected.remove(name);
+                        if state.conflicts.remove(name).is_some() {
+                            info!(name, "the other holder's lease is gone: taken");
+                        }
                         info!(name, host = %svc.host, port = svc.port, "registered");
+                    }
+                    Err(RegistryError::Conflict { name, lease }) => {
+                        if state.conflicts.get(&name) != Some(&lease) {
+                            let holder = reg.owner_of(lease).await.ok().flatten();
+                            let container = state.container_of(&name);
+                            warn!(
+                                name,
+                                key = %self.prefix.key_for_name(&name).unwrap_or_default(),
+                                container,
+                                host = %self.settings.host_id,
+                                held_by = holder.as_deref().unwrap_or("unknown"),
+                                lease = format!("{lease:x}"),
+                                "another host's live lease holds this name: not overwritten; taken when that lease is gone"
+                            );
+                            state.conflicts.insert(name, lease);
+                        }
+                        continue;
                     }
                     Err(RegistryError::Rejected { name, why }) => {
                         if state.rejected.get(&name) != Some(&why) {
@@ -436,6 +468,8 @@ impl Reconciler {
             self.metrics.corrections.inc();
         }
         state.rejected.retain(|name, _| desired.contains_key(name));
+        state.conflicts.retain(|name, _| desired.contains_key(name));
+        self.metrics.conflicts.set(state.conflicts.len() as i64);
         self.metrics.services.set(desired.len() as i64);
         if !changes.is_empty() {
             debug!(

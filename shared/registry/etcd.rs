@@ -370,24 +370,87 @@ impl Registry for EtcdRegistry {
 }
 
 impl EtcdRegistry {
+    /// Writes the record of `name` on this owner's lease when the key is this owner's already,
+    /// nobody's (absent, or written without a lease), or on a lease that is gone: one owner per
+    /// record. A nested transaction does the common cases in one request.
     async fn put(&mut self, name: &str, service: &Service) -> Result<(), RegistryError> {
         let key = self.key(name)?;
-        let opts = PutOptions::new().with_lease(self.lease);
-        match timed(self.client.put(key, service.to_json(), Some(opts))).await {
-            // etcd says "requested lease not found" when the lease expired under us.
-            Err(RegistryError::Etcd(EtcdError::Client(e)))
-                if e.to_string().contains("lease not found") =>
-            {
-                Err(RegistryError::LeaseLost(self.lease))
+        let value = service.to_json();
+        let mine = self.lease;
+        let put = || {
+            TxnOp::put(
+                key.as_str(),
+                value.as_str(),
+                Some(PutOptions::new().with_lease(mine)),
+            )
+        };
+        let when = |lease: i64| Compare::lease(key.as_str(), CompareOp::Equal, lease);
+        let mut txn = Txn::new()
+            .when([when(mine)])
+            .and_then([put()])
+            .or_else([TxnOp::txn(
+                Txn::new()
+                    .when([when(0)])
+                    .and_then([put()])
+                    .or_else([TxnOp::get(key.as_str(), None)]),
+            )]);
+        // A holder found dead is compared against once more; a key that moved again meanwhile
+        // is looked at afresh, a few times.
+        for _ in 0..3 {
+            let resp = match timed(self.client.txn(txn)).await {
+                Ok(r) => r,
+                // etcd says "requested lease not found" when the lease expired under us.
+                Err(RegistryError::Etcd(EtcdError::Client(e)))
+                    if e.to_string().contains("lease not found") =>
+                {
+                    return Err(RegistryError::LeaseLost(self.lease))
+                }
+                Err(RegistryError::Etcd(EtcdError::Client(e))) if rejected(&e).is_some() => {
+                    return Err(RegistryError::Rejected {
+                        name: name.to_string(),
+                        why: rejected(&e).unwrap_or_default(),
+                    })
+                }
+                Err(e) => return Err(e),
+            };
+            if resp.succeeded() {
+                return Ok(());
             }
-            Err(RegistryError::Etcd(EtcdError::Client(e))) if rejected(&e).is_some() => {
-                Err(RegistryError::Rejected {
+            let holder = match resp.op_responses().into_iter().next() {
+                Some(etcd_client::TxnOpResponse::Txn(inner)) if inner.succeeded() => return Ok(()),
+                Some(etcd_client::TxnOpResponse::Txn(inner)) => {
+                    inner.op_responses().into_iter().find_map(|op| match op {
+                        etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.lease()),
+                        _ => None,
+                    })
+                }
+                Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.lease()),
+                _ => None,
+            }
+            .unwrap_or(0);
+            if holder != 0 && holder != mine && self.lease_ttl(holder).await?.0 > 0 {
+                return Err(RegistryError::Conflict {
                     name: name.to_string(),
-                    why: rejected(&e).unwrap_or_default(),
-                })
+                    lease: holder,
+                });
             }
-            other => other.map(|_| ()),
+            txn = Txn::new()
+                .when([when(holder)])
+                .and_then([put()])
+                .or_else([TxnOp::get(key.as_str(), None)]);
         }
+        Err(RegistryError::Etcd(EtcdError::Timeout(REQUEST_TIMEOUT)))
+    }
+
+    /// The owner whose lease is `lease` (its owner key is on it), when it has one.
+    pub async fn owner_of(&mut self, lease: i64) -> Result<Option<String>, RegistryError> {
+        let opts = LeaseTimeToLiveOptions::new().with_keys();
+        let r = timed(self.client.lease_time_to_live(lease, Some(opts))).await?;
+        let under = format!("/lodestar/owners{}/", self.prefix.as_str());
+        Ok(r.keys().iter().find_map(|k| {
+            let k = std::str::from_utf8(k).ok()?;
+            k.strip_prefix(&under).map(str::to_string)
+        }))
     }
 
     async fn delete(&mut self, name: &str) -> Result<(), RegistryError> {

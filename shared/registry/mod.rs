@@ -59,6 +59,15 @@ pub enum RegistryError {
         /// When it took it (seconds since the epoch).
         since: u64,
     },
+    /// Another owner's live lease holds this name (two hosts running containers with the same
+    /// id): it is not overwritten. Writing it again succeeds once that lease is gone.
+    #[error("{name} is held by another owner's live lease {lease:x}")]
+    Conflict {
+        /// The record's name.
+        name: String,
+        /// The lease that holds it.
+        lease: i64,
+    },
     /// etcd refused this one record (too large for its request limit, say): writing it again
     /// will not help, the other records are not concerned.
     #[error("etcd refused the record of {name}: {why}")]
@@ -104,7 +113,8 @@ pub enum LeaseOrigin {
 /// name under the prefix (`/skydns/dev/webapp/redis/redis-1`).
 #[allow(async_fn_in_trait)]
 pub trait Registry {
-    /// Writes (or overwrites) the record of `name`, on this owner's lease.
+    /// Writes (or overwrites) the record of `name`, on this owner's lease; a record on another
+    /// owner's live lease is left alone ([`RegistryError::Conflict`]).
     async fn register(&mut self, name: &str, service: &Service) -> Result<(), RegistryError>;
     /// Deletes the record of `name`.
     async fn deregister(&mut self, name: &str) -> Result<(), RegistryError>;

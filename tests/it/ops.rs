@@ -372,6 +372,7 @@ async fn metric_names_are_exactly_the_documented_ones() {
         "lodestar_registrator_docker_errors",
         "lodestar_registrator_reconciles",
         "lodestar_registrator_corrections",
+        "lodestar_registrator_conflicts",
         "lodestar_registrator_docker_up",
         "lodestar_registrator_etcd_up",
         "lodestar_build_info",

@@ -1147,3 +1147,105 @@ async fn a_stopping_container_is_withdrawn_at_once_while_it_still_runs() {
     })
     .await;
 }
+
+/// The registrator's gauge `lodestar_registrator_<name>`.
+async fn reg_metric(reg: &Registrator, name: &str) -> Option<f64> {
+    let (_, body) = http_get(reg.metrics?, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("lodestar_registrator_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One owner per record: a name another host's live lease holds (the same `SERVICE_ID` on two
+/// hosts; here the other host is a custom registry on the library) is not overwritten, the
+/// conflict is logged once and counted; stopping this host's container never deletes the other's
+/// record; the name is taken once the other lease is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_another_hosts_lease_holds_is_not_overwritten() {
+    use lodestar::registry::{EtcdRegistry, Registry};
+    use lodestar::{Prefix, Service};
+
+    let (etcd, dns, reg) = stack("h-second", &["--ttl", "3", "--metrics", "127.0.0.1:0"]).await;
+    let n = unique("owner");
+    let fqdn = format!("web.{n}.webapp.dev");
+    let config = lodestar::etcd::EtcdConfig {
+        endpoints: vec![etcd.endpoint()],
+        ..Default::default()
+    };
+    let (mut first, _) = EtcdRegistry::connect(
+        &config,
+        Prefix::default(),
+        "h-first",
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("the first host's registry");
+    let record = Service {
+        host: "10.0.0.7".into(),
+        port: 80,
+        ..Default::default()
+    };
+    first
+        .register(&fqdn, &record)
+        .await
+        .expect("first host registers");
+    let name = format!("{fqdn}.");
+    eventually(SOON, "the first host's record answers", || async {
+        (a_of(&dns, &name).await == ["10.0.0.7"]).then_some(())
+    })
+    .await;
+
+    let c = Ctr::run(
+        "owner",
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-l",
+            "SERVICE_ID=web",
+        ],
+    );
+    eventually(SOON, "the conflict counted", || async {
+        (reg_metric(&reg, "conflicts").await == Some(1.0)).then_some(())
+    })
+    .await;
+    assert_eq!(a_of(&dns, &name).await, ["10.0.0.7"], "not overwritten");
+    // Passes go on every --ttl/3 (1 s): still one log line, still the first host's record.
+    let passes = reg_metric(&reg, "reconciles_total").await.unwrap_or(0.0);
+    eventually(SOON, "two more passes", || async {
+        (reg_metric(&reg, "reconciles_total").await.unwrap_or(0.0) >= passes + 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(a_of(&dns, &name).await, ["10.0.0.7"]);
+    let logs = reg.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("another host's live lease holds this name"))
+        .collect();
+    assert_eq!(lines.len(), 1, "logged once: {logs}");
+    for want in ["h-second", "h-first", &fqdn, &c.name, "/skydns/dev/webapp/"] {
+        assert!(lines[0].contains(want), "{want} in {}", lines[0]);
+    }
+
+    // This host's container stops: the first host's record stays.
+    docker(&["stop", "-t", "0", &c.name]);
+    eventually(SOON, "no conflict once the container is gone", || async {
+        (reg_metric(&reg, "conflicts").await == Some(0.0)).then_some(())
+    })
+    .await;
+    assert_eq!(a_of(&dns, &name).await, ["10.0.0.7"], "never deleted");
+
+    // Started again, and the first host goes away (its lease revoked): taken.
+    docker(&["start", &c.name]);
+    eventually(SOON, "the conflict again", || async {
+        (reg_metric(&reg, "conflicts").await == Some(1.0)).then_some(())
+    })
+    .await;
+    first.revoke().await.expect("revoke");
+    eventually(SOON, "taken once the other lease is gone", || async {
+        (a_of(&dns, &name).await == ["10.99.0.1"]).then_some(())
+    })
+    .await;
+    assert_eq!(reg_metric(&reg, "conflicts").await, Some(0.0));
+}
