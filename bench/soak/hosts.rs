@@ -22,6 +22,9 @@ const DNS: &str = env!("CARGO_BIN_EXE_lodestar-dns");
 const REGISTRATOR: &str = env!("CARGO_BIN_EXE_lodestar-registrator");
 /// The image every engine imports (busybox), and the label of the soak's containers.
 pub const IMAGE: &str = "lodestar-soak/busybox:latest";
+/// A process the soak watches: role, pid, and the URL whose `/metrics` says more of it.
+pub type Proc = (String, u32, Option<String>);
+
 pub const HOSTS: usize = 3;
 /// Containers each host runs, published as `app<h>` by its registrator.
 pub const CONTAINERS: usize = 2;
@@ -322,8 +325,9 @@ impl Hosts {
             .is_none_or(|mut p| p.terminate(Duration::from_secs(30)))
     }
 
-    /// The processes running now: (role, pid).
-    pub fn processes(&self) -> Vec<(String, u32)> {
+    /// The processes running now: (role, pid, where its `/metrics` is served when it says more
+    /// than `/proc` can: etcd's members).
+    pub fn processes(&self) -> Vec<Proc> {
         let mut out = Vec::new();
         for i in 0..HOSTS {
             let host = format!("core-0{}", i + 1);
@@ -335,12 +339,13 @@ impl Hosts {
             ];
             for (role, p) in procs {
                 if let Some(pid) = p.and_then(HostProc::pid) {
-                    out.push((format!("{role}@{host}"), pid));
+                    let metrics = (role == "etcd").then(|| self.etcd.urls[i].clone());
+                    out.push((format!("{role}@{host}"), pid, metrics));
                 }
             }
         }
         if let Some(pid) = self.knot.as_ref().and_then(HostProc::pid) {
-            out.push(("knot".to_string(), pid));
+            out.push(("knot".to_string(), pid, None));
         }
         out
     }

@@ -32,7 +32,7 @@ use crate::harness::percentile;
 use crate::opts::Opts;
 use crate::support::netns::member_leader;
 use book::Book;
-use hosts::{Hosts, HOSTS};
+use hosts::{Hosts, Proc, HOSTS};
 use truth::{judge, Truth, Want};
 
 /// The faults, in the order they come round.
@@ -45,7 +45,7 @@ const FAULTS: [&str; 6] = [
     "SIGSTOP the etcd member for 10 s",
 ];
 
-fn publish(hosts: &Hosts, procs: &Mutex<Vec<(String, u32)>>) {
+fn publish(hosts: &Hosts, procs: &Mutex<Vec<Proc>>) {
     *procs.lock().expect("procs") = hosts.processes();
 }
 
@@ -65,13 +65,7 @@ async fn leader_again(hosts: &Hosts, i: usize, book: &Book) {
 }
 
 /// Applies fault `kind` to host `i` and undoes it.
-async fn fault(
-    hosts: &mut Hosts,
-    kind: usize,
-    i: usize,
-    book: &Book,
-    procs: &Mutex<Vec<(String, u32)>>,
-) {
+async fn fault(hosts: &mut Hosts, kind: usize, i: usize, book: &Book, procs: &Mutex<Vec<Proc>>) {
     book.fault_on(&format!("{} of core-0{}", FAULTS[kind], i + 1));
     match kind {
         0 => {
@@ -241,7 +235,7 @@ pub async fn soak(o: &Opts) {
     )));
     let csv = std::env::temp_dir().join("lodestar-soak-samples.csv");
     eprintln!(
-        "soak: every sample (role, pid, s, RSS kB, fds, threads) in {}",
+        "soak: every sample (role, pid, seconds, memory, counts: see its first line) in {}",
         csv.display()
     );
     let watcher = tokio::spawn(watch::watch(procs.clone(), book.clone(), csv));
@@ -271,7 +265,7 @@ pub async fn soak(o: &Opts) {
     let csv = std::env::temp_dir().join("lodestar-soak-samples.csv");
     match std::fs::write(&csv, samples.csv()) {
         Ok(()) => eprintln!(
-            "soak: every sample (role, pid, s, RSS kB, fds, threads) in {}",
+            "soak: every sample (role, pid, seconds, memory, counts: see its first line) in {}",
             csv.display()
         ),
         Err(e) => eprintln!("soak: {}: {e}", csv.display()),
