@@ -80,6 +80,10 @@ pub struct Cli {
     /// Serve Prometheus metrics and /healthz on this address.
     #[arg(long, env = "LODESTAR_METRICS")]
     pub metrics: Option<SocketAddr>,
+    /// Print what would be registered (one JSON object per record, with the rules that chose its
+    /// name and address) from the engine's running containers, write nothing, and exit.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Log format: text or json.
     #[arg(long, env = "LODESTAR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -100,6 +104,10 @@ pub struct Config {
     pub cleanup_on_exit: bool,
     pub drain_grace: Duration,
     pub metrics: Option<SocketAddr>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// Whether `--ip` was given (else the host's primary address stands for it).
+    pub ip_given: bool,
 }
 
 impl Config {
@@ -181,6 +189,8 @@ impl Config {
             cleanup_on_exit: cli.cleanup_on_exit,
             drain_grace: Duration::from_secs(cli.drain_grace),
             metrics: cli.metrics,
+            dry_run: cli.dry_run,
+            ip_given: cli.ip.is_some(),
         })
     }
 }

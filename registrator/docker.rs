@@ -222,6 +222,20 @@ async fn list(
     tx: &mpsc::Sender<DockerUpdate>,
     all: bool,
 ) -> Result<(), DockerError> {
+    let out = listing(docker, all).await?;
+    debug!(containers = out.len(), "listed containers");
+    tx.send(DockerUpdate::Listing(out))
+        .await
+        .map_err(|_| DockerError::Closed)
+}
+
+/// Every container of the engine at `host` now, once (`--dry-run`).
+pub async fn containers(host: &str, tls: Option<&Path>) -> Result<Vec<Container>, DockerError> {
+    let docker = connect(host, tls).await?;
+    listing(&docker, false).await
+}
+
+async fn listing(docker: &Docker, all: bool) -> Result<Vec<Container>, DockerError> {
     let summaries = docker
         .list_containers(Some(ListContainersOptions {
             all,
@@ -236,10 +250,7 @@ async fn list(
             out.push(c);
         }
     }
-    debug!(containers = out.len(), "listed containers");
-    tx.send(DockerUpdate::Listing(out))
-        .await
-        .map_err(|_| DockerError::Closed)
+    Ok(out)
 }
 
 async fn inspect(docker: &Docker, id: &str) -> Result<Option<Container>, DockerError> {

@@ -7,6 +7,7 @@
 mod config;
 mod docker;
 mod drain;
+mod dry_run;
 mod health;
 mod http;
 mod metrics;
@@ -44,6 +45,15 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = Config::from_cli(cli)?;
+    if cfg.dry_run {
+        let containers = docker::containers(&cfg.docker, cfg.docker_tls.as_deref())
+            .await
+            .with_context(|| format!("listing the containers of {}", cfg.docker))?;
+        for line in dry_run::lines(&containers, &cfg.settings, &cfg.prefix, cfg.ip_given) {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let token = CancellationToken::new();
     let tasks = TaskTracker::new();
     let metrics = metrics::Metrics::new();

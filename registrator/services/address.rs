@@ -17,6 +17,8 @@ pub struct Endpoint {
     /// The IPv6 twin of an IPv4 endpoint (a dual-stack network with `--internal`): its id gets
     /// `-ipv6`, so that the name answers AAAA as well as A.
     pub twin: bool,
+    /// Which rule chose the address (for `--dry-run`).
+    pub from: String,
 }
 
 /// The address `--internal` registers: on `SERVICE_NETWORK`'s network, else `--network`'s, else
@@ -27,19 +29,32 @@ fn internal_address(
     c: &Container,
     s: &Settings,
     wanted: Option<&str>,
-) -> Option<(IpAddr, Option<Ipv6Addr>)> {
+) -> Option<(IpAddr, Option<Ipv6Addr>, String)> {
     let pick = |(v4, v6): &(Option<Ipv4Addr>, Option<Ipv6Addr>)| match (v4, v6) {
         (Some(v4), v6) => Some((IpAddr::V4(*v4), *v6)),
         (None, Some(v6)) => Some((IpAddr::V6(*v6), None)),
         (None, None) => None,
     };
-    match wanted.or(s.network.as_deref()) {
-        Some(net) => c.networks.get(net).and_then(pick),
-        None => c
+    let found = |rule: &str, net: &str, (ip, v6): (IpAddr, Option<Ipv6Addr>)| {
+        (ip, v6, format!("{rule} network {net:?}"))
+    };
+    match (wanted, s.network.as_deref()) {
+        (Some(net), _) => c
             .networks
-            .values()
-            .find_map(|n| n.0.is_some().then(|| pick(n)).flatten())
-            .or_else(|| c.networks.values().find_map(pick)),
+            .get(net)
+            .and_then(pick)
+            .map(|a| found("SERVICE_NETWORK", net, a)),
+        (None, Some(net)) => c
+            .networks
+            .get(net)
+            .and_then(pick)
+            .map(|a| found("--network", net, a)),
+        (None, None) => c
+            .networks
+            .iter()
+            .find_map(|(k, n)| n.0.is_some().then(|| pick(n).map(|a| (k, a))).flatten())
+            .or_else(|| c.networks.iter().find_map(|(k, n)| pick(n).map(|a| (k, a))))
+            .map(|(k, a)| found("the first", k, a)),
     }
 }
 
@@ -48,11 +63,11 @@ fn internal_address(
 pub fn endpoints(
     c: &Container,
     s: &Settings,
-    ip: Option<IpAddr>,
+    ip: Option<(IpAddr, &str)>,
     network: Option<&str>,
 ) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = Vec::new();
-    let exposed = |ip: IpAddr, twin: bool, out: &mut Vec<Endpoint>| {
+    let exposed = |ip: IpAddr, twin: bool, from: &str, out: &mut Vec<Endpoint>| {
         let mut ports = c.exposed.clone();
         ports.sort();
         ports.dedup();
@@ -62,40 +77,45 @@ pub fn endpoints(
             ip,
             port_out: port,
             twin,
+            from: from.to_string(),
         }));
     };
     if c.network_mode == "host" {
         // No port is published on the host network: the exposed ones are the host's own.
-        let addr = ip.unwrap_or(s.host_ip);
+        let (addr, from) = ip.unwrap_or((s.host_ip, "--ip (host network)"));
         if !addr.is_unspecified() {
-            exposed(addr, false, &mut out);
+            exposed(addr, false, from, &mut out);
         }
     } else if s.internal {
-        let Some((addr, v6)) = ip
-            .map(|ip| (ip, None))
+        let Some((addr, v6, from)) = ip
+            .map(|(ip, from)| (ip, None, from.to_string()))
             .or_else(|| internal_address(c, s, network))
         else {
             return out;
         };
-        exposed(addr, false, &mut out);
+        exposed(addr, false, &from, &mut out);
         if let Some(v6) = v6 {
-            exposed(IpAddr::V6(v6), true, &mut out);
+            exposed(IpAddr::V6(v6), true, &from, &mut out);
         }
     } else {
         let mut ports = c.published.clone();
         // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
         ports.sort_by_key(|p| (p.port, p.proto, p.host_ip.is_some_and(|ip| ip.is_ipv6())));
         ports.dedup_by_key(|p| (p.port, p.proto));
-        out.extend(ports.into_iter().map(|p| Endpoint {
-            port: p.port,
-            proto: p.proto,
-            ip: ip.unwrap_or_else(|| {
-                p.host_ip
-                    .filter(|ip| !ip.is_unspecified())
-                    .unwrap_or(s.host_ip)
-            }),
-            port_out: p.host_port,
-            twin: false,
+        out.extend(ports.into_iter().map(|p| {
+            let (ip, from) = match (ip, p.host_ip.filter(|ip| !ip.is_unspecified())) {
+                (Some((ip, from)), _) => (ip, from.to_string()),
+                (None, Some(bound)) => (bound, "the port binding's address".to_string()),
+                (None, None) => (s.host_ip, "--ip".to_string()),
+            };
+            Endpoint {
+                port: p.port,
+                proto: p.proto,
+                ip,
+                port_out: p.host_port,
+                twin: false,
+                from,
+            }
         }));
     }
     out

@@ -23,7 +23,7 @@ use address::endpoints;
 #[cfg(test)]
 use names::image_base_name;
 use names::{checked_label, checked_name, number};
-pub use names::{default_id, default_name};
+pub use names::{default_id, default_name_from};
 
 /// Transport of a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -187,23 +187,45 @@ pub fn counts(c: &Container) -> bool {
 /// The container's services, `(full DNS name, record)`, or why its labels cannot be used.
 /// A container that does not count ([`counts`]) or is ignored has none.
 pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, ServiceError> {
+    Ok(explained(c, s)?
+        .into_iter()
+        .map(|(name, svc, _)| (name, svc))
+        .collect())
+}
+
+/// Which rules chose a record's name, id and address (`--dry-run` prints them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Why {
+    /// `SERVICE_NAME label`, `SERVICE_80_NAME env`, `image base name`, ...
+    pub name_from: String,
+    /// `SERVICE_ID label`, `the default id (host-container-port)`, ...
+    pub id_from: String,
+    /// `--ip`, `SERVICE_IP env`, `the port binding's address`, `the first network "bridge"`, ...
+    pub address_from: String,
+}
+
+/// [`services`], each with the rules that chose it.
+pub fn explained(c: &Container, s: &Settings) -> Result<Vec<(String, Service, Why)>, ServiceError> {
     if !counts(c) {
         return Ok(Vec::new());
     }
-    let attr = |k: &str| -> Option<String> {
+    // A key's value and where it was found: labels win over env.
+    let attr = |k: &str| -> Option<(String, &'static str)> {
         if let Some(v) = c.labels.get(k) {
-            return Some(v.clone());
+            return Some((v.clone(), "label"));
         }
         c.env.iter().rev().find_map(|e| {
             e.strip_prefix(k)
                 .and_then(|r| r.strip_prefix('='))
-                .map(str::to_string)
+                .map(|v| (v.to_string(), "env"))
         })
     };
-    let set = |k: &str| attr(k).filter(|v| !v.trim().is_empty());
+    let set_from = |k: &str| attr(k).filter(|(v, _)| !v.trim().is_empty());
+    let set = |k: &str| set_from(k).map(|(v, _)| v);
     if set("SERVICE_IGNORE").is_some() {
         return Ok(Vec::new());
     }
+    let ip_from = set_from("SERVICE_IP").map(|(_, w)| format!("SERVICE_IP {w}"));
     let ip = match set("SERVICE_IP") {
         Some(v) => Some(
             v.trim()
@@ -223,7 +245,7 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
     {
         return Err(ServiceError::NoHostAddress);
     }
-    let eps = endpoints(c, s, ip, network.as_deref());
+    let eps = endpoints(c, s, ip.zip(ip_from.as_deref()), network.as_deref());
     let several = eps.iter().filter(|e| !e.twin).count() > 1;
     let mut out = Vec::new();
     for ep in eps {
@@ -239,32 +261,35 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
             continue;
         }
         let udp = if ep.proto == Proto::Udp { "-udp" } else { "" };
-        let (name, name_key) = match set(&format!("SERVICE_{p}_NAME")) {
+        let from =
+            |key: &str| set_from(key).map_or_else(String::new, |(_, w)| format!("{key} {w}"));
+        let (name, name_key, name_from) = match set(&format!("SERVICE_{p}_NAME")) {
             Some(v) => {
                 let key = format!("SERVICE_{p}_NAME");
-                (checked_name(&key, &v)?, key)
+                (checked_name(&key, &v)?, key.clone(), from(&key))
             }
             None => match set("SERVICE_NAME") {
                 Some(v) => {
                     let base = checked_name("SERVICE_NAME", &v)?;
                     let name = if several { format!("{base}-{p}") } else { base };
-                    (name, "SERVICE_NAME".to_string())
+                    (name, "SERVICE_NAME".to_string(), from("SERVICE_NAME"))
                 }
                 None if s.explicit => continue,
                 None => {
-                    let base = default_name(c);
+                    let (base, rule) = default_name_from(c);
                     let name = if several { format!("{base}-{p}") } else { base };
                     (
                         name,
                         "the default name (compose service, image or container)".to_string(),
+                        rule.to_string(),
                     )
                 }
             },
         };
-        let (id, id_key) = match set(&format!("SERVICE_{p}_ID")) {
+        let (id, id_key, id_from) = match set(&format!("SERVICE_{p}_ID")) {
             Some(v) => {
                 let key = format!("SERVICE_{p}_ID");
-                (checked_label(&key, &v)?, key)
+                (checked_label(&key, &v)?, key.clone(), from(&key))
             }
             None => match set("SERVICE_ID") {
                 Some(v) => {
@@ -274,11 +299,16 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
                     } else {
                         format!("{base}{udp}")
                     };
-                    (checked_label("SERVICE_ID", &id)?, "SERVICE_ID".to_string())
+                    (
+                        checked_label("SERVICE_ID", &id)?,
+                        "SERVICE_ID".to_string(),
+                        from("SERVICE_ID"),
+                    )
                 }
                 None => (
                     default_id(&s.host_id, &c.name, p, ep.proto),
                     "the default id".to_string(),
+                    "the default id (host-container-port)".to_string(),
                 ),
             },
         };
@@ -341,7 +371,12 @@ pub fn services(c: &Container, s: &Settings) -> Result<Vec<(String, Service)>, S
         if bytes > lodestar::record::MAX_VALUE_BYTES {
             return Err(ServiceError::TooLarge { port: p, bytes });
         }
-        out.push((full, svc));
+        let why = Why {
+            name_from,
+            id_from,
+            address_from: ep.from,
+        };
+        out.push((full, svc, why));
     }
     Ok(out)
 }

@@ -6,21 +6,22 @@ use lodestar::key;
 use super::{Container, Proto, ServiceError};
 
 /// The service name a container gets when none is set: its compose service, else its image's
-/// base name, else (an image referenced by id) its own name. DNS-safe.
-pub fn default_name(c: &Container) -> String {
+/// base name, else (an image referenced by id) its own name. DNS-safe; with the rule that chose
+/// it (for `--dry-run`).
+pub fn default_name_from(c: &Container) -> (String, &'static str) {
     if let Some(svc) = c.labels.get("com.docker.compose.service") {
         let safe = dns_safe(svc);
         if !safe.is_empty() {
-            return safe;
+            return (safe, "com.docker.compose.service label");
         }
     }
     if !is_image_id(&c.image) {
         let base = image_base_name(&c.image);
         if !base.is_empty() {
-            return base;
+            return (base, "image base name");
         }
     }
-    dns_safe(&c.name)
+    (dns_safe(&c.name), "container name")
 }
 
 /// Whether `image` is an image id (`sha256:...`, or 12 to 64 hex digits), not a name.

@@ -1249,3 +1249,67 @@ async fn a_name_another_hosts_lease_holds_is_not_overwritten() {
     .await;
     assert_eq!(reg_metric(&reg, "conflicts").await, Some(0.0));
 }
+
+/// `--dry-run`: the records the running containers would get, with the rule that chose each
+/// name and address, printed as JSON lines; nothing written (its etcd does not even exist).
+#[test]
+fn dry_run_prints_each_record_and_why_and_writes_nothing() {
+    let n = unique("dry");
+    let c = Ctr::run(
+        "dry",
+        &[
+            "-p",
+            "6379",
+            "-l",
+            &format!("SERVICE_NAME={n}"),
+            "-e",
+            "SERVICE_ID=r1",
+        ],
+    );
+    let ipped = Ctr::run("dryip", &["-p", "80", "-e", "SERVICE_IP=10.7.7.7"]);
+    let port = host_port(&c, "6379/tcp");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lodestar-registrator"))
+        .args([
+            "--dry-run",
+            "--domain",
+            "webapp.dev",
+            "--etcd",
+            "http://127.0.0.1:9",
+            "--ip",
+            "10.99.0.1",
+            "--host-id",
+            "h-dry",
+        ])
+        .output()
+        .expect("run --dry-run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["container"] == name).collect()
+    };
+    let mine = of(&c.name);
+    assert_eq!(mine.len(), 1, "{stdout}");
+    let l = mine[0];
+    assert_eq!(l["name"], format!("r1.{n}.webapp.dev"));
+    assert_eq!(l["key"], format!("/skydns/dev/webapp/{n}/r1"));
+    assert_eq!(l["value"]["host"], "10.99.0.1");
+    assert_eq!(l["value"]["port"].to_string(), port);
+    assert_eq!(l["name_from"], "SERVICE_NAME label");
+    assert_eq!(l["id_from"], "SERVICE_ID env");
+    assert_eq!(l["address_from"], "--ip");
+    assert!(l["container_id"].as_str().is_some_and(|id| id.len() == 64));
+    let other = of(&ipped.name);
+    assert_eq!(other.len(), 1, "{stdout}");
+    assert_eq!(other[0]["value"]["host"], "10.7.7.7");
+    assert_eq!(other[0]["address_from"], "SERVICE_IP env");
+    assert_eq!(other[0]["name_from"], "image base name");
+    assert_eq!(other[0]["id_from"], "the default id (host-container-port)");
+}
