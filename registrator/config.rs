@@ -14,8 +14,16 @@ use crate::services::Settings;
 
 /// lodestar-registrator: registers this host's Docker containers in etcd as SkyDNS records.
 #[derive(Debug, Parser)]
-#[command(name = "lodestar-registrator", version, about)]
+#[command(
+    name = "lodestar-registrator",
+    version,
+    about,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    /// Without a subcommand: register this host's containers (the daemon).
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Docker engine: unix:///var/run/docker.sock, tcp://HOST:PORT.
     #[arg(
         long,
@@ -34,8 +42,8 @@ pub struct Cli {
     #[command(flatten)]
     pub etcd: lodestar::etcd::EtcdArgs,
     /// Domain the records go under, e.g. webapp.dev.
-    #[arg(long, env = "LODESTAR_DOMAIN")]
-    pub domain: String,
+    #[arg(long, env = "LODESTAR_DOMAIN", required = true)]
+    pub domain: Option<String>,
     /// etcd key prefix of the records.
     #[arg(long, env = "LODESTAR_PREFIX", default_value = "/skydns")]
     pub prefix: String,
@@ -89,6 +97,14 @@ pub struct Cli {
     pub log_format: String,
 }
 
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write, read, list and remove records by name (SkyDNS JSON without writing it by hand).
+    #[command(subcommand)]
+    Record(crate::record::RecordCmd),
+}
+
 /// The checked configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -112,9 +128,9 @@ pub struct Config {
 
 impl Config {
     pub fn from_cli(cli: Cli) -> anyhow::Result<Config> {
-        lodestar::key::validate_name(&cli.domain)
-            .with_context(|| format!("--domain {:?}", cli.domain))?;
-        reserved_domain(&cli.domain)?;
+        let domain = cli.domain.clone().context("--domain is required")?;
+        lodestar::key::validate_name(&domain).with_context(|| format!("--domain {domain:?}"))?;
+        reserved_domain(&domain)?;
         let prefix =
             Prefix::new(&cli.prefix).with_context(|| format!("--prefix {:?}", cli.prefix))?;
         if cli.ttl < 2 {
@@ -180,7 +196,7 @@ impl Config {
                 host_ip,
                 internal: cli.internal,
                 explicit: cli.explicit,
-                domain: cli.domain.trim_end_matches('.').to_ascii_lowercase(),
+                domain: domain.trim_end_matches('.').to_ascii_lowercase(),
                 network: cli.network.filter(|n| !n.trim().is_empty()),
             },
             ttl: Duration::from_secs(cli.ttl),

@@ -3,6 +3,8 @@
 //! `main` parses the command line into a checked [`config::Config`], sets up logging, and runs two
 //! tasks joined by a bounded channel: [`docker::follow`] (containers and their events) and
 //! [`reconcile::Reconciler`] (desired state -> leased etcd records), until SIGTERM or SIGINT.
+//! `--dry-run` prints what it would register ([`dry_run`]); `record ...` writes, reads, lists
+//! and removes records by name ([`record`]) instead.
 
 mod config;
 mod docker;
@@ -12,6 +14,7 @@ mod health;
 mod http;
 mod metrics;
 mod reconcile;
+mod record;
 mod services;
 
 use std::process::ExitCode;
@@ -43,7 +46,10 @@ fn main() -> ExitCode {
     lodestar::runtime::main_with("lodestar-registrator", None, run(cli))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    if let Some(config::Command::Record(cmd)) = cli.command.take() {
+        return record::run(cmd).await;
+    }
     let cfg = Config::from_cli(cli)?;
     if cfg.dry_run {
         let containers = docker::containers(&cfg.docker, cfg.docker_tls.as_deref())

@@ -11,6 +11,7 @@ mod migrate;
 mod networks;
 mod ops;
 mod peers;
+mod records;
 mod registrator;
 mod rules;
 mod secure;
