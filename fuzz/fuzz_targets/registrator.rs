@@ -136,6 +136,8 @@ fuzz_target!(|i: Input| {
             .map(|(n, v4, v6)| (n.get(), (v4.map(Ipv4Addr::from), v6.map(Ipv6Addr::from))))
             .collect(),
         network_mode: if i.host_mode { "host" } else { "bridge" }.into(),
+        stop_signal: None,
+        stop_timeout: None,
     };
     let settings = Settings {
         host_id: "host-1".into(),
