@@ -6,8 +6,9 @@
 //!
 //! Each server runs under callgrind from its start; per mix the same client sends the mix's
 //! questions one at a time (each waits for its answer, so no server ever batches), twice to warm
-//! the caches (Lodestar keeps its own answers on their second ask), then the counters are zeroed (`callgrind_control -z`), the questions sent again,
-//! and the counters dumped (`-d`): the whole process's instructions over the queries it
+//! the caches (Lodestar keeps its own answers on their second ask), then the counters are zeroed
+//! (`callgrind_control -z`), the questions sent again, and the counters dumped (`-d`): the whole
+//! process's instructions over the queries it
 //! answered. `--rounds` repeats the measured part (the spread between rounds is printed), and
 //! the functions that cost Lodestar most are listed per mix (self cost, from the dump). The
 //! median round is reported: Lodestar's own background work (its once-a-second check of the

@@ -1,7 +1,10 @@
 //! Unit tests of the module above.
 
+use std::collections::BTreeMap;
+
 use super::*;
-use crate::services::{Health, Proto, Published};
+use crate::services::{Container, Health, Proto, Published, RunState};
+use lodestar::Service;
 
 fn settings() -> Settings {
     Settings {
