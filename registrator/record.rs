@@ -17,6 +17,9 @@ use lodestar::etcd::{EtcdArgs, REQUEST_TIMEOUT};
 use lodestar::{Prefix, Service};
 use serde_json::{json, Value};
 
+/// Keys per request of `ls`.
+const LS_PAGE: i64 = 1000;
+
 /// The `record` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RecordCmd {
@@ -256,15 +259,7 @@ pub async fn run(cmd: RecordCmd) -> anyhow::Result<()> {
             Ok(())
         }
         RecordCmd::Ls { common, .. } => {
-            let mut out = Vec::new();
-            let own = timed(client.get(key.as_str(), None)).await?;
-            let below =
-                timed(client.get(format!("{key}/"), Some(GetOptions::new().with_prefix()))).await?;
-            for kv in own.kvs().iter().chain(below.kvs()) {
-                let k = String::from_utf8_lossy(kv.key()).into_owned();
-                out.push(listed(&prefix, &k, kv.value(), kv.lease()));
-            }
-            for l in out {
+            let print = |l: Value| {
                 if common.json {
                     println!("{l}");
                 } else {
@@ -278,6 +273,34 @@ pub async fn run(cmd: RecordCmd) -> anyhow::Result<()> {
                         value,
                         l["lease"].as_i64().unwrap_or(0)
                     );
+                }
+            };
+            let own = timed(client.get(key.as_str(), None)).await?;
+            // Every page read at the revision of the first: one consistent listing.
+            let at = own.header().map_or(0, |h| h.revision());
+            for kv in own.kvs() {
+                print(listed(&prefix, &key, kv.value(), kv.lease()));
+            }
+            // Below the name, a page at a time: a name with a million records under it is
+            // printed as it comes, never held whole (nor over the client's message limit).
+            let end = format!("{key}0"); // '0' follows '/'
+            let mut from = format!("{key}/").into_bytes();
+            loop {
+                let opts = GetOptions::new()
+                    .with_range(end.as_str())
+                    .with_limit(LS_PAGE)
+                    .with_revision(at);
+                let page = timed(client.get(from.clone(), Some(opts))).await?;
+                for kv in page.kvs() {
+                    let k = String::from_utf8_lossy(kv.key()).into_owned();
+                    print(listed(&prefix, &k, kv.value(), kv.lease()));
+                }
+                match page.kvs().last() {
+                    Some(last) if page.more() => {
+                        from = last.key().to_vec();
+                        from.push(0);
+                    }
+                    _ => break,
                 }
             }
             Ok(())

@@ -234,6 +234,31 @@ async fn put_get_ls_rm_and_every_invalid_field_refused_with_nothing_written() {
             .then_some(())
     })
     .await;
+
+    // A name with thousands of instances is listed whole, a page at a time.
+    let many: Vec<(String, String)> = (0..2500)
+        .map(|i| {
+            (
+                format!("/skydns/dev/webapp/many/i{i:04}"),
+                format!(r#"{{"host":"10.5.{}.{}"}}"#, i / 250, i % 250 + 1),
+            )
+        })
+        .collect();
+    put_all(&etcd, &many).await;
+    let ls = ok(&record(&etcd, &["ls", "many.webapp.dev", "--json"]));
+    let names: Vec<String> = ls
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names.len(), 2500);
+    assert_eq!(names[0], "i0000.many.webapp.dev");
+    assert_eq!(names[2499], "i2499.many.webapp.dev");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "each once, in order");
 }
 
 /// `record put --lease-ttl`: a heartbeat. The record lives while the command runs, goes at once
