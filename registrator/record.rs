@@ -12,8 +12,9 @@
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use etcd_client::{Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, DeleteOptions, GetOptions};
 use lodestar::etcd::{EtcdArgs, REQUEST_TIMEOUT};
+use lodestar::registry::put_unless_held;
 use lodestar::{Prefix, Service};
 use serde_json::{json, Value};
 
@@ -338,35 +339,11 @@ async fn put(
             .id(),
         None => 0,
     };
-    let opts = (lease != 0).then(|| PutOptions::new().with_lease(lease));
-    // Nobody's (absent, or written without a lease) or on a lease that is gone: ours to write.
-    let txn = Txn::new()
-        .when([Compare::lease(key, CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, svc.to_json(), opts.clone())])
-        .or_else([TxnOp::get(key, None)]);
-    let resp = timed(client.txn(txn)).await?;
-    if !resp.succeeded() {
-        let holder = resp
-            .op_responses()
-            .into_iter()
-            .find_map(|op| match op {
-                etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.lease()),
-                _ => None,
-            })
-            .unwrap_or(0);
-        let alive = holder != 0 && timed(client.lease_time_to_live(holder, None)).await?.ttl() > 0;
-        if alive && holder != lease {
-            if lease != 0 {
-                let _ = timed(client.lease_revoke(lease)).await;
-            }
-            anyhow::bail!("{name} (key {key}) is held by the live lease {holder:x} of another owner (a registrator?): not overwritten");
+    if let Some(holder) = put_unless_held(client, key, &svc.to_json(), lease).await? {
+        if lease != 0 {
+            let _ = timed(client.lease_revoke(lease)).await;
         }
-        let txn = Txn::new()
-            .when([Compare::lease(key, CompareOp::Equal, holder)])
-            .and_then([TxnOp::put(key, svc.to_json(), opts)]);
-        if !timed(client.txn(txn)).await?.succeeded() {
-            anyhow::bail!("{name} (key {key}) changed while it was written: try again");
-        }
+        anyhow::bail!("{name} (key {key}) is held by the live lease {holder:x} of another owner (a registrator?): not overwritten");
     }
     println!("{name}\t{}", svc.to_json());
     let Some(ttl) = lease_ttl else {

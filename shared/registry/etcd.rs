@@ -328,6 +328,61 @@ impl EtcdRegistry {
     }
 }
 
+/// Writes `value` at `key` on `lease` (0: on none) unless another owner's live lease holds the
+/// key: when it is on `lease` already, nobody's (absent, or written without a lease), or on a
+/// lease that is gone. `Ok(Some(holder))`: not written, the live lease `holder` holds it. The
+/// common cases are one request (a nested transaction); a holder found dead is compared against
+/// and written over, a key that moved meanwhile looked at again, a few times. The one rule of
+/// ownership for [`EtcdRegistry`] and the registrator's `record put`.
+pub async fn put_unless_held(
+    client: &mut Client,
+    key: &str,
+    value: &str,
+    lease: i64,
+) -> Result<Option<i64>, RegistryError> {
+    let put = || TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)));
+    let when = |l: i64| Compare::lease(key, CompareOp::Equal, l);
+    let mut txn = Txn::new()
+        .when([when(lease)])
+        .and_then([put()])
+        .or_else([TxnOp::txn(
+            Txn::new()
+                .when([when(0)])
+                .and_then([put()])
+                .or_else([TxnOp::get(key, None)]),
+        )]);
+    for _ in 0..3 {
+        let resp = timed(client.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(None);
+        }
+        let lease_of = |g: &etcd_client::GetResponse| g.kvs().first().map(|kv| kv.lease());
+        let holder = match resp.op_responses().into_iter().next() {
+            Some(etcd_client::TxnOpResponse::Txn(inner)) if inner.succeeded() => return Ok(None),
+            Some(etcd_client::TxnOpResponse::Txn(inner)) => {
+                inner.op_responses().into_iter().find_map(|op| match op {
+                    etcd_client::TxnOpResponse::Get(g) => lease_of(&g),
+                    _ => None,
+                })
+            }
+            Some(etcd_client::TxnOpResponse::Get(g)) => lease_of(&g),
+            _ => None,
+        }
+        .unwrap_or(0);
+        if holder != 0 && holder != lease {
+            let ttl = timed(client.lease_time_to_live(holder, None)).await?.ttl();
+            if ttl > 0 {
+                return Ok(Some(holder));
+            }
+        }
+        txn = Txn::new()
+            .when([when(holder)])
+            .and_then([put()])
+            .or_else([TxnOp::get(key, None)]);
+    }
+    Err(RegistryError::Etcd(EtcdError::Timeout(REQUEST_TIMEOUT)))
+}
+
 /// Whether etcd refused a request for what it holds rather than for being unavailable (a
 /// request over `--max-request-bytes`, say): the same request will never succeed.
 fn rejected(e: &etcd_client::Error) -> Option<String> {
@@ -370,76 +425,30 @@ impl Registry for EtcdRegistry {
 }
 
 impl EtcdRegistry {
-    /// Writes the record of `name` on this owner's lease when the key is this owner's already,
-    /// nobody's (absent, or written without a lease), or on a lease that is gone: one owner per
-    /// record. A nested transaction does the common cases in one request.
+    /// Writes the record of `name` on this owner's lease unless another owner's live lease holds
+    /// its key ([`put_unless_held`]): one owner per record.
     async fn put(&mut self, name: &str, service: &Service) -> Result<(), RegistryError> {
         let key = self.key(name)?;
-        let value = service.to_json();
-        let mine = self.lease;
-        let put = || {
-            TxnOp::put(
-                key.as_str(),
-                value.as_str(),
-                Some(PutOptions::new().with_lease(mine)),
-            )
-        };
-        let when = |lease: i64| Compare::lease(key.as_str(), CompareOp::Equal, lease);
-        let mut txn = Txn::new()
-            .when([when(mine)])
-            .and_then([put()])
-            .or_else([TxnOp::txn(
-                Txn::new()
-                    .when([when(0)])
-                    .and_then([put()])
-                    .or_else([TxnOp::get(key.as_str(), None)]),
-            )]);
-        // A holder found dead is compared against once more; a key that moved again meanwhile
-        // is looked at afresh, a few times.
-        for _ in 0..3 {
-            let resp = match timed(self.client.txn(txn)).await {
-                Ok(r) => r,
-                // etcd says "requested lease not found" when the lease expired under us.
-                Err(RegistryError::Etcd(EtcdError::Client(e)))
-                    if e.to_string().contains("lease not found") =>
-                {
-                    return Err(RegistryError::LeaseLost(self.lease))
-                }
-                Err(RegistryError::Etcd(EtcdError::Client(e))) if rejected(&e).is_some() => {
-                    return Err(RegistryError::Rejected {
-                        name: name.to_string(),
-                        why: rejected(&e).unwrap_or_default(),
-                    })
-                }
-                Err(e) => return Err(e),
-            };
-            if resp.succeeded() {
-                return Ok(());
+        match put_unless_held(&mut self.client, &key, &service.to_json(), self.lease).await {
+            Ok(None) => Ok(()),
+            Ok(Some(holder)) => Err(RegistryError::Conflict {
+                name: name.to_string(),
+                lease: holder,
+            }),
+            // etcd says "requested lease not found" when the lease expired under us.
+            Err(RegistryError::Etcd(EtcdError::Client(e)))
+                if e.to_string().contains("lease not found") =>
+            {
+                Err(RegistryError::LeaseLost(self.lease))
             }
-            let holder = match resp.op_responses().into_iter().next() {
-                Some(etcd_client::TxnOpResponse::Txn(inner)) if inner.succeeded() => return Ok(()),
-                Some(etcd_client::TxnOpResponse::Txn(inner)) => {
-                    inner.op_responses().into_iter().find_map(|op| match op {
-                        etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.lease()),
-                        _ => None,
-                    })
-                }
-                Some(etcd_client::TxnOpResponse::Get(g)) => g.kvs().first().map(|kv| kv.lease()),
-                _ => None,
-            }
-            .unwrap_or(0);
-            if holder != 0 && holder != mine && self.lease_ttl(holder).await?.0 > 0 {
-                return Err(RegistryError::Conflict {
+            Err(RegistryError::Etcd(EtcdError::Client(e))) if rejected(&e).is_some() => {
+                Err(RegistryError::Rejected {
                     name: name.to_string(),
-                    lease: holder,
-                });
+                    why: rejected(&e).unwrap_or_default(),
+                })
             }
-            txn = Txn::new()
-                .when([when(holder)])
-                .and_then([put()])
-                .or_else([TxnOp::get(key.as_str(), None)]);
+            Err(e) => Err(e),
         }
-        Err(RegistryError::Etcd(EtcdError::Timeout(REQUEST_TIMEOUT)))
     }
 
     /// The owner whose lease is `lease` (its owner key is on it), when it has one.

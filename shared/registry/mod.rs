@@ -22,7 +22,7 @@ use crate::etcd::EtcdError;
 use crate::key::KeyError;
 use crate::record::Service;
 
-pub use etcd::EtcdRegistry;
+pub use etcd::{put_unless_held, EtcdRegistry};
 pub use owner::{Holder, Identity};
 
 /// Why a registry operation failed.

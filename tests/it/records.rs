@@ -5,7 +5,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::support::*;
@@ -40,19 +39,6 @@ fn refused(out: &Output, field: &str) {
     let first = stderr.lines().next().unwrap_or_default();
     assert!(first.contains(field), "{field} in {stderr:?}");
     assert!(out.stdout.is_empty());
-}
-
-async fn nxdomain(dns: &Dns, name: &str) -> bool {
-    query(dns.addr, name, RecordType::A)
-        .await
-        .is_ok_and(|m| m.metadata.response_code == ResponseCode::NXDomain)
-}
-
-async fn answers(dns: &Dns, name: &str, t: RecordType) -> Vec<String> {
-    query(dns.addr, name, t)
-        .await
-        .map(|m| data(&m))
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -90,12 +76,15 @@ async fn put_get_ls_rm_and_every_invalid_field_refused_with_nothing_written() {
         ],
     ));
     eventually(SOON, "redis answers", || async {
-        (answers(&dns, "redis-1.redis.webapp.dev.", RecordType::A).await == ["10.0.0.1"])
-            .then_some(())
+        (dns.answers("redis-1.redis.webapp.dev.", RecordType::A)
+            .await
+            == ["10.0.0.1"])
+        .then_some(())
     })
     .await;
     assert_eq!(
-        answers(&dns, "redis-1.redis.webapp.dev.", RecordType::SRV).await,
+        dns.answers("redis-1.redis.webapp.dev.", RecordType::SRV)
+            .await,
         ["10 100 6379 redis-1.redis.webapp.dev."],
         "one record of its priority: its weight is all of it (SkyDNS)"
     );
@@ -134,72 +123,29 @@ async fn put_get_ls_rm_and_every_invalid_field_refused_with_nothing_written() {
 
     // Every invalid field: refused, one line naming it, nothing written.
     let before = ok(&record(&etcd, &["ls", "--json"]));
-    refused(
-        &record(&etcd, &["put", "a.other.dev", "--host", "10.0.0.1"]),
-        "NAME",
-    );
-    refused(
-        &record(&etcd, &["put", "a b.webapp.dev", "--host", "10.0.0.1"]),
-        "NAME",
-    );
-    refused(
-        &record(&etcd, &["put", "a.webapp.dev", "--host", "not a host"]),
-        "--host",
-    );
-    refused(
-        &record(
-            &etcd,
-            &[
-                "put",
-                "a.webapp.dev",
-                "--host",
-                "10.0.0.1",
-                "--port",
-                "70000",
-            ],
+    let long = "y".repeat(70_000);
+    let put = |name: &str, more: &[&str]| -> Output {
+        let mut args = vec!["put", name, "--host", "10.0.0.1"];
+        args.extend(more);
+        record(&etcd, &args)
+    };
+    let cases: [(Output, &str); 9] = [
+        (put("a.other.dev", &[]), "NAME"),
+        (put("a b.webapp.dev", &[]), "NAME"),
+        (
+            record(&etcd, &["put", "a.webapp.dev", "--host", "not a host"]),
+            "--host",
         ),
-        "--port",
-    );
-    refused(
-        &record(
-            &etcd,
-            &["put", "a.webapp.dev", "--host", "10.0.0.1", "--port", "0"],
-        ),
-        "--port",
-    );
-    refused(
-        &record(
-            &etcd,
-            &[
-                "put",
-                "a.webapp.dev",
-                "--host",
-                "10.0.0.1",
-                "--priority",
-                "70000",
-            ],
-        ),
-        "--priority",
-    );
-    refused(
-        &record(
-            &etcd,
-            &[
-                "put",
-                "a.webapp.dev",
-                "--host",
-                "10.0.0.1",
-                "--text",
-                &"y".repeat(70_000),
-            ],
-        ),
-        "bytes",
-    );
-    refused(
-        &record(&etcd, &["put", "ns.dns.webapp.dev", "--host", "10.0.0.1"]),
-        "reserved",
-    );
-    refused(&record(&etcd, &["rm", "ns.dns.webapp.dev"]), "reserved");
+        (put("a.webapp.dev", &["--port", "70000"]), "--port"),
+        (put("a.webapp.dev", &["--port", "0"]), "--port"),
+        (put("a.webapp.dev", &["--priority", "70000"]), "--priority"),
+        (put("a.webapp.dev", &["--text", &long]), "bytes"),
+        (put("ns.dns.webapp.dev", &[]), "reserved"),
+        (record(&etcd, &["rm", "ns.dns.webapp.dev"]), "reserved"),
+    ];
+    for (out, field) in &cases {
+        refused(out, field);
+    }
     assert_eq!(
         ok(&record(&etcd, &["ls", "--json"])),
         before,
@@ -229,7 +175,7 @@ async fn put_get_ls_rm_and_every_invalid_field_refused_with_nothing_written() {
     let out = ok(&record(&etcd, &["rm", "redis.webapp.dev", "--recursive"]));
     assert_eq!(out.trim(), "deleted 1");
     eventually(SOON, "redis gone", || async {
-        nxdomain(&dns, "redis-1.redis.webapp.dev.")
+        dns.is_nxdomain("redis-1.redis.webapp.dev.")
             .await
             .then_some(())
     })
@@ -290,7 +236,7 @@ async fn put_with_a_lease_is_a_heartbeat() {
     };
     let mut a = beat("hb.webapp.dev");
     eventually(SOON, "hb answers", || async {
-        (answers(&dns, "hb.webapp.dev.", RecordType::A).await == ["10.0.0.9"]).then_some(())
+        (dns.answers("hb.webapp.dev.", RecordType::A).await == ["10.0.0.9"]).then_some(())
     })
     .await;
     // Kept alive past several TTLs.
@@ -304,7 +250,7 @@ async fn put_with_a_lease_is_a_heartbeat() {
     let until = std::time::Instant::now() + Duration::from_secs(5);
     while std::time::Instant::now() < until {
         assert_eq!(
-            answers(&dns, "hb.webapp.dev.", RecordType::A).await,
+            dns.answers("hb.webapp.dev.", RecordType::A).await,
             ["10.0.0.9"]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -316,20 +262,20 @@ async fn put_with_a_lease_is_a_heartbeat() {
     a.signal("TERM");
     assert!(a.wait_exit(SOON).is_some_and(|s| s.success()));
     eventually(Duration::from_millis(500), "hb gone at once", || async {
-        nxdomain(&dns, "hb.webapp.dev.").await.then_some(())
+        dns.is_nxdomain("hb.webapp.dev.").await.then_some(())
     })
     .await;
     // Killed: gone within its TTL.
     let b = beat("hb2.webapp.dev");
     eventually(SOON, "hb2 answers", || async {
-        (answers(&dns, "hb2.webapp.dev.", RecordType::A).await == ["10.0.0.9"]).then_some(())
+        (dns.answers("hb2.webapp.dev.", RecordType::A).await == ["10.0.0.9"]).then_some(())
     })
     .await;
     b.signal("KILL");
     eventually(
         Duration::from_secs(4),
         "hb2 gone within its TTL",
-        || async { nxdomain(&dns, "hb2.webapp.dev.").await.then_some(()) },
+        || async { dns.is_nxdomain("hb2.webapp.dev.").await.then_some(()) },
     )
     .await;
 }

@@ -3,18 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use crate::support::*;
 
 const SOON: Duration = Duration::from_secs(3);
-
-async fn nxdomain(dns: &Dns, name: &str) -> bool {
-    query(dns.addr, name, RecordType::A)
-        .await
-        .is_ok_and(|m| m.metadata.response_code == ResponseCode::NXDomain)
-}
 
 #[tokio::test]
 async fn a_container_is_answered_within_3s_and_gone_within_3s_of_stop() {
@@ -51,7 +44,7 @@ async fn a_container_is_answered_within_3s_and_gone_within_3s_of_stop() {
     docker(&["stop", "-t", "0", &c.name]);
     let what = format!("{fqdn} gone");
     eventually(SOON, &what, || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
+        dns.is_nxdomain(&fqdn).await.then_some(())
     })
     .await;
 }
@@ -133,7 +126,7 @@ async fn labels_several_ports_and_ignored_containers() {
         1,
         "the label's name"
     );
-    assert!(nxdomain(&dns, "from-env.webapp.dev.").await);
+    assert!(dns.is_nxdomain("from-env.webapp.dev.").await);
     assert_eq!(
         srv(&dns, &format!("{n}-b-80.webapp.dev.")).await,
         [format!("10 100 {p80} b1-80.{n}-b-80.webapp.dev.")]
@@ -142,7 +135,7 @@ async fn labels_several_ports_and_ignored_containers() {
         srv(&dns, &format!("{n}-tls.webapp.dev.")).await,
         [format!("10 100 {p443} b1-443.{n}-tls.webapp.dev.")]
     );
-    assert!(nxdomain(&dns, &format!("{n}-ignored.webapp.dev.")).await);
+    assert!(dns.is_nxdomain(&format!("{n}-ignored.webapp.dev.")).await);
     assert!(
         _reg.logs().contains("its labels make no valid record"),
         "{}",
@@ -200,7 +193,7 @@ async fn health_gates_registration_and_pause_withdraws() {
     )
     .await;
     assert!(
-        nxdomain(&dns, &fqdn).await,
+        dns.is_nxdomain(&fqdn).await,
         "not registered while unhealthy"
     );
     docker(&["exec", &c.name, "touch", "/tmp/ok"]);
@@ -215,7 +208,7 @@ async fn health_gates_registration_and_pause_withdraws() {
     docker(&["pause", &c.name]);
     let what = format!("{fqdn} withdrawn while paused");
     eventually(SOON, &what, || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
+        dns.is_nxdomain(&fqdn).await.then_some(())
     })
     .await;
     docker(&["unpause", &c.name]);
@@ -244,7 +237,7 @@ async fn sigkill_records_expire_within_the_ttl() {
     eventually(
         Duration::from_secs(3 + 3),
         "expired with the lease",
-        || async { nxdomain(&dns, &fqdn).await.then_some(()) },
+        || async { dns.is_nxdomain(&fqdn).await.then_some(()) },
     )
     .await;
     assert!(
@@ -434,7 +427,7 @@ async fn cleanup_on_exit_revokes_and_on_success_keeps_failed_containers() {
     // Both exit after 4 s: the one that succeeded goes, the one that failed stays.
     let fqdn = format!("{n}-ok.webapp.dev.");
     eventually(Duration::from_secs(10), "exit 0 deregisters", || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
+        dns.is_nxdomain(&fqdn).await.then_some(())
     })
     .await;
     assert_eq!(
@@ -451,7 +444,7 @@ async fn cleanup_on_exit_revokes_and_on_success_keeps_failed_containers() {
     assert!(reg.wait_exit(Duration::from_secs(5)).is_some());
     let fqdn = format!("{n}-fail.webapp.dev.");
     eventually(Duration::from_secs(1), "revoked on exit", || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
+        dns.is_nxdomain(&fqdn).await.then_some(())
     })
     .await;
 }
@@ -536,7 +529,7 @@ async fn docker_connection_cut_and_restored() {
     eventually(
         Duration::from_secs(6),
         "caught up after the restore",
-        || async { (nxdomain(&dns, &fa).await && !srv(&dns, &fb).await.is_empty()).then_some(()) },
+        || async { (dns.is_nxdomain(&fa).await && !srv(&dns, &fb).await.is_empty()).then_some(()) },
     )
     .await;
     drop(b);
@@ -680,7 +673,7 @@ async fn the_library_example_registers_and_keeps_alive_until_ctrl_c() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     eventually(Duration::from_secs(1), "gone after Ctrl-C", || async {
-        nxdomain(&dns, "web.webapp.dev.").await.then_some(())
+        dns.is_nxdomain("web.webapp.dev.").await.then_some(())
     })
     .await;
 }
@@ -724,7 +717,7 @@ async fn etcd_down_later_and_a_lost_lease_are_recovered() {
         .expect("the owner key names its lease");
     client.lease_revoke(lease).await.unwrap();
     eventually(SOON, "records gone with the lease", || async {
-        nxdomain(&dns, &fa).await.then_some(())
+        dns.is_nxdomain(&fa).await.then_some(())
     })
     .await;
     // ...and within --ttl a new lease holds them all again.
@@ -800,13 +793,6 @@ async fn labels_never_write_into_a_reserved_subtree() {
 }
 
 /// The A data of `name`, empty when none.
-async fn a_of(dns: &Dns, name: &str) -> Vec<String> {
-    query(dns.addr, name, RecordType::A)
-        .await
-        .map(|m| data(&m))
-        .unwrap_or_default()
-}
-
 /// A second registrator given the same host id while the first lives (a cloned machine keeps its
 /// hostname) refuses to start, with one line naming --host-id; the first one's records are never
 /// touched.
@@ -828,7 +814,7 @@ async fn a_second_live_registrator_with_the_same_host_id_refuses_to_start() {
     );
     let name = format!("web.{n}.webapp.dev.");
     eventually(SOON, "registered by the first", || async {
-        (a_of(&dns, &name).await == ["10.99.0.1"]).then_some(())
+        (dns.a(&name).await == ["10.99.0.1"]).then_some(())
     })
     .await;
     // The clone: the same host id, its own address.
@@ -845,7 +831,7 @@ async fn a_second_live_registrator_with_the_same_host_id_refuses_to_start() {
     // The first holds on: its record never flips nor goes, for longer than a TTL.
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
-        assert_eq!(a_of(&dns, &name).await, ["10.99.0.1"]);
+        assert_eq!(dns.a(&name).await, ["10.99.0.1"]);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -946,7 +932,7 @@ async fn one_container_with_a_huge_label_wedges_nothing() {
     .await;
     drop(c);
     eventually(SOON, "and removed", || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
+        dns.is_nxdomain(&fqdn).await.then_some(())
     })
     .await;
     assert!(etcd
@@ -1043,7 +1029,7 @@ async fn on_success_keeps_a_failed_containers_records_across_a_restart() {
     }
     drop(c);
     eventually(SOON, "gone once removed", || async {
-        nxdomain(&dns, &fqdn).await.then_some(())
+        dns.is_nxdomain(&fqdn).await.then_some(())
     })
     .await;
 }
@@ -1057,7 +1043,7 @@ fn running(name: &str) -> bool {
 async fn until_gone(dns: &Dns, fqdn: &str, deadline: Duration) -> Duration {
     let start = Instant::now();
     eventually(deadline, &format!("{fqdn} withdrawn"), || async {
-        nxdomain(dns, fqdn).await.then_some(())
+        dns.is_nxdomain(fqdn).await.then_some(())
     })
     .await;
     start.elapsed()
@@ -1086,7 +1072,7 @@ async fn a_stopping_container_is_withdrawn_at_once_while_it_still_runs() {
     for id in ["a", "b", "c"] {
         let f = fqdn(id);
         eventually(SOON, &format!("{f} answers"), || async {
-            (a_of(&dns, &f).await == ["10.99.0.1"]).then_some(())
+            (dns.a(&f).await == ["10.99.0.1"]).then_some(())
         })
         .await;
     }
@@ -1105,7 +1091,7 @@ async fn a_stopping_container_is_withdrawn_at_once_while_it_still_runs() {
     eprintln!("docker stop -> withdrawn: {took:?}");
     // The HUP came before the stop: seen, and it withdrew nothing.
     assert_eq!(
-        a_of(&dns, &fqdn("b")).await,
+        dns.a(&fqdn("b")).await,
         ["10.99.0.1"],
         "a HUP withdraws nothing"
     );
@@ -1122,7 +1108,7 @@ async fn a_stopping_container_is_withdrawn_at_once_while_it_still_runs() {
     eventually(
         Duration::from_secs(10),
         &format!("{f} registered again"),
-        || async { (a_of(&dns, &f).await == ["10.99.0.1"]).then_some(()) },
+        || async { (dns.a(&f).await == ["10.99.0.1"]).then_some(()) },
     )
     .await;
     assert!(running(&c.name));
@@ -1136,14 +1122,14 @@ async fn a_stopping_container_is_withdrawn_at_once_while_it_still_runs() {
     stop.join().expect("docker stop");
     assert!(!running(&a.name));
     assert!(
-        nxdomain(&dns, &fqdn("a")).await,
+        dns.is_nxdomain(&fqdn("a")).await,
         "a stopped container is not registered again"
     );
     // A restart withdraws, then registers the new run.
     docker(&["restart", "-t", "1", &b.name]);
     let f = fqdn("b");
     eventually(SOON, &format!("{f} back after a restart"), || async {
-        (a_of(&dns, &f).await == ["10.99.0.1"]).then_some(())
+        (dns.a(&f).await == ["10.99.0.1"]).then_some(())
     })
     .await;
 }
@@ -1191,7 +1177,7 @@ async fn a_name_another_hosts_lease_holds_is_not_overwritten() {
         .expect("first host registers");
     let name = format!("{fqdn}.");
     eventually(SOON, "the first host's record answers", || async {
-        (a_of(&dns, &name).await == ["10.0.0.7"]).then_some(())
+        (dns.a(&name).await == ["10.0.0.7"]).then_some(())
     })
     .await;
 
@@ -1210,14 +1196,14 @@ async fn a_name_another_hosts_lease_holds_is_not_overwritten() {
         (reg_metric(&reg, "conflicts").await == Some(1.0)).then_some(())
     })
     .await;
-    assert_eq!(a_of(&dns, &name).await, ["10.0.0.7"], "not overwritten");
+    assert_eq!(dns.a(&name).await, ["10.0.0.7"], "not overwritten");
     // Passes go on every --ttl/3 (1 s): still one log line, still the first host's record.
     let passes = reg_metric(&reg, "reconciles_total").await.unwrap_or(0.0);
     eventually(SOON, "two more passes", || async {
         (reg_metric(&reg, "reconciles_total").await.unwrap_or(0.0) >= passes + 2.0).then_some(())
     })
     .await;
-    assert_eq!(a_of(&dns, &name).await, ["10.0.0.7"]);
+    assert_eq!(dns.a(&name).await, ["10.0.0.7"]);
     let logs = reg.logs();
     let lines: Vec<&str> = logs
         .lines()
@@ -1234,7 +1220,7 @@ async fn a_name_another_hosts_lease_holds_is_not_overwritten() {
         (reg_metric(&reg, "conflicts").await == Some(0.0)).then_some(())
     })
     .await;
-    assert_eq!(a_of(&dns, &name).await, ["10.0.0.7"], "never deleted");
+    assert_eq!(dns.a(&name).await, ["10.0.0.7"], "never deleted");
 
     // Started again, and the first host goes away (its lease revoked): taken.
     docker(&["start", &c.name]);
@@ -1244,7 +1230,7 @@ async fn a_name_another_hosts_lease_holds_is_not_overwritten() {
     .await;
     first.revoke().await.expect("revoke");
     eventually(SOON, "taken once the other lease is gone", || async {
-        (a_of(&dns, &name).await == ["10.99.0.1"]).then_some(())
+        (dns.a(&name).await == ["10.99.0.1"]).then_some(())
     })
     .await;
     assert_eq!(reg_metric(&reg, "conflicts").await, Some(0.0));

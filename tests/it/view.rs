@@ -7,13 +7,6 @@ use hickory_proto::rr::RecordType;
 
 use crate::support::*;
 
-async fn a_records(dns: &Dns, name: &str) -> Vec<String> {
-    query(dns.addr, name, RecordType::A)
-        .await
-        .map(|m| data(&m))
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn writes_and_deletes_are_seen_within_a_second() {
     let etcd = Etcd::start().await;
@@ -22,7 +15,7 @@ async fn writes_and_deletes_are_seen_within_a_second() {
     etcd.put("/skydns/dev/webapp/web/w1", r#"{"host":"172.17.0.10"}"#)
         .await;
     eventually(Duration::from_secs(1), "new record answered", || async {
-        (a_records(&dns, "web.webapp.dev.").await == ["172.17.0.10"]).then_some(())
+        (dns.a("web.webapp.dev.").await == ["172.17.0.10"]).then_some(())
     })
     .await;
     etcd.put("/skydns/dev/webapp/web/w1", r#"{"host":"172.17.0.11"}"#)
@@ -30,7 +23,7 @@ async fn writes_and_deletes_are_seen_within_a_second() {
     eventually(
         Duration::from_secs(1),
         "changed record answered",
-        || async { (a_records(&dns, "web.webapp.dev.").await == ["172.17.0.11"]).then_some(()) },
+        || async { (dns.a("web.webapp.dev.").await == ["172.17.0.11"]).then_some(()) },
     )
     .await;
     etcd.delete("/skydns/dev/webapp/web/w1").await;
@@ -59,7 +52,7 @@ async fn etcd_down_keeps_answering_and_recovers() {
     )
     .await;
     for _ in 0..20 {
-        assert_eq!(a_records(&dns, "redis.webapp.dev.").await, ["172.17.0.5"]);
+        assert_eq!(dns.a("redis.webapp.dev.").await, ["172.17.0.5"]);
     }
     etcd.restart().await;
     etcd.put("/skydns/dev/webapp/redis/r2", r#"{"host":"172.17.0.6"}"#)
@@ -68,8 +61,7 @@ async fn etcd_down_keeps_answering_and_recovers() {
         Duration::from_secs(15),
         "writes after the restart are seen",
         || async {
-            (a_records(&dns, "redis.webapp.dev.").await == ["172.17.0.5", "172.17.0.6"])
-                .then_some(())
+            (dns.a("redis.webapp.dev.").await == ["172.17.0.5", "172.17.0.6"]).then_some(())
         },
     )
     .await;
@@ -105,7 +97,7 @@ async fn compaction_while_behind_reloads() {
                 .metadata
                 .response_code
                 == ResponseCode::NXDomain;
-            (gone && a_records(&dns, "new.webapp.dev.").await == ["172.17.0.2"]).then_some(())
+            (gone && dns.a("new.webapp.dev.").await == ["172.17.0.2"]).then_some(())
         },
     )
     .await;
@@ -133,10 +125,10 @@ async fn malformed_values_are_skipped_logged_and_counted() {
     eventually(
         Duration::from_secs(5),
         "the record after the bad ones",
-        || async { (a_records(&dns, "after.webapp.dev.").await == ["172.17.0.6"]).then_some(()) },
+        || async { (dns.a("after.webapp.dev.").await == ["172.17.0.6"]).then_some(()) },
     )
     .await;
-    assert_eq!(a_records(&dns, "good.webapp.dev.").await, ["172.17.0.5"]);
+    assert_eq!(dns.a("good.webapp.dev.").await, ["172.17.0.5"]);
     let m = query(dns.addr, "bad1.webapp.dev.", RecordType::A)
         .await
         .unwrap();
@@ -156,7 +148,7 @@ async fn malformed_values_are_skipped_logged_and_counted() {
     etcd.put("/skydns/dev/webapp/bad1", r#"{"host":"172.17.0.7"}"#)
         .await;
     eventually(Duration::from_secs(5), "a fixed value answers", || async {
-        (a_records(&dns, "bad1.webapp.dev.").await == ["172.17.0.7"]).then_some(())
+        (dns.a("bad1.webapp.dev.").await == ["172.17.0.7"]).then_some(())
     })
     .await;
 }
@@ -225,7 +217,7 @@ async fn a_view_larger_than_one_page_loads_whole() {
     for i in [0, 1999, 2000, 2001, 4499] {
         let want = format!("10.0.{}.{}", i / 250, i % 250);
         assert_eq!(
-            a_records(&dns, &format!("svc{i}.webapp.dev.")).await,
+            dns.a(&format!("svc{i}.webapp.dev.")).await,
             [want],
             "svc{i}"
         );
@@ -269,7 +261,7 @@ async fn a_mass_delete_in_one_request_is_applied_whole() {
     let dns = Dns::for_etcd(&etcd, None, &["--metrics", "127.0.0.1:0"]);
     dns.ready().await;
     let one = "instance-77777.s77777.big.webapp.dev.";
-    assert_eq!(a_records(&dns, one).await, ["10.1.47.209"]);
+    assert_eq!(dns.a(one).await, ["10.1.47.209"]);
     assert_eq!(view_state(&dns).await.1, n + 1);
     let deleted = etcd
         .client()
@@ -292,7 +284,7 @@ async fn a_mass_delete_in_one_request_is_applied_whole() {
         let m = query(dns.addr, name, RecordType::A).await.unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
     }
-    assert_eq!(a_records(&dns, "keep.webapp.dev.").await, ["172.17.0.9"]);
+    assert_eq!(dns.a("keep.webapp.dev.").await, ["172.17.0.9"]);
     let (code, body) = dns.http_get("/readyz").await;
     assert_eq!(code, 200, "{body}");
     assert!(
@@ -338,7 +330,7 @@ async fn values_past_a_megabyte_written_during_a_cut_lose_nothing() {
     eventually(
         Duration::from_secs(30),
         "the small record written during the cut answers",
-        || async { (a_records(&dns, "small.webapp.dev.").await == ["172.17.0.3"]).then_some(()) },
+        || async { (dns.a("small.webapp.dev.").await == ["172.17.0.3"]).then_some(()) },
     )
     .await;
     assert_eq!(view_state(&dns).await, (rev, 1));
@@ -413,7 +405,7 @@ async fn a_watcher_far_behind_cut_again_mid_catch_up_loses_nothing() {
     eventually(
         Duration::from_secs(30),
         "the first replayed record answers",
-        || async { (a_records(&dns, "r0.r.webapp.dev.").await == ["10.9.0.0"]).then_some(()) },
+        || async { (dns.a("r0.r.webapp.dev.").await == ["10.9.0.0"]).then_some(()) },
     )
     .await;
     cut();
@@ -428,7 +420,7 @@ async fn a_watcher_far_behind_cut_again_mid_catch_up_loses_nothing() {
     .await;
     for i in [1, 999, 1000, 1001, 2500, 4999] {
         assert_eq!(
-            a_records(&dns, &format!("r{i}.r.webapp.dev.")).await,
+            dns.a(&format!("r{i}.r.webapp.dev.")).await,
             [format!("10.9.{}.{}", i / 250, i % 250)],
             "r{i}"
         );
@@ -486,7 +478,7 @@ async fn thousands_of_changes_are_merged_into_the_view_and_answer_right() {
             _ if i < n => vec![ip(i, 1)],
             _ => vec![ip(i, 3)],
         };
-        assert_eq!(a_records(&dns, &name).await, want, "{name}");
+        assert_eq!(dns.a(&name).await, want, "{name}");
     }
     // The reverse names: an overwritten record's new address, not its old one.
     let ptr = |a: String| {

@@ -20,6 +20,26 @@ pub struct Dns {
 }
 
 impl Dns {
+    /// The data of the `t` answers to `name` (sorted text), empty when none or no answer.
+    pub async fn answers(&self, name: &str, t: RecordType) -> Vec<String> {
+        query(self.addr, name, t)
+            .await
+            .map(|m| data(&m))
+            .unwrap_or_default()
+    }
+
+    /// The A answers to `name`.
+    pub async fn a(&self, name: &str) -> Vec<String> {
+        self.answers(name, RecordType::A).await
+    }
+
+    /// Whether `name` is answered NXDOMAIN.
+    pub async fn is_nxdomain(&self, name: &str) -> bool {
+        query(self.addr, name, RecordType::A)
+            .await
+            .is_ok_and(|m| m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain)
+    }
+
     /// Starts `lodestar-dns` with `args` plus `--listen 127.0.0.1:0`.
     pub fn start(args: &[&str]) -> Dns {
         let mut all = vec!["--listen", "127.0.0.1:0"];

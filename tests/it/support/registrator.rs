@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 
-use super::client::{data, query};
 use super::common::eventually;
 use super::dns::Dns;
 use super::docker::docker_ready;
@@ -80,10 +79,7 @@ impl Registrator {
 
 /// The A/AAAA/SRV data answered for `name`, empty when none.
 pub async fn srv(dns: &Dns, name: &str) -> Vec<String> {
-    query(dns.addr, name, RecordType::SRV)
-        .await
-        .map(|m| data(&m))
-        .unwrap_or_default()
+    dns.answers(name, RecordType::SRV).await
 }
 
 /// Waits until `name` answers SRV with exactly `want`.
