@@ -1,9 +1,11 @@
 //! Drain: a container's records are withdrawn when the engine starts stopping it, not when it has
 //! died, so that no client is sent to a process that is shutting down (registrator #685).
 //!
-//! The engine's `kill` event names the signal it sent: a terminating one (TERM, INT, QUIT, KILL,
-//! or the container's own `StopSignal`) starts a drain; any other (`docker kill -s HUP`) does not.
-//! `stop` always does. A drain ends when the container is seen stopped (or gone); if it is still
+//! The engine's `kill` event names the signal it sent: one that asks for a shutdown (TERM, INT,
+//! QUIT, or the container's own `StopSignal`) starts a drain; any other (`docker kill -s HUP`)
+//! does not. Nor does KILL: the process dies at once, so there is nothing to drain, and its `die`
+//! applies `--deregister` as for any death (under `on-success`, `docker kill` stays the failure it
+//! always was). `stop` always does. A drain ends when the container is seen stopped (or gone); if it is still
 //! running when its grace has passed (the stop was cancelled, or the signal trapped and ignored)
 //! the drain ends and the container is registered again. The grace is the container's own stop
 //! timeout plus [`MARGIN`] when it has one, else `--drain-grace`.
@@ -47,18 +49,17 @@ pub fn signal_number(s: &str) -> Option<u32> {
     })
 }
 
-/// Whether an engine event starts a drain: `stop`, or `kill` with a terminating signal (TERM,
-/// INT, QUIT, KILL, or the container's `StopSignal`). A `kill` naming no signal is taken as the
-/// KILL that `docker kill` sends without `-s`.
+/// Whether an engine event starts a drain: `stop`, or `kill` with a signal that asks for a
+/// shutdown (TERM, INT, QUIT, or the container's `StopSignal`); never KILL, nor a `kill` naming no
+/// signal (`docker kill` without `-s` sends KILL).
 pub fn starts_drain(action: &str, signal: Option<&str>, stop_signal: Option<&str>) -> bool {
     match action {
         "stop" => true,
         "kill" => {
-            let Some(sig) = signal else { return true };
-            let Some(n) = signal_number(sig) else {
+            let Some(n) = signal.and_then(signal_number) else {
                 return false;
             };
-            matches!(n, 2 | 3 | 9 | 15) || stop_signal.and_then(signal_number) == Some(n)
+            n != 9 && (matches!(n, 2 | 3 | 15) || stop_signal.and_then(signal_number) == Some(n))
         }
         _ => false,
     }
@@ -138,17 +139,21 @@ mod tests {
 
     #[test]
     fn terminating_signals_and_stop_start_a_drain() {
-        for s in [
-            "15", "SIGTERM", "2", "SIGINT", "3", "SIGQUIT", "9", "SIGKILL",
-        ] {
+        for s in ["15", "SIGTERM", "2", "SIGINT", "3", "SIGQUIT"] {
             assert!(starts_drain("kill", Some(s), None), "{s}");
         }
         assert!(starts_drain("stop", None, None));
         assert!(
-            starts_drain("kill", None, None),
+            !starts_drain("kill", None, None),
             "no signal named: docker kill's KILL"
         );
-        for s in ["1", "SIGHUP", "10", "SIGUSR1", "28", "garbage"] {
+        assert!(
+            !starts_drain("kill", Some("SIGKILL"), Some("SIGKILL")),
+            "KILL: dies at once"
+        );
+        for s in [
+            "1", "SIGHUP", "9", "SIGKILL", "10", "SIGUSR1", "28", "garbage",
+        ] {
             assert!(!starts_drain("kill", Some(s), None), "{s}");
         }
         // The container's own StopSignal is what `docker stop` sends it.
