@@ -1,6 +1,6 @@
 //! The registrator's command line and the checked settings made from it once, at start.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,10 +47,12 @@ pub struct Cli {
     /// etcd key prefix of the records.
     #[arg(long, env = "LODESTAR_PREFIX", default_value = "/skydns")]
     pub prefix: String,
-    /// Address published ports are reached at (default: this host's primary address); with
-    /// --internal, the address of containers on the host's network.
-    #[arg(long, env = "LODESTAR_IP")]
-    pub ip: Option<IpAddr>,
+    /// Address published ports are reached at; give it twice, one IPv4 and one IPv6 address, and
+    /// ports published on IPv6 too are registered at both (default: this host's primary address
+    /// and its global IPv6 address); with --internal, the addresses of containers on the host's
+    /// network.
+    #[arg(long, env = "LODESTAR_IP", value_delimiter = ',')]
+    pub ip: Vec<IpAddr>,
     /// Register exposed ports at the containers' own addresses instead of published ports.
     #[arg(long, env = "LODESTAR_INTERNAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub internal: bool,
@@ -148,12 +150,23 @@ impl Config {
         if host_id.is_empty() || host_id.contains('/') {
             bail!("--host-id {host_id:?} must be a non-empty name without '/'");
         }
-        let host_ip = match (cli.ip, cli.internal) {
-            (Some(ip), _) => ip,
+        let ip_given = !cli.ip.is_empty();
+        let (host_ip, host_ip6) = match (given_addresses(&cli.ip)?, cli.internal) {
+            (Some(given), _) => given,
             // Containers' own addresses; host-networked ones still need the host's.
-            (None, true) => primary_address().unwrap_or(IpAddr::from([0, 0, 0, 0])),
-            (None, false) => primary_address()
-                .context("could not find this host's address; give it with --ip")?,
+            (None, true) => (
+                primary_address().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                None,
+            ),
+            (None, false) => (
+                primary_address()
+                    .context("could not find this host's address; give it with --ip")?,
+                None,
+            ),
+        };
+        let host_ip6 = match (ip_given, host_ip) {
+            (false, IpAddr::V4(_)) => ipv6_address(),
+            _ => host_ip6,
         };
         let etcd: EtcdConfig = cli.etcd.config().context(
             "etcd options (--etcd, --etcd-user/--etcd-password, --etcd-cert/--etcd-key)",
@@ -194,6 +207,7 @@ impl Config {
             settings: Settings {
                 host_id,
                 host_ip,
+                host_ip6,
                 internal: cli.internal,
                 explicit: cli.explicit,
                 domain: domain.trim_end_matches('.').to_ascii_lowercase(),
@@ -206,9 +220,30 @@ impl Config {
             drain_grace: Duration::from_secs(cli.drain_grace),
             metrics: cli.metrics,
             dry_run: cli.dry_run,
-            ip_given: cli.ip.is_some(),
+            ip_given,
         })
     }
+}
+
+/// The addresses `--ip` gives: `(primary, IPv6 twin)`; at most one of each family, IPv4 first.
+/// `None` when none is given.
+fn given_addresses(ips: &[IpAddr]) -> anyhow::Result<Option<(IpAddr, Option<Ipv6Addr>)>> {
+    let v4: Vec<IpAddr> = ips.iter().copied().filter(IpAddr::is_ipv4).collect();
+    let v6: Vec<Ipv6Addr> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    if v4.len() > 1 || v6.len() > 1 {
+        bail!("--ip {ips:?}: give at most one IPv4 and one IPv6 address");
+    }
+    Ok(match (v4.first(), v6.first()) {
+        (Some(v4), v6) => Some((*v4, v6.copied())),
+        (None, Some(v6)) => Some((IpAddr::V6(*v6), None)),
+        (None, None) => None,
+    })
 }
 
 /// Refuses a domain whose records would land in a reserved subtree: a label `dns` (stub zones,
@@ -237,6 +272,55 @@ fn primary_address() -> Option<IpAddr> {
         .map(|i| (i.name.clone(), i.ip()))
         .collect();
     pick_primary(&routes, &addrs)
+}
+
+/// This host's global IPv6 address: the one of the interface of the IPv6 default route, else
+/// the first global one that is not a container bridge's.
+fn ipv6_address() -> Option<Ipv6Addr> {
+    let routes = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+    let addrs: Vec<(String, IpAddr)> = if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .map(|i| (i.name.clone(), i.ip()))
+        .collect();
+    pick_ipv6(&routes, &addrs)
+}
+
+/// Pure part of [`ipv6_address`], over `/proc/net/ipv6_route` and the interfaces' addresses.
+/// Global: not loopback, link-local, multicast, unspecified or IPv4-mapped (unique local
+/// `fd00::/8` addresses are global in scope, as Linux says).
+pub fn pick_ipv6(routes: &str, addrs: &[(String, IpAddr)]) -> Option<Ipv6Addr> {
+    let global = |ip: &IpAddr| match ip {
+        IpAddr::V6(a) => (!a.is_loopback()
+            && !a.is_unspecified()
+            && !a.is_multicast()
+            && (a.segments()[0] & 0xffc0) != 0xfe80
+            && a.to_ipv4_mapped().is_none())
+        .then_some(*a),
+        IpAddr::V4(_) => None,
+    };
+    // dest, dest prefix, src, src prefix, next hop, metric, refcount, use, flags, interface; the
+    // kernel's unreachable default on `lo` has the reject flag (0x0200).
+    let default_iface = routes.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let reject = f
+            .get(8)
+            .and_then(|x| u32::from_str_radix(x, 16).ok())
+            .is_none_or(|flags| flags & 0x0200 != 0);
+        (f.len() == 10 && f[0].bytes().all(|b| b == b'0') && f[1] == "00" && !reject)
+            .then(|| f[9].to_string())
+    });
+    let bridge = |n: &str| {
+        n.starts_with("docker") || n.starts_with("br-") || n.starts_with("veth") || n == "lo"
+    };
+    default_iface
+        .and_then(|i| addrs.iter().find(|(n, ip)| *n == i && global(ip).is_some()))
+        .or_else(|| {
+            addrs
+                .iter()
+                .find(|(n, ip)| !bridge(n) && global(ip).is_some())
+        })
+        .and_then(|(_, ip)| global(ip))
 }
 
 /// Pure part of [`primary_address`], over `/proc/net/route` and the interfaces' addresses.
@@ -336,6 +420,58 @@ mod tests {
         assert_eq!(
             pick_primary("Iface\tDestination\n", &a),
             Some("2001:db8::5".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ip_given_twice_is_one_ipv4_and_one_ipv6_address() {
+        let ips = |l: &[&str]| -> Vec<IpAddr> { l.iter().map(|a| a.parse().unwrap()).collect() };
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: Ipv6Addr = "fd00::1".parse().unwrap();
+        assert_eq!(given_addresses(&[]).unwrap(), None);
+        assert_eq!(
+            given_addresses(&ips(&["fd00::1", "10.0.0.1"])).unwrap(),
+            Some((v4, Some(v6)))
+        );
+        assert_eq!(
+            given_addresses(&ips(&["fd00::1"])).unwrap(),
+            Some((IpAddr::V6(v6), None))
+        );
+        for bad in [
+            &["10.0.0.1", "10.0.0.2"][..],
+            &["fd00::1", "::1", "10.0.0.1"],
+        ] {
+            let e = given_addresses(&ips(bad)).unwrap_err().to_string();
+            assert!(e.contains("at most one IPv4 and one IPv6"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_ipv6_address_is_the_default_routes_interfaces() {
+        // This VM's /proc/net/ipv6_route, with the kernel's unreachable default on lo.
+        let routes = "\
+fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000003 00000000 00000003     eth1
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+        let a = addrs(&[
+            ("lo", "::1"),
+            ("docker0", "fd00:dead::1"),
+            ("eth0", "2001:db8::5"),
+            ("eth1", "fe80::1"),
+            ("eth1", "::ffff:10.0.0.1"),
+            ("eth1", "fd00::2"),
+        ]);
+        assert_eq!(pick_ipv6(routes, &a), Some("fd00::2".parse().unwrap()));
+        // No default route: the first global one off a bridge; none: None.
+        assert_eq!(pick_ipv6("", &a), Some("2001:db8::5".parse().unwrap()));
+        let lo = routes.lines().last().unwrap();
+        assert_eq!(
+            pick_ipv6(
+                lo,
+                &addrs(&[("lo", "::1"), ("eth0", "fe80::1"), ("eth0", "10.0.0.1")])
+            ),
+            None
         );
     }
 }

@@ -43,10 +43,12 @@ pub fn lines(
             Err(e) => out.push(head(json!({ "error": e.to_string() }))),
             Ok(list) => {
                 for (name, svc, why) in list {
-                    let address_from = if why.address_from == "--ip" && !ip_given {
-                        "this host's primary address (no --ip)".to_string()
-                    } else {
-                        why.address_from
+                    let address_from = match why.address_from.strip_prefix("--ip") {
+                        Some(rest) if !ip_given => match rest.strip_prefix(", IPv6") {
+                            Some(rest) => format!("this host's IPv6 address (no --ip){rest}"),
+                            None => format!("this host's primary address (no --ip){rest}"),
+                        },
+                        _ => why.address_from,
                     };
                     let value: Value = serde_json::from_str(&svc.to_json()).unwrap_or(Value::Null);
                     out.push(head(json!({
@@ -73,6 +75,7 @@ mod tests {
         Settings {
             host_id: "h".into(),
             host_ip: "10.0.0.1".parse().unwrap(),
+            host_ip6: None,
             internal: false,
             explicit: false,
             domain: "webapp.dev".into(),
@@ -124,5 +127,23 @@ mod tests {
         assert_eq!(got[3]["skipped"], "paused");
         let given = lines(&[web("b")], &settings(), &Prefix::default(), true);
         assert_eq!(given[0]["address_from"], "--ip");
+        // Bound on :: too, with an IPv6 address for this host: an `-ipv6` twin, said so.
+        let mut both = web("b");
+        both.published.push(Published {
+            port: 80,
+            proto: Proto::Tcp,
+            host_ip: Some("::".parse().unwrap()),
+            host_port: 8081,
+        });
+        let dual = Settings {
+            host_ip6: Some("fd00::1".parse().unwrap()),
+            ..settings()
+        };
+        let got = lines(&[both], &dual, &Prefix::default(), false);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1]["name"], "h-b-80-ipv6.web.webapp.dev");
+        assert_eq!(got[1]["value"]["host"], "fd00::1");
+        assert_eq!(got[1]["value"]["port"], 8081);
+        assert_eq!(got[1]["address_from"], "this host's IPv6 address (no --ip)");
     }
 }

@@ -82,7 +82,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             .with_context(|| format!("binding metrics on {addr}"))?;
     }
     info!(
-        host_id = %cfg.settings.host_id, host_ip = %cfg.settings.host_ip, internal = cfg.settings.internal,
+        host_id = %cfg.settings.host_id, host_ip = %cfg.settings.host_ip, host_ip6 = ?cfg.settings.host_ip6, internal = cfg.settings.internal,
         domain = %cfg.settings.domain, docker = %cfg.docker, etcd = ?cfg.etcd.endpoints, ttl = cfg.ttl.as_secs(),
         "registrator starting"
     );

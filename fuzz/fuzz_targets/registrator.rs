@@ -76,13 +76,14 @@ struct Input {
     image: Text,
     labels: Vec<(u8, Text)>,
     env: Vec<(u8, Text)>,
-    published: Vec<(u16, bool, Option<u32>, u16)>,
+    published: Vec<(u16, bool, Option<(bool, u128)>, u16)>,
     exposed: Vec<(u16, bool)>,
     networks: Vec<(Text, Option<u32>, Option<u128>)>,
     host_mode: bool,
     internal: bool,
     explicit: bool,
     host_v6: bool,
+    host_v6_too: bool,
 }
 
 fn proto(udp: bool) -> Proto {
@@ -118,7 +119,13 @@ fuzz_target!(|i: Input| {
             .map(|(port, udp, ip, host_port)| Published {
                 port: *port,
                 proto: proto(*udp),
-                host_ip: ip.map(|a| IpAddr::V4(Ipv4Addr::from(a))),
+                host_ip: ip.map(|(v6, a)| {
+                    if v6 {
+                        IpAddr::V6(Ipv6Addr::from(a))
+                    } else {
+                        IpAddr::V4(Ipv4Addr::from(a as u32))
+                    }
+                }),
                 host_port: *host_port,
             })
             .collect(),
@@ -146,6 +153,7 @@ fuzz_target!(|i: Input| {
         } else {
             "192.0.2.9".parse().unwrap()
         },
+        host_ip6: i.host_v6_too.then(|| "2001:db8::6".parse().unwrap()),
         internal: i.internal,
         explicit: i.explicit,
         domain: "webapp.dev".into(),

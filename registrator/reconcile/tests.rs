@@ -10,6 +10,7 @@ fn settings() -> Settings {
     Settings {
         host_id: "h".into(),
         host_ip: "10.0.0.1".parse().unwrap(),
+        host_ip6: None,
         internal: false,
         explicit: false,
         domain: "webapp.dev".into(),

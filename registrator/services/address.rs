@@ -1,12 +1,12 @@
 //! Where a container's ports are registered: the published ports at the binding's address or
-//! `--ip`; with `--internal`, the exposed ports at the container's address on the network it
+//! `--ip` (IPv4 first, an `-ipv6` twin where the port is bound on IPv6 too); with `--internal`, the exposed ports at the container's address on the network it
 //! names (`SERVICE_NETWORK`), `--network`'s, or its first (IPv4 first, an `-ipv6` twin on a
 //! dual-stack network); a host-networked container's exposed ports at the host's address.
 //! Pure.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::{Container, Settings};
+use super::{Container, Published, Settings};
 
 /// One port to register: the container port, transport, address and port to publish.
 pub struct Endpoint {
@@ -82,9 +82,20 @@ pub fn endpoints(
     };
     if c.network_mode == "host" {
         // No port is published on the host network: the exposed ones are the host's own.
-        let (addr, from) = ip.unwrap_or((s.host_ip, "--ip (host network)"));
-        if !addr.is_unspecified() {
-            exposed(addr, false, from, &mut out);
+        match ip {
+            Some((addr, from)) => {
+                if !addr.is_unspecified() {
+                    exposed(addr, false, from, &mut out);
+                }
+            }
+            None => {
+                if !s.host_ip.is_unspecified() {
+                    exposed(s.host_ip, false, "--ip (host network)", &mut out);
+                    if let Some(v6) = s.host_ip6.filter(|_| s.host_ip.is_ipv4()) {
+                        exposed(IpAddr::V6(v6), true, "--ip, IPv6 (host network)", &mut out);
+                    }
+                }
+            }
         }
     } else if s.internal {
         let Some((addr, v6, from)) = ip
@@ -98,25 +109,83 @@ pub fn endpoints(
             exposed(IpAddr::V6(v6), true, &from, &mut out);
         }
     } else {
-        let mut ports = c.published.clone();
-        // One record per container port: Docker lists 0.0.0.0 and :: bindings of the same port.
-        ports.sort_by_key(|p| (p.port, p.proto, p.host_ip.is_some_and(|ip| ip.is_ipv6())));
-        ports.dedup_by_key(|p| (p.port, p.proto));
-        out.extend(ports.into_iter().map(|p| {
-            let (ip, from) = match (ip, p.host_ip.filter(|ip| !ip.is_unspecified())) {
-                (Some((ip, from)), _) => (ip, from.to_string()),
-                (None, Some(bound)) => (bound, "the port binding's address".to_string()),
-                (None, None) => (s.host_ip, "--ip".to_string()),
-            };
-            Endpoint {
-                port: p.port,
-                proto: p.proto,
-                ip,
-                port_out: p.host_port,
-                twin: false,
-                from,
-            }
-        }));
+        let mut ports: Vec<(u16, super::Proto)> =
+            c.published.iter().map(|p| (p.port, p.proto)).collect();
+        ports.sort();
+        ports.dedup();
+        for (port, proto) in ports {
+            let bindings: Vec<&Published> = c
+                .published
+                .iter()
+                .filter(|p| (p.port, p.proto) == (port, proto))
+                .collect();
+            out.extend(published(&bindings, s, ip).into_iter().enumerate().map(
+                |(i, (ip, port_out, from))| Endpoint {
+                    port,
+                    proto,
+                    ip,
+                    port_out,
+                    twin: i == 1,
+                    from,
+                },
+            ));
+        }
     }
     out
+}
+
+/// Where one container port's bindings are reached: `(address, host port, rule)`, the IPv4 one
+/// first and its IPv6 twin second, or the IPv6 one alone (a port bound only on IPv6).
+///
+/// A binding's address is its own when specific, else `--ip` of its family (`0.0.0.0` and an
+/// unnamed one: the primary `--ip`; `::`: the IPv6 `--ip`, or the primary when that is IPv6);
+/// a binding whose family has no address is not reachable and skipped. Of several bindings of a
+/// family, a specific address wins over a wildcard, and a wildcard over loopback (reachable only
+/// from the host itself). `SERVICE_IP` (`given`) replaces the address of the first binding, and
+/// there is no twin.
+fn published(
+    bindings: &[&Published],
+    s: &Settings,
+    given: Option<(IpAddr, &str)>,
+) -> Vec<(IpAddr, u16, String)> {
+    if let Some((ip, from)) = given {
+        let first = bindings
+            .iter()
+            .min_by_key(|b| b.host_ip.is_some_and(|ip| ip.is_ipv6()));
+        return first.map_or_else(Vec::new, |b| vec![(ip, b.host_port, from.to_string())]);
+    }
+    let v6_ip = s
+        .host_ip6
+        .map(IpAddr::V6)
+        .or_else(|| s.host_ip.is_ipv6().then_some(s.host_ip));
+    let mut reached: Vec<(u8, IpAddr, u16, String)> = bindings
+        .iter()
+        .filter_map(|b| {
+            let (rank, ip, from) = match b.host_ip {
+                None => (1, s.host_ip, "--ip"),
+                Some(IpAddr::V4(a)) if a.is_unspecified() => {
+                    (1, Some(s.host_ip).filter(IpAddr::is_ipv4)?, "--ip")
+                }
+                Some(IpAddr::V6(a)) if a.is_unspecified() => {
+                    let from = if s.host_ip6.is_some() {
+                        "--ip, IPv6"
+                    } else {
+                        "--ip"
+                    };
+                    (1, v6_ip?, from)
+                }
+                Some(ip) if ip.is_loopback() => (2, ip, "the port binding's address"),
+                Some(ip) => (0, ip, "the port binding's address"),
+            };
+            (!ip.is_unspecified()).then(|| (rank, ip, b.host_port, from.to_string()))
+        })
+        .collect();
+    reached.sort_by_key(|r| r.0);
+    let v4 = reached.iter().find(|r| r.1.is_ipv4());
+    let v6 = reached.iter().find(|r| r.1.is_ipv6());
+    [v4, v6]
+        .into_iter()
+        .flatten()
+        .map(|(_, ip, port, from)| (*ip, *port, from.clone()))
+        .collect()
 }

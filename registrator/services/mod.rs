@@ -1,6 +1,7 @@
 //! Container -> services, as pure functions over a plain [`Container`]: no Docker, no clock.
 //!
-//! One service per published port (exposed port with `--internal`, at the container's address on
+//! One service per published port (with an `-ipv6` twin when it is bound on `::` too and the host
+//! has an IPv6 address; exposed port with `--internal`, at the container's address on
 //! `SERVICE_NETWORK`'s, `--network`'s or its first network, with an `-ipv6` twin on a dual-stack
 //! network; exposed ports at the host's address for a host-networked container; `SERVICE_IP`
 //! overrides the address). Name: `SERVICE_<port>_NAME`, `SERVICE_NAME`, the compose service, the
@@ -112,8 +113,11 @@ pub struct Container {
 pub struct Settings {
     /// This host's id: part of generated ids, and the owner of the records.
     pub host_id: String,
-    /// The address published ports are reached at.
+    /// The address published ports are reached at (`--ip`, else the host's primary address).
     pub host_ip: IpAddr,
+    /// A second, IPv6, address they are also reached at (`--ip` given twice, else the host's
+    /// global IPv6 address beside an IPv4 primary one): ports bound on `::` get an `-ipv6` twin.
+    pub host_ip6: Option<Ipv6Addr>,
     /// Register exposed ports at the container's address instead of published ones.
     pub internal: bool,
     /// Register only ports with a name given by `SERVICE_NAME` or `SERVICE_<port>_NAME`.
@@ -395,17 +399,22 @@ pub fn names_when_running(c: &Container, s: &Settings) -> Vec<String> {
         running.published = c
             .configured
             .iter()
-            .map(|(port, proto)| Published {
-                port: *port,
-                proto: *proto,
-                host_ip: None,
-                host_port: 0,
+            .flat_map(|(port, proto)| {
+                // Bound on both families, as `-p` binds: the twins' names are among them.
+                ["0.0.0.0", "::"].map(|any| Published {
+                    port: *port,
+                    proto: *proto,
+                    host_ip: any.parse().ok(),
+                    host_port: 0,
+                })
             })
             .collect();
     }
     for addrs in running.networks.values_mut() {
         if addrs.0.is_none() && addrs.1.is_none() {
-            addrs.0 = Some(Ipv4Addr::UNSPECIFIED);
+            // Its addresses are gone; it had IPv4 at least, and an IPv6 twin if dual-stack:
+            // both names are looked for.
+            *addrs = (Some(Ipv4Addr::UNSPECIFIED), Some(Ipv6Addr::UNSPECIFIED));
         }
     }
     services(&running, s)

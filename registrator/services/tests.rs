@@ -6,6 +6,7 @@ fn settings() -> Settings {
     Settings {
         host_id: "node1".into(),
         host_ip: "10.0.0.1".parse().unwrap(),
+        host_ip6: None,
         internal: false,
         explicit: false,
         domain: "webapp.dev".into(),
@@ -309,6 +310,158 @@ fn udp_ports_and_host_addresses() {
         show(&c, &settings()),
         ["node1-web-80.redis.webapp.dev 192.168.5.5:8080"],
         "a specific binding address wins"
+    );
+}
+
+fn bound(port: u16, host_ip: Option<&str>, host_port: u16) -> Published {
+    Published {
+        port,
+        proto: Proto::Tcp,
+        host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+        host_port,
+    }
+}
+
+#[test]
+fn ports_bound_on_ipv6_too_get_an_ipv6_twin() {
+    let dual = Settings {
+        host_ip6: Some("fd00::1".parse().unwrap()),
+        ..settings()
+    };
+    // Docker lists `-p 80` as 0.0.0.0:X and :::Y (Y may differ from X).
+    let mut c = container(
+        &[],
+        &[],
+        vec![
+            bound(80, Some("0.0.0.0"), 8080),
+            bound(80, Some("::"), 8081),
+        ],
+    );
+    assert_eq!(
+        show(&c, &dual),
+        [
+            "node1-web-80-ipv6.redis.webapp.dev fd00::1:8081",
+            "node1-web-80.redis.webapp.dev 10.0.0.1:8080"
+        ]
+    );
+    assert_eq!(
+        show(&c, &settings()),
+        ["node1-web-80.redis.webapp.dev 10.0.0.1:8080"],
+        "no IPv6 address for this host: no twin"
+    );
+    // Two ports, each with a twin: the twins do not make the names `-<port>`-suffixed twice.
+    c.published.extend([
+        bound(443, Some("0.0.0.0"), 8443),
+        bound(443, Some("::"), 8443),
+    ]);
+    assert_eq!(
+        show(&c, &dual),
+        [
+            "node1-web-443-ipv6.redis-443.webapp.dev fd00::1:8443",
+            "node1-web-443.redis-443.webapp.dev 10.0.0.1:8443",
+            "node1-web-80-ipv6.redis-80.webapp.dev fd00::1:8081",
+            "node1-web-80.redis-80.webapp.dev 10.0.0.1:8080",
+        ]
+    );
+    // Bound only on IPv6 (`-p [::1]:18081:80`, `-p [fd00::5]:80:80`): that address, no twin.
+    c.published = vec![bound(80, Some("::1"), 18081)];
+    assert_eq!(show(&c, &dual), ["node1-web-80.redis.webapp.dev ::1:18081"]);
+    c.published = vec![bound(80, Some("fd00::5"), 80)];
+    assert_eq!(
+        show(&c, &settings()),
+        ["node1-web-80.redis.webapp.dev fd00::5:80"]
+    );
+    // Only on `::`: the IPv6 address alone, with no IPv6 address known: nothing reachable.
+    c.published = vec![bound(80, Some("::"), 8081)];
+    assert_eq!(
+        show(&c, &dual),
+        ["node1-web-80.redis.webapp.dev fd00::1:8081"]
+    );
+    assert!(show(&c, &settings()).is_empty());
+    // An IPv6-only host (`--ip fd00::9`): `::` at it, `0.0.0.0` unreachable.
+    let v6_only = Settings {
+        host_ip: "fd00::9".parse().unwrap(),
+        ..settings()
+    };
+    c.published = vec![
+        bound(80, Some("0.0.0.0"), 8080),
+        bound(80, Some("::"), 8081),
+    ];
+    assert_eq!(
+        show(&c, &v6_only),
+        ["node1-web-80.redis.webapp.dev fd00::9:8081"]
+    );
+    // A specific address wins over a wildcard, a wildcard over loopback.
+    c.published = vec![
+        bound(80, Some("::1"), 18081),
+        bound(80, Some("::"), 8081),
+        bound(80, Some("127.0.0.1"), 18080),
+        bound(80, Some("0.0.0.0"), 8080),
+    ];
+    assert_eq!(
+        show(&c, &dual),
+        [
+            "node1-web-80-ipv6.redis.webapp.dev fd00::1:8081",
+            "node1-web-80.redis.webapp.dev 10.0.0.1:8080"
+        ]
+    );
+    c.published = vec![
+        bound(80, Some("::"), 8081),
+        bound(80, Some("fd00::7"), 80),
+        bound(80, Some("127.0.0.1"), 18080),
+    ];
+    assert_eq!(
+        show(&c, &dual),
+        [
+            "node1-web-80-ipv6.redis.webapp.dev fd00::7:80",
+            "node1-web-80.redis.webapp.dev 127.0.0.1:18080"
+        ]
+    );
+    // SERVICE_IP: one address, no twin.
+    c.published = vec![
+        bound(80, Some("0.0.0.0"), 8080),
+        bound(80, Some("::"), 8081),
+    ];
+    c.labels.insert("SERVICE_IP".into(), "10.5.5.5".into());
+    assert_eq!(
+        show(&c, &dual),
+        ["node1-web-80.redis.webapp.dev 10.5.5.5:8080"]
+    );
+}
+
+#[test]
+fn a_host_networked_container_gets_the_ipv6_address_too() {
+    let mut c = container(&[], &[], vec![]);
+    c.network_mode = "host".into();
+    c.exposed = vec![(7100, Proto::Tcp)];
+    let dual = Settings {
+        host_ip6: Some("fd00::1".parse().unwrap()),
+        ..settings()
+    };
+    assert_eq!(
+        show(&c, &dual),
+        [
+            "node1-web-7100-ipv6.redis.webapp.dev fd00::1:7100",
+            "node1-web-7100.redis.webapp.dev 10.0.0.1:7100"
+        ]
+    );
+}
+
+#[test]
+fn a_stopped_containers_names_include_its_ipv6_twins() {
+    let dual = Settings {
+        host_ip6: Some("fd00::1".parse().unwrap()),
+        ..settings()
+    };
+    let mut c = container(&[], &[], vec![]);
+    c.state = RunState::Stopped(Some(1));
+    c.configured = vec![(80, Proto::Tcp)];
+    assert_eq!(
+        names_when_running(&c, &dual),
+        [
+            "node1-web-80.redis.webapp.dev",
+            "node1-web-80-ipv6.redis.webapp.dev"
+        ]
     );
 }
 

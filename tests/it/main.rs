@@ -7,6 +7,7 @@ mod cluster;
 mod compose;
 mod dnssec;
 mod forward;
+mod ipv6;
 mod migrate;
 mod networks;
 mod ops;
