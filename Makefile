@@ -15,7 +15,7 @@ TARGET_DIR := $(shell cargo metadata --format-version 1 --no-deps 2>/dev/null | 
 BIN := $(if $(TARGET_DIR),$(TARGET_DIR),$(CURDIR)/target)/$(HOST_TRIPLE)/release
 DNS_PORT ?= 1053
 ETCD ?= http://127.0.0.1:2379
-DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd valgrind
+DEBIAN_PACKAGES := protobuf-compiler libprotobuf-dev etcd-server etcd-client knot knot-dnsutils dnsutils bind9-dnsutils bind9-utils dnsperf busybox-static docker.io curl iproute2 iptables openssl stunnel4 ca-certificates docker-compose systemd valgrind podman
 
 .PHONY: deps docker-up build image test run stop clean fuzz bench bench-cost bench-cost2 bench-instr bench-reads bench-propagation bench-scale bench-churn bench-big bench-tcp bench-wildcards bench-failover bench-fleet soak cluster cluster-stop
 

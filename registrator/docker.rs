@@ -5,7 +5,8 @@
 //! container an event names, in the order the engine sends them, sending what it learns to the
 //! reconciler over a bounded channel. When the connection breaks it retries with backoff (capped at
 //! 2 s) and catches up: events since the last one seen, then a full listing. It never exits on a
-//! fault. [`from_inspect`] turns Docker's inspect answer into the plain [`Container`] (pure).
+//! fault. A container a `health_status` event names is inspected again [`HEALTH_RECHECK`] later
+//! (Podman announces a new status before storing it). [`from_inspect`] turns Docker's inspect answer into the plain [`Container`] (pure).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -50,6 +51,8 @@ const ACTIONS: &[&str] = &[
     "unpause",
     "health_status",
     "rename",
+    // Podman's name for `destroy`.
+    "remove",
     "oom",
 ];
 
@@ -161,10 +164,27 @@ async fn session(
     *since = Some(start);
     list(&docker, tx, list_stopped).await?;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + resync, resync);
+    // Containers to inspect once more a moment after a health event: Podman (4.3) sends
+    // `health_status` before it stores the new status, so the inspect the event asks for can
+    // still see the old one. At most one entry per container.
+    let mut rechecks: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
     loop {
+        let next_recheck = rechecks.values().min().copied();
         tokio::select! {
             () = token.cancelled() => return Ok(()),
             _ = tick.tick() => list(&docker, tx, list_stopped).await?,
+            () = sleep_until_some(next_recheck) => {
+                let now = tokio::time::Instant::now();
+                let due: Vec<String> = rechecks.iter().filter(|(_, t)| **t <= now).map(|(id, _)| id.clone()).collect();
+                for id in due {
+                    rechecks.remove(&id);
+                    let update = match inspect(&docker, &id).await? {
+                        Some(c) => DockerUpdate::Changed(Box::new(c)),
+                        None => DockerUpdate::Gone(id),
+                    };
+                    tx.send(update).await.map_err(|_| DockerError::Closed)?;
+                }
+            }
             ev = events.next() => {
                 let ev = ev.ok_or(DockerError::EventsEnded)??;
                 if let Some(t) = ev.time {
@@ -187,6 +207,9 @@ async fn session(
                 let Some(id) = id else { continue };
                 let signal = (!network).then(|| ev_signal(&ev.actor)).flatten();
                 debug!(container_id = %id, action, signal, "container event");
+                if action.starts_with("health_status") {
+                    rechecks.insert(id.clone(), tokio::time::Instant::now() + HEALTH_RECHECK);
+                }
                 let update = match inspect(&docker, &id).await? {
                     Some(c) => {
                         let stopping = !network
@@ -203,6 +226,17 @@ async fn session(
                 tx.send(update).await.map_err(|_| DockerError::Closed)?;
             }
         }
+    }
+}
+
+/// How long after a `health_status` event its container is inspected once more.
+const HEALTH_RECHECK: Duration = Duration::from_millis(500);
+
+/// Sleeps until `at`, or for ever when there is none.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,6 +12,7 @@ mod migrate;
 mod networks;
 mod ops;
 mod peers;
+mod podman;
 mod records;
 mod registrator;
 mod rules;
