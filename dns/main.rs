@@ -126,6 +126,7 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
         log_queries: cfg.log_queries,
         upstream_timeout: cfg.upstream_timeout,
         ndots: cfg.ndots,
+        stale_ttl: cfg.stale_ttl,
     };
     let (authority, allow) = (cfg.authority.clone(), cfg.allow_recursion.clone());
     let handler = Handler::new(

@@ -110,6 +110,10 @@ pub struct RecordFields {
     /// The group (SkyDNS's: answers of one group only).
     #[arg(long)]
     pub group: Option<String>,
+    /// The port's transport: `udp` makes `_<service>._udp.<domain>` answer it (RFC 2782);
+    /// default tcp (written as no field).
+    #[arg(long, value_parser = ["tcp", "udp"])]
+    pub proto: Option<String>,
 }
 
 /// Why a command line cannot be done; one line naming the field.
@@ -184,6 +188,11 @@ impl RecordFields {
             ttl: self.ttl.unwrap_or(0),
             mail: self.mail,
             group: self.group.clone().unwrap_or_default().trim().to_string(),
+            proto: self
+                .proto
+                .clone()
+                .filter(|p| p != "tcp")
+                .unwrap_or_default(),
             ..Default::default()
         };
         let bytes = svc.to_json().len();
@@ -385,6 +394,7 @@ mod tests {
             ttl: None,
             mail: false,
             group: None,
+            proto: None,
         }
     }
 

@@ -47,6 +47,11 @@ pub struct Service {
     /// Group: the shortest key carrying one picks it for a query.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub group: String,
+    /// Lodestar's own field: the transport of `port` (`"udp"`); missing means TCP. It picks the
+    /// records an RFC 2782 name (`_redis._udp.webapp.dev`) answers. SkyDNS and CoreDNS ignore
+    /// fields they do not know, so records carrying it stay theirs to read.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub proto: String,
 }
 
 fn is_zero_u16(v: &u16) -> bool {
@@ -155,6 +160,14 @@ impl Service {
         Ok(Host::Name(name))
     }
 
+    /// Whether the record's port is of transport `proto` (`tcp`, `udp`, any case): a record
+    /// without `proto` is TCP.
+    pub fn is_proto(&self, proto: &str) -> bool {
+        let own = self.proto.trim();
+        let own = if own.is_empty() { "tcp" } else { own };
+        own.eq_ignore_ascii_case(proto)
+    }
+
     /// SRV priority and MX preference: 0 or missing means 10.
     pub fn priority(&self) -> u16 {
         if self.priority == 0 {
@@ -213,6 +226,23 @@ pub fn shared_weights(prio_weight: &[(u16, u16)]) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proto_is_lodestars_own_field_and_missing_means_tcp() {
+        let udp = Service::parse(br#"{"host":"10.0.0.1","port":53,"proto":"udp"}"#).unwrap();
+        assert!(udp.is_proto("udp") && udp.is_proto("UDP") && !udp.is_proto("tcp"));
+        assert_eq!(
+            udp.to_json(),
+            r#"{"host":"10.0.0.1","port":53,"proto":"udp"}"#
+        );
+        let plain = Service::parse(br#"{"host":"10.0.0.1","port":80}"#).unwrap();
+        assert!(plain.is_proto("tcp") && !plain.is_proto("udp"));
+        assert_eq!(
+            plain.to_json(),
+            r#"{"host":"10.0.0.1","port":80}"#,
+            "no proto written"
+        );
+    }
 
     #[test]
     fn parses_every_field_and_ignores_unknown() {

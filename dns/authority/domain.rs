@@ -143,6 +143,33 @@ impl Authority {
             qtype,
             apex,
         };
+        // RFC 2782: `_redis._tcp.webapp.dev` answers from `redis.webapp.dev`'s records of that
+        // transport, unless the name is stored as it is (then it answers as stored).
+        if let Some((service, proto)) = entries
+            .is_empty()
+            .then(|| rfc2782_service(&lower, domain))
+            .flatten()
+        {
+            let (found, service_base) = q.collect(domain, &service);
+            let found: Vec<_> = found
+                .into_iter()
+                .filter(|(_, e)| e.service.is_proto(&proto))
+                .collect();
+            let answer = match (found.is_empty(), qtype) {
+                (true, _) => Answer::NxDomain(self.negative_soa(domain, snap)),
+                (false, RecordType::SRV) => q.build(&ask, found),
+                (false, _) => Answer::NoData(self.negative_soa(domain, snap)),
+            };
+            if q.exceeded {
+                return None;
+            }
+            let dep = if q.global {
+                Dep::All
+            } else {
+                Dep::Either(base, service_base)
+            };
+            return Some((answer, dep));
+        }
         let answer = q.build(&ask, entries);
         if q.exceeded {
             return None;
@@ -232,4 +259,32 @@ impl Authority {
             lease => ttl.min(lease),
         }
     }
+}
+
+/// The service name and transport an RFC 2782 name stands for: `_redis._tcp.webapp.dev` ->
+/// (`redis.webapp.dev`, `tcp`), `_redis._udp.prod.webapp.dev` -> (`redis.prod.webapp.dev`,
+/// `udp`); `None` for any other name (both labels must start with `_` and have more after it).
+pub fn rfc2782_service(lower: &Name, domain: &Domain) -> Option<(Name, String)> {
+    let below = lower
+        .iter()
+        .count()
+        .checked_sub(domain.name.iter().count())?;
+    if below < 2 {
+        return None;
+    }
+    let mut labels = lower.iter();
+    let service = labels
+        .next()?
+        .strip_prefix(b"_")
+        .filter(|l| !l.is_empty())?;
+    let proto = labels
+        .next()?
+        .strip_prefix(b"_")
+        .filter(|l| !l.is_empty())?;
+    let proto = std::str::from_utf8(proto).ok()?.to_string();
+    let rest: Vec<&[u8]> = labels.collect();
+    let name = Name::from_labels(std::iter::once(service).chain(rest)).ok()?;
+    let mut name = name;
+    name.set_fqdn(true);
+    Some((name, proto))
 }

@@ -129,6 +129,9 @@ pub struct Records {
 pub enum Dep {
     /// Only the records at or below this path (see [`lodestar::Snapshot::changed_since`]).
     Path(String),
+    /// Only the records at or below either path (an RFC 2782 name: the name as asked, which
+    /// would win if stored, and the service's).
+    Either(String, String),
     /// Anything in the view (it followed names elsewhere, or it carries the SOA serial).
     All,
     /// Nothing that changes while the server runs (static zones).

@@ -443,3 +443,80 @@ fn srv_dedup_keys_agree_with_the_targets_they_stand_for() {
         }
     }
 }
+
+#[test]
+fn rfc2782_names_answer_from_the_service_records_of_their_transport() {
+    let s = snap(&[
+        ("dev/webapp/redis/r1", r#"{"host":"10.0.0.1","port":6379}"#),
+        (
+            "dev/webapp/redis/r2",
+            r#"{"host":"10.0.0.2","port":6379,"proto":"tcp"}"#,
+        ),
+        (
+            "dev/webapp/redis/r3-udp",
+            r#"{"host":"10.0.0.3","port":5353,"proto":"udp"}"#,
+        ),
+        ("dev/webapp/prod/api/a", r#"{"host":"10.1.0.1","port":80}"#),
+        // Stored literally: it answers as stored.
+        (
+            "dev/webapp/_tcp/_ldap/l1",
+            r#"{"host":"10.3.0.1","port":389}"#,
+        ),
+    ]);
+    let a = Authority::webapp_dev();
+    let ask = |q: &str, t| sorted(lines(&a.answer(&s, &name(q), t)));
+    assert_eq!(
+        ask("_redis._tcp.webapp.dev.", RecordType::SRV),
+        [
+            "_redis._tcp.webapp.dev. SRV 10 50 6379 r1.redis.webapp.dev.",
+            "_redis._tcp.webapp.dev. SRV 10 50 6379 r2.redis.webapp.dev.",
+        ]
+    );
+    assert_eq!(
+        ask("_Redis._UDP.webapp.dev.", RecordType::SRV),
+        ["_Redis._UDP.webapp.dev. SRV 10 100 5353 r3-udp.redis.webapp.dev."]
+    );
+    // The targets' addresses come along, as for any SRV.
+    let Answer::Records(r) = a.answer(&s, &name("_redis._udp.webapp.dev."), RecordType::SRV) else {
+        panic!("records")
+    };
+    assert_eq!(r.additionals.len(), 1);
+    assert_eq!(r.additionals[0].data.to_string(), "10.0.0.3");
+    // Below a subdomain.
+    assert_eq!(
+        ask("_api._tcp.prod.webapp.dev.", RecordType::SRV),
+        ["_api._tcp.prod.webapp.dev. SRV 10 100 80 a.api.prod.webapp.dev."]
+    );
+    // Other types: NODATA; no such transport, service or shape: NXDOMAIN.
+    assert_eq!(ask("_redis._tcp.webapp.dev.", RecordType::A), ["NODATA"]);
+    assert_eq!(
+        ask("_redis._sctp.webapp.dev.", RecordType::SRV),
+        ["NXDOMAIN"]
+    );
+    assert_eq!(ask("_nope._tcp.webapp.dev.", RecordType::SRV), ["NXDOMAIN"]);
+    assert_eq!(
+        ask("_api._udp.prod.webapp.dev.", RecordType::SRV),
+        ["NXDOMAIN"]
+    );
+    assert_eq!(ask("redis._tcp.webapp.dev.", RecordType::SRV), ["NXDOMAIN"]);
+    assert_eq!(ask("_._tcp.webapp.dev.", RecordType::SRV), ["NXDOMAIN"]);
+    // A literal name wins.
+    assert_eq!(
+        ask("_ldap._tcp.webapp.dev.", RecordType::SRV),
+        ["_ldap._tcp.webapp.dev. SRV 10 100 389 l1._ldap._tcp.webapp.dev."]
+    );
+    // Cached until either the name as asked or the service changes.
+    let dep = a
+        .lookup(
+            &s,
+            &name("_redis._tcp.webapp.dev."),
+            RecordType::SRV,
+            Budget::FULL,
+        )
+        .unwrap()
+        .1;
+    assert_eq!(
+        dep,
+        Dep::Either("dev/webapp/_tcp/_redis".into(), "dev/webapp/redis".into())
+    );
+}

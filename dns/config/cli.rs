@@ -39,6 +39,10 @@ pub struct Cli {
     /// name may be forwarded.
     #[arg(long, env = "LODESTAR_NDOTS", default_value_t = 0)]
     pub ndots: u8,
+    /// While the view follows no etcd member with a leader, answers from the served domains say
+    /// so (EDE 3, Stale Answer) and their TTLs are at most this many seconds.
+    #[arg(long, env = "LODESTAR_STALE_TTL", default_value_t = 5)]
+    pub stale_ttl: u32,
     /// At start, ask etcd for its members and use those not given too (SkyDNS's -discover).
     #[arg(long, env = "LODESTAR_DISCOVER", value_parser = clap::builder::BoolishValueParser::new())]
     pub discover: bool,

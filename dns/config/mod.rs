@@ -29,6 +29,7 @@ use parse::{
 pub struct Config {
     pub log_queries: bool,
     pub ndots: u8,
+    pub stale_ttl: u32,
     pub discover: bool,
     pub upstream_timeout: std::time::Duration,
     pub listen: Vec<SocketAddr>,
@@ -184,6 +185,7 @@ impl Config {
         Ok(Config {
             log_queries: cli.log_queries,
             ndots: cli.ndots,
+            stale_ttl: cli.stale_ttl,
             discover: cli.discover,
             upstream_timeout: std::time::Duration::from_millis(cli.upstream_timeout),
             listen: cli.listen,

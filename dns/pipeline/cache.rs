@@ -57,6 +57,8 @@ pub struct Cached {
     signers: Option<(Arc<Signers>, Instant)>,
     /// An upstream's answer: aged on every hit, good for its TTL.
     forwarded: Option<Aging>,
+    /// Built while the view was stale: sent with EDE 3 and no TTL above this.
+    stale: Option<u32>,
 }
 
 /// What ages a forwarded answer kept here: its TTL fields, when it was kept, for how long.
@@ -99,7 +101,21 @@ impl Cached {
             counter,
             signers: signers.map(|s| (s, Instant::now())),
             forwarded: None,
+            stale: None,
         }
+    }
+
+    /// The same answer, built while the view is stale when `ttl_cap` is given: each rotation is
+    /// encoded with EDE 3 (Stale Answer) and no TTL above the cap. Kept under
+    /// [`stale_key`], so that it is never sent once the view follows etcd again.
+    pub fn stale(mut self, ttl_cap: Option<u32>) -> Self {
+        self.stale = ttl_cap;
+        self
+    }
+
+    /// Whether it was built while the view was stale.
+    pub fn is_stale(&self) -> bool {
+        self.stale.is_some()
     }
 
     /// An upstream's answer to `query` as it was sent to a client (`bytes`, whose TTL fields
@@ -128,6 +144,7 @@ impl Cached {
                 stored: Instant::now(),
                 ttl: std::time::Duration::from_secs(u64::from(ttl)),
             }),
+            stale: None,
         }
     }
 
@@ -195,6 +212,9 @@ impl Cached {
             _ if self.generation == snap.generation() => true,
             Dep::All => false,
             Dep::Path(path) => !snap.changed_since(path, self.generation),
+            Dep::Either(a, b) => {
+                !snap.changed_since(a, self.generation) && !snap.changed_since(b, self.generation)
+            }
         }
     }
 
@@ -238,10 +258,22 @@ impl Cached {
                 rcode,
                 true,
                 false,
-                Body::of(&self.answer, rotation).signed(self.signers.as_ref().map(|s| &*s.0)),
+                Body::of(&self.answer, rotation)
+                    .signed(self.signers.as_ref().map(|s| &*s.0))
+                    .stale(self.stale),
             )
         })
     }
+}
+
+/// The key answers built while the view is stale are kept under: the question's key with two
+/// bytes after it (a question's key ends with its name's root label, so no question's key is
+/// this), so that a stale answer is found only while the view is stale.
+pub fn stale_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.extend_from_slice(key);
+    k.extend_from_slice(b"\xffS");
+    k
 }
 
 /// What a record holds in memory, about: the struct, its owner name, and its data's own bytes

@@ -29,6 +29,8 @@ pub struct Counters {
     pub shed: Counter,
     /// Questions that came back carrying this server's own forwarding mark (a loop).
     pub forward_loops: Counter,
+    /// Answers from the served domains sent while the view was stale (EDE 3, TTLs capped).
+    pub stale_answers: Counter,
     /// Answers too costly for a receive loop's budget, built by a worker.
     pub large: Counter,
     /// Queries answered from the answer cache.
@@ -65,6 +67,7 @@ impl Counters {
             malformed: Counter::default(),
             shed: Counter::default(),
             forward_loops: Counter::default(),
+            stale_answers: Counter::default(),
             large: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -110,6 +113,11 @@ impl Counters {
             "shed_queries",
             "Queries refused or failed at once because a work limit was reached",
             self.shed.clone(),
+        );
+        b.register(
+            "stale_answers",
+            "Answers from the served domains sent while the view follows no etcd member with a leader (EDE 3, TTLs capped at --stale-ttl)",
+            self.stale_answers.clone(),
         );
         b.register(
             "forward_loops",

@@ -23,7 +23,7 @@ use crate::authority::stub::{Refused, StubZones};
 use crate::authority::zones::StaticZones;
 use crate::authority::{Authority, Budget};
 use crate::dnssec::Signers;
-use crate::proto::edns::ForwardMark;
+use crate::proto::edns::{Ede, ForwardMark};
 use crate::proto::wire::Received;
 use crate::proto::{Query, Transport};
 use crate::upstream::Forwarder;
@@ -59,6 +59,8 @@ pub struct Handler {
     pub(super) loop_logged: std::sync::atomic::AtomicBool,
     /// `--ndots`.
     pub(super) ndots: u8,
+    /// `--stale-ttl`.
+    pub(super) stale_ttl: u32,
 }
 
 impl Handler {
@@ -100,6 +102,7 @@ impl Handler {
             mark,
             loop_logged: std::sync::atomic::AtomicBool::new(false),
             ndots: limits.ndots,
+            stale_ttl: limits.stale_ttl,
         }
     }
 
@@ -204,8 +207,12 @@ impl Handler {
             })),
             Err(_) => {
                 self.metrics.shed.inc();
-                let bytes =
-                    respond::error(&query, ResponseCode::ServFail, self.may_recurse(client));
+                let bytes = respond::error(
+                    &query,
+                    ResponseCode::ServFail,
+                    self.may_recurse(client),
+                    Some(Ede::OVERLOADED),
+                );
                 Step::Reply(bytes)
             }
         }

@@ -16,6 +16,8 @@ pub struct Limits {
     pub upstream_timeout: std::time::Duration,
     /// `--ndots`: names with fewer labels are not forwarded.
     pub ndots: u8,
+    /// `--stale-ttl`: the most a TTL may be in an answer from a stale view.
+    pub stale_ttl: u32,
 }
 
 /// Signed answers that may wait at once for a worker to sign their other rotations.

@@ -10,13 +10,14 @@ use std::time::Instant;
 
 use hickory_proto::rr::{Name, RecordType};
 
-use super::cache::Cached;
+use super::cache::{stale_key, Cached};
 use super::counters::rcode_name;
 use super::decide::Refusal;
 use super::handler::Handler;
 use super::limits::lower_priority;
 use super::respond::{self, Body};
 use crate::authority::{Answer, Dep, Records};
+use crate::proto::edns::Ede;
 use crate::proto::{wire, Query};
 
 impl Handler {
@@ -31,12 +32,24 @@ impl Handler {
     ) -> Option<Vec<u8>> {
         let snap = self.view.peek();
         let snap = snap.as_ref()?;
-        let Some(entry) = self.cache.get(key, snap) else {
+        // While the view is stale our answers are the ones built stale (EDE 3, TTLs capped);
+        // an upstream's answer is the same either way.
+        let found = if self.view.freshness().serves_stale() {
+            self.cache
+                .get(&stale_key(key), snap)
+                .or_else(|| self.cache.get(key, snap).filter(|e| e.is_forwarded()))
+        } else {
+            self.cache.get(key, snap)
+        };
+        let Some(entry) = found else {
             if first {
                 self.metrics.cache_misses.inc();
             }
             return None;
         };
+        if entry.is_stale() {
+            self.metrics.stale_answers.inc();
+        }
         let recurse = self.may_recurse(client);
         if entry.is_forwarded() {
             // An upstream's answer, for clients that may have names forwarded only.
@@ -86,9 +99,16 @@ impl Handler {
         let rcode = respond::rcode_of(&answer);
         let recurse = self.may_recurse(client);
         let cacheable = !matches!(&answer, Answer::Records(r) if !r.external.is_empty());
+        // A stale view's answers from etcd's records say so, and bring clients back soon.
+        let stale_view = self.view.freshness().serves_stale();
+        let stale = (stale_view && dep != Dep::Static).then_some(self.stale_ttl);
+        if stale.is_some() {
+            self.metrics.stale_answers.inc();
+        }
         let bytes = match (cacheable, snap) {
             (true, Some(snap)) => {
                 let key = wire::key_of_query(q);
+                let key = if stale_view { stale_key(&key) } else { key };
                 let counter = self.metrics.counter(
                     &q.qtype.to_string(),
                     rcode_name(rcode),
@@ -102,7 +122,8 @@ impl Handler {
                     answer,
                     counter,
                     signers,
-                );
+                )
+                .stale(stale);
                 if dnssec {
                     // Encoded before anyone can find it, so no hit ever signs.
                     built.first_variant();
@@ -121,7 +142,9 @@ impl Handler {
             }
             _ => {
                 let rotation = self.rotation.fetch_add(1, Ordering::Relaxed);
-                let body = Body::of(&answer, rotation).signed(signers.as_deref());
+                let body = Body::of(&answer, rotation)
+                    .signed(signers.as_deref())
+                    .stale(stale);
                 respond::encode(q, rcode, true, recurse, body)
             }
         };
@@ -148,7 +171,16 @@ impl Handler {
             }
         }
         let rcode = why.rcode();
-        let bytes = respond::error(q, rcode, self.may_recurse(client));
+        let ede = match why {
+            Refusal::NotOurs if self.forwarder.is_some() && !self.allowed(client) => {
+                Some(Ede::Prohibited)
+            }
+            Refusal::NotOurs => Some(Ede::NotAuthoritative),
+            Refusal::NotReady => Some(Ede::NotReady),
+            Refusal::Loop => Some(Ede::Other("forwarding loop")),
+            Refusal::TooShort | Refusal::BadVersion | Refusal::ZoneTransfer => None,
+        };
+        let bytes = respond::error(q, rcode, self.may_recurse(client), ede);
         self.count(q, rcode, started);
         bytes
     }
@@ -271,6 +303,7 @@ mod tests {
                 log_queries: false,
                 upstream_timeout: std::time::Duration::from_secs(1),
                 ndots: 0,
+                stale_ttl: 5,
             },
         );
         let mut m = Message::query();

@@ -18,6 +18,7 @@ use hickory_proto::ProtoError;
 
 use crate::authority::{Answer, Records};
 use crate::dnssec::Signers;
+use crate::proto::edns::Ede;
 use crate::proto::{Malformed, Query};
 
 /// The sections of a response, borrowed.
@@ -34,6 +35,10 @@ pub struct Body<'a> {
     /// The keys to sign with, when the query has DO: every RRset sent in a signed domain gets
     /// its RRSIGs (the one writer signs what it sends).
     pub signers: Option<&'a Signers>,
+    /// An Extended DNS Error for the OPT record (RFC 8914; only when the query had EDNS).
+    pub ede: Option<Ede>,
+    /// The most any TTL sent may be (a stale answer's `--stale-ttl`).
+    pub ttl_cap: Option<u32>,
 }
 
 impl<'a> Body<'a> {
@@ -56,13 +61,31 @@ impl<'a> Body<'a> {
             rotation: if r.rotate { rotation } else { 0 },
             authorities: &r.authorities,
             additionals: &r.additionals,
-            signers: None,
+            ..Body::default()
         }
     }
 
     /// The same body, signed with `signers` (for a query with DO).
     pub fn signed(self, signers: Option<&'a Signers>) -> Body<'a> {
         Body { signers, ..self }
+    }
+
+    /// The same body, with an Extended DNS Error.
+    pub fn with_ede(self, ede: Option<Ede>) -> Body<'a> {
+        Body { ede, ..self }
+    }
+
+    /// The same body as a stale answer, when `ttl_cap` is given: EDE 3 (Stale Answer) and no
+    /// TTL above it.
+    pub fn stale(self, ttl_cap: Option<u32>) -> Body<'a> {
+        match ttl_cap {
+            Some(cap) => Body {
+                ede: Some(Ede::Stale),
+                ttl_cap: Some(cap),
+                ..self
+            },
+            None => self,
+        }
     }
 }
 
@@ -97,6 +120,9 @@ pub fn encode(
         // RFC 3225: DO is copied into the response.
         let mut ours = crate::proto::edns::ours(dnssec_ok);
         ours.set_rcode_high(rcode.high());
+        if let Some(ede) = body.ede {
+            ours.options_mut().insert(ede.option());
+        }
         ours
     });
     let body = Body {
@@ -105,7 +131,12 @@ pub fn encode(
     };
     let written = write(metadata, Some(&question), body, edns.as_ref(), q.limit());
     match written {
-        Ok(bytes) => bytes,
+        Ok(mut bytes) => {
+            if let Some(cap) = body.ttl_cap {
+                cap_ttls(&mut bytes, cap);
+            }
+            bytes
+        }
         // Only an internal inconsistency gets here (a record hickory cannot encode): say
         // SERVFAIL rather than nothing.
         Err(error) => {
@@ -124,9 +155,32 @@ pub fn encode(
     }
 }
 
-/// A response with no records: `rcode`, RA as given.
-pub fn error(q: &Query, rcode: ResponseCode, recursion_available: bool) -> Vec<u8> {
-    encode(q, rcode, false, recursion_available, Body::default())
+/// A response with no records: `rcode`, RA as given, and why (an Extended DNS Error).
+pub fn error(
+    q: &Query,
+    rcode: ResponseCode,
+    recursion_available: bool,
+    ede: Option<Ede>,
+) -> Vec<u8> {
+    encode(
+        q,
+        rcode,
+        false,
+        recursion_available,
+        Body::default().with_ede(ede),
+    )
+}
+
+/// Lowers every TTL of a written message above `cap` to `cap` (not the OPT's: its TTL field
+/// holds flags).
+fn cap_ttls(bytes: &mut [u8], cap: u32) {
+    for at in crate::proto::wire::ttl_offsets(bytes).unwrap_or_default() {
+        let at = usize::from(at);
+        if let Some(field) = bytes.get_mut(at..at + 4) {
+            let ttl = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+            field.copy_from_slice(&ttl.min(cap).to_be_bytes());
+        }
+    }
 }
 
 /// The response to a packet that is not a plain query, if it deserves one.
@@ -162,8 +216,17 @@ fn write(
 ) -> Result<Vec<u8>, ProtoError> {
     let mut buf = Vec::with_capacity(usize::from(limit.min(4096)));
     let mut enc = BinEncoder::new(&mut buf);
-    // An OPT without options takes 11 bytes: keep room for it while the sections are written.
-    let max = limit.saturating_sub(if edns.is_some() { 11 } else { 0 });
+    // An OPT without options takes 11 bytes, and each option its own: keep room for it while
+    // the sections are written.
+    let opt = edns.map_or(0, |e| {
+        11 + e
+            .options()
+            .options
+            .iter()
+            .map(|(_, o)| 4 + o.len())
+            .sum::<u16>()
+    });
+    let max = limit.saturating_sub(opt);
     enc.set_max_size(max);
     let place = enc.place::<Header>()?;
     if let Some(q) = question {

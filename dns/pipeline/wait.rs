@@ -16,6 +16,7 @@ use super::handler::Handler;
 use super::limits::MAX_OUTSIDE_TARGETS;
 use super::respond::{self, Body};
 use crate::authority::{prune_dangling_cnames, Answer, Records};
+use crate::proto::edns::Ede;
 use crate::proto::{wire, Query};
 use crate::upstream::{cache_ttl, Forwarder};
 
@@ -34,7 +35,12 @@ impl Handler {
                 Wait::Static => self.static_answer(&query, &request, client).await,
                 Wait::Stub(servers) => self.stub_answer(&query, &request, &servers).await,
                 Wait::Forward | Wait::Resolve(_) => match &self.forwarder {
-                    None => respond::error(&query, ResponseCode::Refused, false),
+                    None => respond::error(
+                        &query,
+                        ResponseCode::Refused,
+                        false,
+                        Some(Ede::NotAuthoritative),
+                    ),
                     Some(forwarder) => {
                         self.metrics.forwarded.inc();
                         match wait {
@@ -48,7 +54,12 @@ impl Handler {
             },
             Err(_) => {
                 self.metrics.shed.inc();
-                respond::error(&query, ResponseCode::Refused, self.may_recurse(client))
+                respond::error(
+                    &query,
+                    ResponseCode::Refused,
+                    self.may_recurse(client),
+                    Some(Ede::OVERLOADED),
+                )
             }
         };
         let rcode = ResponseCode::from_low(bytes.get(3).map_or(0, |b| b & 0x0f));
@@ -67,7 +78,8 @@ impl Handler {
             }
             Err(error) => {
                 tracing::debug!(%error, "forwarding failed");
-                respond::encode(query, ResponseCode::ServFail, false, true, Body::default())
+                let why = Body::default().with_ede(Some(Ede::NoReachableAuthority));
+                respond::encode(query, ResponseCode::ServFail, false, true, why)
             }
         }
     }
@@ -151,13 +163,8 @@ impl Handler {
         let signers = dnssec.then_some(&*self.signers);
         if records.answers.is_empty() {
             if failed > 0 && failed == targets.len() {
-                return respond::encode(
-                    query,
-                    ResponseCode::ServFail,
-                    false,
-                    true,
-                    Body::default(),
-                );
+                let why = Body::default().with_ede(Some(Ede::NoReachableAuthority));
+                return respond::encode(query, ResponseCode::ServFail, false, true, why);
             }
             let nodata = match records.soa.take() {
                 Some(soa) => self.with_dnssec(Answer::NoData(soa), query, dnssec),
@@ -201,7 +208,8 @@ impl Handler {
             Ok(bytes) => bytes,
             Err(error) => {
                 tracing::debug!(%error, "stub zone forwarding failed");
-                respond::encode(query, ResponseCode::ServFail, false, true, Body::default())
+                let why = Body::default().with_ede(Some(Ede::NoReachableAuthority));
+                respond::encode(query, ResponseCode::ServFail, false, true, why)
             }
         }
     }

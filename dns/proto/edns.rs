@@ -120,3 +120,80 @@ mod tests {
         assert!(stub_marked(stub.edns.as_ref()));
     }
 }
+
+/// The EDNS option code of Extended DNS Errors (RFC 8914).
+pub const EDE_OPTION: u16 = 15;
+
+/// The Extended DNS Errors (RFC 8914) this server adds to responses for clients that sent EDNS:
+/// why an answer may be old, or why a question got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ede {
+    /// 0, Other, with a text (`overloaded`: a question shed under load).
+    Other(&'static str),
+    /// 3, Stale Answer: the view follows no etcd member with a leader.
+    Stale,
+    /// 14, Not Ready: no snapshot yet.
+    NotReady,
+    /// 18, Prohibited: a client outside `--allow-recursion`.
+    Prohibited,
+    /// 20, Not Authoritative: not a name of ours, and this server forwards nothing.
+    NotAuthoritative,
+    /// 22, No Reachable Authority: no upstream answered.
+    NoReachableAuthority,
+}
+
+impl Ede {
+    /// A question shed under load.
+    pub const OVERLOADED: Ede = Ede::Other("overloaded");
+
+    /// The INFO-CODE.
+    pub fn code(self) -> u16 {
+        match self {
+            Ede::Other(_) => 0,
+            Ede::Stale => 3,
+            Ede::NotReady => 14,
+            Ede::Prohibited => 18,
+            Ede::NotAuthoritative => 20,
+            Ede::NoReachableAuthority => 22,
+        }
+    }
+
+    /// The EXTRA-TEXT.
+    pub fn text(self) -> &'static str {
+        match self {
+            Ede::Other(t) => t,
+            _ => "",
+        }
+    }
+
+    /// The option, for [`Edns::options_mut`].
+    pub fn option(self) -> EdnsOption {
+        let mut data = self.code().to_be_bytes().to_vec();
+        data.extend_from_slice(self.text().as_bytes());
+        EdnsOption::Unknown(EDE_OPTION, data)
+    }
+}
+
+#[cfg(test)]
+mod ede_tests {
+    use super::*;
+    use hickory_proto::serialize::binary::BinEncodable;
+
+    #[test]
+    fn an_ede_is_written_as_rfc_8914_says() {
+        let mut e = ours(false);
+        e.options_mut().insert(Ede::Other("overloaded").option());
+        let mut m = Message::new(
+            7,
+            hickory_proto::op::MessageType::Response,
+            hickory_proto::op::OpCode::Query,
+        );
+        m.set_edns(e);
+        let bytes = m.to_bytes().unwrap();
+        // The OPT is the message's last record: its option is code 15, length 12, INFO-CODE 0.
+        let tail = &bytes[bytes.len() - 16..];
+        assert_eq!(&tail[..6], &[0, 15, 0, 12, 0, 0]);
+        assert_eq!(&tail[6..], b"overloaded");
+        assert_eq!(Ede::Stale.option(), EdnsOption::Unknown(15, vec![0, 3]));
+    }
+}

@@ -338,6 +338,12 @@ pub fn explained(c: &Container, s: &Settings) -> Result<Vec<(String, Service, Wh
         let mut svc = Service {
             host: ep.ip.to_string(),
             port: ep.port_out,
+            // Lodestar's own field: `_<name>._udp.<domain>` answers these (RFC 2782).
+            proto: if ep.proto == Proto::Udp {
+                "udp".into()
+            } else {
+                String::new()
+            },
             ..Default::default()
         };
         if let Some((k, v)) = pick("TTL") {

@@ -82,6 +82,9 @@ impl Default for View {
 pub struct Freshness {
     /// A watch is open on a member that has a leader.
     watching: AtomicBool,
+    /// The snapshot is as current as etcd: a watch is open, or it was just read from etcd and
+    /// no session has ended since (the moments between a load and its watch).
+    current: AtomicBool,
     /// Milliseconds after `epoch` of the last watch event or progress notification, plus one
     /// (0: never).
     last_heard_ms: AtomicU64,
@@ -92,6 +95,7 @@ impl Default for Freshness {
     fn default() -> Self {
         Freshness {
             watching: AtomicBool::new(false),
+            current: AtomicBool::new(false),
             last_heard_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -121,9 +125,23 @@ impl Freshness {
         self.last_heard_ms.store(ms + 1, Ordering::Relaxed);
     }
 
+    /// Whether answers may be older than etcd's data: no watch is open and the snapshot was
+    /// not just read from etcd (before the first load, after a watch was lost, or restored from
+    /// a state file). What clients are told (EDE 3); [`Freshness::is_stale`] is what `/readyz`
+    /// says, which also waits for the watch after a load.
+    pub fn serves_stale(&self) -> bool {
+        !self.current.load(Ordering::Relaxed)
+    }
+
     /// Sets whether a watch is open; the previous value.
     pub(crate) fn set_watching(&self, watching: bool) -> bool {
+        self.current.store(watching, Ordering::Relaxed);
         self.watching.swap(watching, Ordering::Relaxed)
+    }
+
+    /// A snapshot read from etcd just now was published.
+    pub(crate) fn loaded(&self) {
+        self.current.store(true, Ordering::Relaxed);
     }
 }
 

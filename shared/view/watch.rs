@@ -232,6 +232,7 @@ async fn session(
         .await?;
         snap.revision = revision;
         let published = view.publish(&mut snap, true);
+        view.freshness.loaded();
         view.set_cluster_id(cluster);
         info!(
             revision,

@@ -290,6 +290,7 @@ async fn metric_names_are_exactly_the_documented_ones() {
         "lodestar_dns_malformed_packets",
         "lodestar_dns_shed_queries",
         "lodestar_dns_forward_loops",
+        "lodestar_dns_stale_answers",
         "lodestar_dns_worker_answers",
         "lodestar_dns_answer_cache_hits",
         "lodestar_dns_answer_cache_misses",
