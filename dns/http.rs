@@ -1,6 +1,7 @@
 //! The HTTP side of the DNS server, on `--metrics`: `/metrics` (the exposition), `/healthz` (the
-//! process answers) and `/readyz` (200 while the view is loaded and follows a watch on an etcd
-//! member with a leader). A top tier, beside `main`: it reads the metrics and the view.
+//! process answers), `/readyz` (200 while the view is loaded and follows a watch on an etcd
+//! member with a leader) and `/explain` (`crate::explain`). A top tier, beside `main`: it reads
+//! the metrics and the view.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use lodestar::View;
 
+use crate::explain::Explainer;
 use crate::metrics::Exposition;
 
 #[derive(Clone)]
@@ -19,12 +21,16 @@ struct Http {
 }
 
 /// The routes, for [`lodestar::runtime::serve_http`].
-pub fn routes(metrics: Arc<Exposition>, view: Arc<View>) -> axum::Router {
+pub fn routes(metrics: Arc<Exposition>, view: Arc<View>, explainer: Explainer) -> axum::Router {
+    let explain = axum::Router::new()
+        .route("/explain", get(crate::explain::explain))
+        .with_state(explainer);
     axum::Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(Http { metrics, view })
+        .merge(explain)
 }
 
 async fn render(State(h): State<Http>) -> impl IntoResponse {

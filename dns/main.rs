@@ -2,8 +2,9 @@
 //!
 //! Wiring only: the command line (and SkyDNS's) becomes a checked [`config::Config`], then the
 //! tiers are built bottom up and joined — the view, the upstreams, the keys and zones, the
-//! pipeline's [`pipeline::Handler`], the sockets ([`net`]) and the HTTP endpoints ([`http`]) —
-//! and everything runs until SIGTERM or SIGINT cancels the one token.
+//! pipeline's [`pipeline::Handler`], the sockets ([`net`]: bound from `--listen`, or passed by
+//! systemd) and the HTTP endpoints ([`http`]) — and everything runs until SIGTERM or SIGINT
+//! cancels the one token; answers in progress are finished within 5 s.
 //!
 //! Tiers, imports one way down: main -> net, http, config -> pipeline -> authority, upstream,
 //! dnssec -> proto, metrics.
@@ -11,6 +12,7 @@
 mod authority;
 mod config;
 mod dnssec;
+mod explain;
 mod http;
 mod metrics;
 mod net;
@@ -32,7 +34,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::config::{skydns, Cli, Config};
+use crate::net::activation::Activated;
 use crate::net::tcp::{Connections, TcpLimits};
+use crate::net::Sockets;
 use crate::pipeline::{Handler, Limits};
 use crate::proto::edns::ForwardMark;
 use crate::upstream::Forwarder;
@@ -70,16 +74,43 @@ fn main() -> ExitCode {
         })
         .map(|id| id.to_string())
         .collect();
+    // SAFETY: single-threaded still (no runtime yet), as clearing LISTEN_* requires.
+    let activated = match unsafe { net::activation::take() } {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lodestar-dns: {e}");
+            return ExitCode::from(2);
+        }
+    };
     lodestar::runtime::init_logging(&cli.log_format);
     for w in warnings {
         warn!("{w}");
     }
     let threads = cli.threads;
-    lodestar::runtime::main_with("lodestar-dns", threads, run(cli, given))
+    lodestar::runtime::main_with("lodestar-dns", threads, run(cli, given, activated))
 }
 
-async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
-    let mut cfg = Config::from_cli(skydns::from_etcd(cli, &given).await)?;
+async fn run(cli: Cli, given: HashSet<String>, activated: Activated) -> anyhow::Result<()> {
+    let mut cli = skydns::from_etcd(cli, &given).await;
+    if cli.systemd && activated.dns.is_empty() {
+        anyhow::bail!(
+            "--systemd: no DNS sockets were passed (LISTEN_FDS): start lodestar-dns.socket, or drop --systemd to bind --listen"
+        );
+    }
+    if !activated.dns.is_empty() {
+        // The passed sockets are where this server answers (and what a loop to itself is).
+        let passed = activated.addresses();
+        if given.contains("listen") {
+            let same = cli.listen.iter().all(|l| passed.contains(l));
+            if same {
+                info!(listen = ?cli.listen, ?passed, "--listen not bound: systemd passed sockets");
+            } else {
+                warn!(listen = ?cli.listen, ?passed, "--listen not bound: systemd passed sockets on other addresses (lodestar-dns.socket decides where this server answers)");
+            }
+        }
+        cli.listen = passed;
+    }
+    let mut cfg = Config::from_cli(cli)?;
     cfg.discover().await;
     let (token, tasks) = (CancellationToken::new(), TaskTracker::new());
     let view = Arc::new(View::new());
@@ -170,18 +201,38 @@ async fn run(cli: Cli, given: HashSet<String>) -> anyhow::Result<()> {
     let v = view.clone();
     lodestar::runtime::notify_ready_when(move || v.load().is_some(), &token, &tasks);
 
-    net::serve(&cfg.listen, cfg.threads, &handler, &conns, &tasks, &token)
+    let sockets = if activated.dns.is_empty() {
+        Sockets::Bind(cfg.listen.clone())
+    } else {
+        let v = view.clone();
+        Sockets::Passed {
+            sockets: activated.dns,
+            ready: Box::new(move || v.load().is_some()),
+        }
+    };
+    net::serve(sockets, cfg.threads, &handler, &conns, &tasks, &token)
         .await
         .with_context(|| format!("binding {:?}", cfg.listen))?;
-    if let Some(addr) = cfg.metrics {
+    if cfg.metrics.is_some() || activated.metrics.is_some() {
         let mut exposition = metrics::Builder::default();
         counters.register(&mut exposition);
         upstream_metrics.register(&mut exposition);
         http::gauges(&mut exposition, &view, &handler, &conns);
-        let routes = http::routes(Arc::new(exposition.build()), view.clone());
-        lodestar::runtime::serve_http(addr, routes, &token, &tasks)
-            .await
-            .with_context(|| format!("binding metrics on {addr}"))?;
+        let explainer =
+            explain::Explainer::new(handler.clone(), view.clone(), &cfg.etcd, cfg.prefix.clone());
+        let routes = http::routes(Arc::new(exposition.build()), view.clone(), explainer);
+        match (activated.metrics, cfg.metrics) {
+            (Some(listener), _) => {
+                listener.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                lodestar::runtime::serve_http_on(listener, routes, &token, &tasks)
+                    .context("serving metrics on the passed socket")?;
+            }
+            (None, Some(addr)) => lodestar::runtime::serve_http(addr, routes, &token, &tasks)
+                .await
+                .with_context(|| format!("binding metrics on {addr}"))?,
+            (None, None) => {}
+        }
     }
     info!(?domains, etcd = ?cfg.etcd.endpoints, prefix = cfg.prefix.as_str(), "serving");
     let (etcd, prefix) = (cfg.etcd.clone(), cfg.prefix.clone());

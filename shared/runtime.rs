@@ -103,6 +103,16 @@ pub async fn serve_http(
     tasks: &TaskTracker,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_http_on(listener, routes, token, tasks)
+}
+
+/// [`serve_http`] on a listener bound already (one passed by systemd, say).
+pub fn serve_http_on(
+    listener: tokio::net::TcpListener,
+    routes: axum::Router,
+    token: &CancellationToken,
+    tasks: &TaskTracker,
+) -> std::io::Result<()> {
     tracing::info!(metrics = %listener.local_addr()?, "serving metrics");
     let token = token.clone();
     tasks.spawn(async move {

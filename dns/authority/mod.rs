@@ -20,10 +20,12 @@
 //! records, `proto`, and `dnssec`'s keys (the static zones are signed with them); the pipeline
 //! imports it. Files: `domain` (the served domains, SOA, TTL, the entry of a question), `lookup`
 //! (the walk and its budget), `records` (one function per record type), `names` (small pure
-//! helpers), `chaos`, `zones` (static zones), `stub` (stub zones).
+//! helpers), `explain` (which records an answer is made of), `chaos`, `zones` (static zones),
+//! `stub` (stub zones).
 
 mod chaos;
 mod domain;
+pub mod explain;
 mod lookup;
 mod names;
 mod records;

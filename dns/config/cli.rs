@@ -18,6 +18,10 @@ pub struct Cli {
         default_value = "127.0.0.1:53"
     )]
     pub listen: Vec<SocketAddr>,
+    /// Require sockets passed by systemd (socket activation, `lodestar-dns.socket`): exit when
+    /// none are. Passed sockets are used without it too; with them `--listen` is not bound.
+    #[arg(long, env = "LODESTAR_SYSTEMD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub systemd: bool,
     /// Domains to answer from etcd (repeatable or comma-separated), e.g. webapp.dev (required,
     /// unless SkyDNS's `/skydns/config` in etcd names one).
     #[arg(long, env = "LODESTAR_DOMAIN", value_delimiter = ',')]

@@ -98,6 +98,7 @@ fn flag(name: &str) -> Option<Flag> {
         "no-rec" => Flag::Switch("--no-forward"),
         "verbose" => Flag::Switch("--log-queries"),
         "discover" => Flag::Switch("--discover"),
+        "systemd" => Flag::Switch("--systemd"),
         "round-robin" | "ns-rotate" | "stubzones" | "etcd3" => Flag::Ignored {
             takes_value: false,
             why: "always on in Lodestar",
@@ -356,6 +357,7 @@ mod tests {
             "-ndots",
             "3",
             "-discover",
+            "-systemd",
             "--metrics",
             "127.0.0.1:9153",
         ]))
@@ -379,6 +381,7 @@ mod tests {
                 "--ndots",
                 "3",
                 "--discover",
+                "--systemd",
                 "--metrics",
                 "127.0.0.1:9153"
             ]

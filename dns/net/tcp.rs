@@ -8,7 +8,8 @@
 //! progress (being computed, or waiting on an upstream) is never closed for a newcomer: when every
 //! candidate is busy, the newcomer is refused instead. A connection whose answer is ready but
 //! whose client does not read it is not busy: it goes first. Reads wait at most the idle timeout, writes at most the
-//! write timeout, and every connection ends when the shutdown token is cancelled.
+//! write timeout. At shutdown (the token cancelled) a connection answers every query it has
+//! received, pipelined ones included, and closes once none comes for [`DRAIN_IDLE`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -190,9 +191,8 @@ pub async fn serve(
         let (handler, conns, token) = (handler.clone(), conns.clone(), token.clone());
         tasks.spawn(async move {
             tokio::select! {
-                () = token.cancelled() => {}
                 () = close.cancelled() => {}
-                r = connection(stream, peer, &handler, &conns, id) => {
+                r = connection(stream, peer, &handler, &conns, id, &token) => {
                     if let Err(error) = r {
                         debug!(%error, %peer, "tcp connection ended");
                     }
@@ -209,13 +209,12 @@ async fn connection(
     handler: &Arc<Handler>,
     conns: &Connections,
     id: u64,
+    shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let limits = conns.limits;
     loop {
-        let len = match tokio::time::timeout(limits.idle, framing::read_len(&mut stream)).await {
-            Ok(Ok(Some(len))) => len,
-            Ok(Ok(None)) | Err(_) => return Ok(()), // closed, or idle
-            Ok(Err(e)) => return Err(e),
+        let Some(len) = next_len(&mut stream, limits.idle, shutdown).await? else {
+            return Ok(()); // closed, or idle
         };
         let msg = tokio::time::timeout(limits.idle, framing::read_body(&mut stream, len))
             .await
@@ -238,6 +237,38 @@ async fn connection(
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "client not reading")
             })??;
         conns.busy(id, false);
+    }
+}
+
+/// How long a connection waits for its next query once shutdown has begun: long enough for
+/// the query of a client that has just connected, or that pipelines, to arrive.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(200);
+
+/// The length of the next query, `None` when the client closes or sends none in `idle` (in
+/// [`DRAIN_IDLE`] once `shutdown` is cancelled). A query already here is read first.
+async fn next_len(
+    stream: &mut TcpStream,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> std::io::Result<Option<u16>> {
+    let read = framing::read_len(stream);
+    tokio::pin!(read);
+    let drain_by = || tokio::time::Instant::now() + DRAIN_IDLE;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut draining = shutdown.is_cancelled();
+    if draining {
+        deadline = deadline.min(drain_by());
+    }
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut read => return r,
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                deadline = deadline.min(drain_by());
+            }
+        }
     }
 }
 

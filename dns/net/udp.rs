@@ -33,10 +33,18 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     #[cfg(unix)]
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
+    size_buffers(&socket);
+    debug!(%addr, recv_buffer = socket.recv_buffer_size().unwrap_or(0), "udp socket");
+    Ok(socket)
+}
+
+/// Asks for [`UDP_BUFFER`] both ways (forced past `net.core.rmem_max` when allowed); a socket
+/// passed by systemd too, whose `ReceiveBuffer=` may have set more already.
+pub fn size_buffers(socket: &socket2::Socket) {
     if socket.recv_buffer_size().is_ok_and(|n| n < UDP_BUFFER) {
         let _ = socket.set_recv_buffer_size(UDP_BUFFER);
         force_buffer(
-            &socket,
+            socket,
             libc::SO_RCVBUFFORCE,
             socket.recv_buffer_size().unwrap_or(0),
         );
@@ -44,13 +52,11 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     if socket.send_buffer_size().is_ok_and(|n| n < UDP_BUFFER) {
         let _ = socket.set_send_buffer_size(UDP_BUFFER);
         force_buffer(
-            &socket,
+            socket,
             libc::SO_SNDBUFFORCE,
             socket.send_buffer_size().unwrap_or(0),
         );
     }
-    debug!(%addr, recv_buffer = socket.recv_buffer_size().unwrap_or(0), "udp socket");
-    Ok(socket)
 }
 
 #[cfg(target_os = "linux")]
@@ -76,16 +82,34 @@ fn force_buffer(socket: &socket2::Socket, option: libc::c_int, current: usize) {
 #[cfg(not(target_os = "linux"))]
 fn force_buffer(_: &socket2::Socket, _: i32, _: usize) {}
 
+/// Who else holds a socket, which says how its receive loop is woken at shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// Only this process: shut down for reading, which wakes a blocked receive at once.
+    Us,
+    /// The service manager too (socket activation): a shut down socket would stay so for the
+    /// next process, so the receive wakes every [`WAKE`] to look at the token instead.
+    Supervisor,
+}
+
+/// How often a receive on a socket the supervisor holds wakes to look for shutdown.
+pub const WAKE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Starts the receive loop of `socket` on a thread of its own, answering until `token` is
 /// cancelled; jobs that wait (forwarding, large answers, signing) run on `runtime` as tasks of
-/// `tasks`. A task of `tasks` wakes the thread at cancellation (the socket is shut down for
-/// reading) and ends when the thread has, so waiting for `tasks` waits for the loop.
+/// `tasks`. A task of `tasks` wakes the thread at cancellation (see [`Holder`]) and ends when
+/// the thread has, so waiting for `tasks` waits for the loop: a batch already received is
+/// answered, and so is every job it started.
 pub fn serve_udp(
     socket: socket2::Socket,
+    holder: Holder,
     handler: Arc<Handler>,
     tasks: &TaskTracker,
     token: CancellationToken,
 ) -> std::io::Result<()> {
+    if holder == Holder::Supervisor {
+        socket.set_read_timeout(Some(WAKE))?;
+    }
     let socket = Arc::new(socket);
     let runtime = tokio::runtime::Handle::current();
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
@@ -99,9 +123,11 @@ pub fn serve_udp(
         })?;
     tasks.spawn(async move {
         token.cancelled().await;
-        // Wakes a receive blocked in the kernel (it returns nothing); the error (not
-        // connected) is expected.
-        let _ = socket.shutdown(std::net::Shutdown::Read);
+        if holder == Holder::Us {
+            // Wakes a receive blocked in the kernel (it returns nothing); the error (not
+            // connected) is expected.
+            let _ = socket.shutdown(std::net::Shutdown::Read);
+        }
         let _ = finished.await;
     });
     Ok(())
@@ -122,7 +148,9 @@ fn receive_loop(
         let n = match inbox.receive(fd) {
             Ok(n) => n,
             Err(error) => {
-                if error.kind() != std::io::ErrorKind::Interrupted {
+                use std::io::ErrorKind::{Interrupted, WouldBlock};
+                // WouldBlock: a [`WAKE`] passed with nothing received.
+                if !matches!(error.kind(), Interrupted | WouldBlock) {
                     debug!(%error, "udp receive failed");
                 }
                 continue;

@@ -19,7 +19,8 @@
 //! A tier below `net`, `http` and `main`: it imports `authority`, `upstream`, `dnssec`, `proto`
 //! and `metrics`, and none of them imports it. Inside, from the top: `local` (our answer to bytes,
 //! the answer cache's use), `wait` (what waits on other servers), `worker` (a job finished off the
-//! loop) and `observe` (the counts and the query log) are methods of the [`Handler`] that
+//! loop) and `observe` (the counts and the query log) and `explain` (`GET /explain`'s decision) are methods of the
+//! [`Handler`] that
 //! `handler` defines with its entry; below it `job` (what leaves the loop), `cache` (the answer
 //! cache), and the leaves `decide` (who answers), `respond` (the one writer), `limits` and
 //! `counters`. This file only declares them.
@@ -27,6 +28,7 @@
 mod cache;
 mod counters;
 mod decide;
+mod explain;
 mod handler;
 mod job;
 mod limits;

@@ -467,8 +467,8 @@ async fn check_mode_tells_health_by_exit_code() {
     assert!(status.success());
 }
 
-/// The native systemd units pass `systemd-analyze verify` (with ExecStart pointing at the binaries
-/// built here, since verify checks that the executable exists).
+/// The native systemd units (and lodestar-dns.socket) pass `systemd-analyze verify` (with
+/// ExecStart pointing at the binaries built here, since verify checks that the executable exists).
 #[test]
 fn systemd_units_verify() {
     let dir = tempfile::TempDir::new().expect("tempdir");
@@ -491,9 +491,23 @@ fn systemd_units_verify() {
         );
         let path = dir.path().join(name);
         std::fs::write(&path, text).expect("write");
+        let mut units = vec![path];
+        if unit == "lodestar-dns.service" {
+            // The sockets systemd holds for it, verified beside it (their Service=).
+            let socket = dir.path().join("lodestar-dns.socket");
+            std::fs::copy(repo_file("systemd/lodestar-dns.socket"), &socket).expect("socket unit");
+            let text = std::fs::read_to_string(&socket).expect("socket unit");
+            assert!(
+                text.contains("ListenDatagram=127.0.0.1:53")
+                    && text.contains("ListenStream=127.0.0.1:53")
+                    && text.contains("Service=lodestar-dns.service"),
+                "lodestar-dns.socket"
+            );
+            units.push(socket);
+        }
         let out = Command::new("systemd-analyze")
             .args(["verify", "--man=no"])
-            .arg(&path)
+            .args(&units)
             .output()
             .expect("systemd-analyze (apt-get install systemd)");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -122,6 +122,18 @@ impl Knot {
     }
 }
 
+impl Knot {
+    /// Freezes (`STOP`) or thaws (`CONT`) knotd: an upstream that takes as long as a test wants.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().map(|c| c.id()).expect("knotd runs");
+        let ok = Command::new("kill")
+            .args(["-s", sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {sig} knotd");
+    }
+}
+
 impl Drop for Knot {
     fn drop(&mut self) {
         kill(&mut self.child);

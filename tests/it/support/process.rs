@@ -18,14 +18,25 @@ pub fn spawn_logged(
     std::sync::mpsc::Receiver<serde_json::Value>,
 ) {
     let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .args(["--log-format", "json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd.env("RUST_LOG", "info,lodestar=debug");
+    cmd.args(args).env("RUST_LOG", "info,lodestar=debug");
     for (k, v) in env {
         cmd.env(k, v);
     }
+    spawn_command_logged(cmd)
+}
+
+/// [`spawn_logged`] of a command made by the caller (its program, arguments, environment; the
+/// log format is added last).
+pub fn spawn_command_logged(
+    mut cmd: Command,
+) -> (
+    Child,
+    Arc<Mutex<Vec<String>>>,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+) {
+    cmd.args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn binary");
     let stderr = child.stderr.take().expect("stderr");
     let logs = Arc::new(Mutex::new(Vec::new()));
