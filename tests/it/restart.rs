@@ -63,6 +63,19 @@ fn load(
     deadline: Duration,
 ) -> HashMap<u16, Got> {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+    // Room for seconds of answers, so that a receiver descheduled on a busy machine loses none
+    // (forced past net.core.rmem_max: the tests run as root).
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt on a socket we own, with a pointer to an int of the size given.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     socket.connect(addr).expect("connect");
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -261,7 +274,7 @@ async fn a_restart_on_passed_sockets_loses_no_query_under_2000_qps() {
 
 /// A new server with no snapshot yet (etcd down, no state file) does not read the passed
 /// sockets: a query sent then waits, and its one answer, once etcd is back, is the record (not
-/// SERVFAIL).
+/// SERVFAIL). The metrics endpoints answer meanwhile, on the socket passed as `metrics`.
 #[tokio::test]
 async fn a_query_waits_in_the_passed_socket_until_the_view_has_a_snapshot() {
     let mut etcd = Etcd::start().await;
@@ -271,19 +284,26 @@ async fn a_query_waits_in_the_passed_socket_until_the_view_has_a_snapshot() {
     let mut launcher = Launcher::new(
         &["--domain", "webapp.dev", "--etcd", &ep, "--no-forward"],
         &[],
-    );
+    )
+    .with_metrics_socket();
     launcher.start();
-    let addr = launcher.addr;
-    let asked = tokio::spawn(async move {
-        // One query, no retry, a long wait.
-        let bytes = message("redis.webapp.dev.", RecordType::A)
-            .to_vec()
-            .expect("query");
-        udp_raw(addr, &bytes, Duration::from_secs(30)).await
-    });
+    let metrics = launcher.metrics.expect("the passed metrics socket");
+    // One query, sent before etcd is back; no retry.
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(launcher.addr).unwrap();
+    let bytes = message("redis.webapp.dev.", RecordType::A)
+        .to_vec()
+        .expect("query");
+    client.send(&bytes).unwrap();
+    let (code, body) = http_get(metrics, "/readyz").await;
+    assert_eq!(code, 503, "not ready without a snapshot: {body}");
     etcd.restart().await;
-    let raw = asked.await.expect("task").expect("an answer");
-    let m = Message::from_vec(&raw).expect("parses");
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = client.recv(&mut buf).expect("an answer");
+    let m = Message::from_vec(&buf[..n]).expect("parses");
     assert_eq!(
         m.metadata.response_code,
         ResponseCode::NoError,
@@ -294,6 +314,12 @@ async fn a_query_waits_in_the_passed_socket_until_the_view_has_a_snapshot() {
     assert!(launcher
         .logs()
         .contains("snapshot loaded: reading the passed sockets"));
+    eventually(
+        Duration::from_secs(20),
+        "/readyz on the passed socket",
+        || async { (http_get(metrics, "/readyz").await.0 == 200).then_some(()) },
+    )
+    .await;
 }
 
 /// SIGTERM while answers are in progress: with the upstream frozen (knotd stopped), forwarded

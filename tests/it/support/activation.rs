@@ -21,6 +21,8 @@ pub struct Launcher {
     args: Vec<String>,
     env: Vec<(String, String)>,
     server: Option<Proc>,
+    /// A third socket, named `metrics`, when [`Launcher::with_metrics_socket`] made one.
+    metrics_socket: Option<TcpListener>,
     pub metrics: Option<SocketAddr>,
     /// The log lines of servers that have exited, oldest first.
     past_logs: Vec<String>,
@@ -46,9 +48,19 @@ impl Launcher {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             server: None,
+            metrics_socket: None,
             metrics: None,
             past_logs: Vec::new(),
         }
+    }
+
+    /// Holds a TCP listener for the metrics endpoints too, passed as descriptor 5 named
+    /// `metrics`; its address is [`Launcher::metrics`].
+    pub fn with_metrics_socket(mut self) -> Launcher {
+        let l = TcpListener::bind("127.0.0.1:0").expect("metrics socket");
+        self.metrics = l.local_addr().ok();
+        self.metrics_socket = Some(l);
+        self
     }
 
     /// Starts the server on the sockets and waits (20 s at most) for its log line saying it
@@ -57,12 +69,17 @@ impl Launcher {
     pub fn start(&mut self) {
         assert!(self.server.is_none(), "a server runs already");
         let (udp, tcp) = (self.udp.as_raw_fd(), self.tcp.as_raw_fd());
+        let metrics = self.metrics_socket.as_ref().map(|m| m.as_raw_fd());
+        let (fds, names) = match metrics {
+            Some(_) => ("3", "dns:dns:metrics"),
+            None => ("2", "dns:dns"),
+        };
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#])
             .arg(env!("CARGO_BIN_EXE_lodestar-dns"))
             .args(&self.args)
-            .env("LISTEN_FDS", "2")
-            .env("LISTEN_FDNAMES", "dns:dns")
+            .env("LISTEN_FDS", fds)
+            .env("LISTEN_FDNAMES", names)
             .env("RUST_LOG", "info,lodestar=debug");
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -80,11 +97,19 @@ impl Launcher {
                 }
                 libc::close(u);
                 libc::close(t);
+                if let Some(m) = metrics {
+                    let m2 = libc::fcntl(m, libc::F_DUPFD, 10);
+                    if m2 < 0 || libc::dup2(m2, 5) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(m2);
+                }
                 Ok(())
             });
         }
         let (child, logs, rx) = spawn_command_logged(cmd);
-        let wants_metrics = self.args.iter().any(|a| a == "--metrics");
+        let wants_metrics =
+            self.metrics_socket.is_some() || self.args.iter().any(|a| a == "--metrics");
         let metrics = wait_listening(&rx, wants_metrics, || {
             logs.lock().map(|l| l.join("\n")).unwrap_or_default()
         });
