@@ -249,6 +249,7 @@ pub fn server() -> (Arc<View>, Handler) {
             log_queries: false,
             upstream_timeout: std::time::Duration::from_millis(50),
             ndots: 0,
+            stale_ttl: 5,
         },
     );
     (view, handler)
