@@ -311,9 +311,15 @@ async fn a_query_waits_in_the_passed_socket_until_the_view_has_a_snapshot() {
         launcher.logs()
     );
     assert_eq!(data(&m).len(), REDIS.len());
-    assert!(launcher
-        .logs()
-        .contains("snapshot loaded: reading the passed sockets"));
+    // Its log line, as the log collector reads it (after the answer, possibly).
+    eventually(Duration::from_secs(20), "the server's log line", || {
+        let logs = launcher.logs();
+        async move {
+            logs.contains("snapshot loaded: reading the passed sockets")
+                .then_some(())
+        }
+    })
+    .await;
     eventually(
         Duration::from_secs(20),
         "/readyz on the passed socket",
