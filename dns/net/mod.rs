@@ -55,7 +55,6 @@ pub async fn serve(
     token: &CancellationToken,
 ) -> std::io::Result<()> {
     let serving = Serving {
-        threads,
         handler: handler.clone(),
         conns: conns.clone(),
         tasks: tasks.clone(),
@@ -78,22 +77,26 @@ pub async fn serve(
             }
         }
         Sockets::Passed { sockets, ready } => {
-            for s in &sockets {
-                match s {
-                    Passed::Udp(u) => {
-                        udp::size_buffers(u);
-                        info!(udp = %local(u)?, receive_loops = threads, passed = true, "listening");
-                    }
-                    Passed::Tcp(t) => info!(tcp = %t.local_addr()?, passed = true, "listening"),
-                }
+            // Everything that can fail happens here, at start; after the hold only the loops
+            // start.
+            let mut prepared = Vec::with_capacity(sockets.len());
+            for s in sockets {
+                prepared.push(prepare(s, threads)?);
             }
             tasks.spawn(async move {
                 if !hold(&*ready, &serving.token).await {
                     return;
                 }
-                for s in sockets {
-                    if let Err(error) = serving.passed(s) {
-                        warn!(%error, "a passed socket cannot be served");
+                for p in prepared {
+                    match p {
+                        Prepared::Udp(sockets) => {
+                            for u in sockets {
+                                if let Err(error) = serving.udp(u, Holder::Supervisor) {
+                                    warn!(%error, "a receive loop could not start");
+                                }
+                            }
+                        }
+                        Prepared::Tcp(t) => serving.tcp(t),
                     }
                 }
             });
@@ -128,7 +131,6 @@ async fn hold(ready: &(dyn Fn() -> bool + Send + Sync), token: &CancellationToke
 
 /// What every receive loop and accept loop is given.
 struct Serving {
-    threads: usize,
     handler: Arc<Handler>,
     conns: Arc<Connections>,
     tasks: TaskTracker,
@@ -155,24 +157,37 @@ impl Serving {
             self.token.clone(),
         ));
     }
+}
 
-    /// A passed socket: `threads` receive loops share a UDP one (each on a descriptor of its
-    /// own); a TCP one gets its accept loop.
-    fn passed(&self, socket: Passed) -> std::io::Result<()> {
-        match socket {
-            Passed::Udp(u) => {
-                for _ in 1..self.threads {
-                    self.udp(u.try_clone()?, Holder::Supervisor)?;
-                }
-                self.udp(u, Holder::Supervisor)
+/// A passed socket made ready to serve.
+enum Prepared {
+    /// One descriptor per receive loop, all of the one socket.
+    Udp(Vec<socket2::Socket>),
+    Tcp(TcpListener),
+}
+
+/// Sizes a passed UDP socket's buffers and gives each of `threads` receive loops a descriptor
+/// of it; makes a TCP one the runtime's. Logs each (`udp`/`tcp`, `passed`).
+fn prepare(socket: Passed, threads: usize) -> std::io::Result<Prepared> {
+    Ok(match socket {
+        Passed::Udp(u) => {
+            udp::size_buffers(&u);
+            // Shared with the supervisor: the loops wake to look for shutdown (see `Holder`).
+            u.set_read_timeout(Some(udp::WAKE))?;
+            info!(udp = %local(&u)?, receive_loops = threads, passed = true, "listening");
+            let mut all = Vec::with_capacity(threads);
+            for _ in 1..threads {
+                all.push(u.try_clone()?);
             }
-            Passed::Tcp(t) => {
-                t.set_nonblocking(true)?;
-                self.tcp(TcpListener::from_std(t)?);
-                Ok(())
-            }
+            all.push(u);
+            Prepared::Udp(all)
         }
-    }
+        Passed::Tcp(t) => {
+            info!(tcp = %t.local_addr()?, passed = true, "listening");
+            t.set_nonblocking(true)?;
+            Prepared::Tcp(TcpListener::from_std(t)?)
+        }
+    })
 }
 
 /// Binds UDP and TCP on the same address; with port 0, TCP takes the port UDP was given.
