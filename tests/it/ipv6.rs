@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
 
+use crate::support::netns::in_netns;
 use crate::support::*;
 
 const SOON: Duration = Duration::from_secs(15);
@@ -18,17 +19,7 @@ const SOON: Duration = Duration::from_secs(15);
 async fn ip_given_twice_registers_a_published_port_at_both_addresses() {
     let (_etcd, dns, _reg) = stack("h-ip2", &["--ip", "10.99.0.1", "--ip", "fd00::1"]).await;
     let n = unique("both");
-    let c = Ctr::run(
-        "both",
-        &[
-            "-p",
-            "80",
-            "-e",
-            &format!("SERVICE_NAME={n}"),
-            "-e",
-            "SERVICE_ID=r",
-        ],
-    );
+    let c = service_r_on_80("both", &n);
     let (v4_port, v6_port) = bound_ports(&c, "80/tcp");
     let name = format!("{n}.webapp.dev.");
     let mut want = [
@@ -146,7 +137,7 @@ impl Host {
             ]);
         }
         let dir = tempfile::TempDir::new().expect("tempdir");
-        let etcd = enter(&ns, "etcd")
+        let etcd = in_netns(&ns, "etcd")
             .args(["--data-dir", &path_str(&dir.path().join("data"))])
             .args([
                 "--listen-client-urls",
@@ -180,7 +171,7 @@ impl Host {
 
     /// The registrator inside the host, without `--ip`.
     fn registrator(&mut self) {
-        let reg = enter(&self.ns, env!("CARGO_BIN_EXE_lodestar-registrator"))
+        let reg = in_netns(&self.ns, env!("CARGO_BIN_EXE_lodestar-registrator"))
             .args(["--etcd", "http://127.0.0.1:2379", "--domain", "webapp.dev"])
             .args(["--host-id", "h6"])
             .stdout(Stdio::null())
@@ -193,7 +184,7 @@ impl Host {
     /// The value at `key` in the host's etcd, once there is one.
     async fn value(&self, key: &str) -> serde_json::Value {
         let v = eventually(SOON * 2, &format!("{key} registered"), || {
-            let out = enter(&self.ns, "etcdctl")
+            let out = in_netns(&self.ns, "etcdctl")
                 .env("ETCDCTL_API", "3")
                 .args([
                     "--endpoints",
@@ -216,7 +207,7 @@ impl Host {
 
     /// The keys below `prefix` in the host's etcd.
     fn keys(&self, prefix: &str) -> Vec<String> {
-        let out = enter(&self.ns, "etcdctl")
+        let out = in_netns(&self.ns, "etcdctl")
             .env("ETCDCTL_API", "3")
             .args([
                 "--endpoints",
@@ -248,12 +239,19 @@ impl Drop for Host {
     }
 }
 
-fn enter(ns: &str, program: &str) -> Command {
-    let mut c = Command::new("nsenter");
-    c.arg(format!("--net=/run/netns/{ns}"))
-        .arg("--")
-        .arg(program);
-    c
+/// A container publishing port 80 (on every address Docker binds) as service `n`, id `r`.
+fn service_r_on_80(label: &str, n: &str) -> Ctr {
+    Ctr::run(
+        label,
+        &[
+            "-p",
+            "80",
+            "-e",
+            &format!("SERVICE_NAME={n}"),
+            "-e",
+            "SERVICE_ID=r",
+        ],
+    )
 }
 
 /// An IPv6-only host (loopback and one global IPv6 address, no IPv4): the registrator, started
@@ -263,17 +261,7 @@ async fn an_ipv6_only_host_registers_its_ipv6_address() {
     let mut host = Host::create("6o", &["2001:db8:6::5/64"], &[]);
     host.registrator();
     let n = unique("v6host");
-    let ctr = Ctr::run(
-        "v6host",
-        &[
-            "-p",
-            "80",
-            "-e",
-            &format!("SERVICE_NAME={n}"),
-            "-e",
-            "SERVICE_ID=r",
-        ],
-    );
+    let ctr = service_r_on_80("v6host", &n);
     let (_, v6_port) = bound_ports(&ctr, "80/tcp");
     let svc = host.value(&format!("/skydns/dev/webapp/{n}/r")).await;
     assert_eq!(svc["host"], "2001:db8:6::5", "{svc}");
@@ -296,17 +284,7 @@ async fn a_dual_stack_host_registers_both_of_its_addresses() {
     );
     host.registrator();
     let n = unique("v6dual");
-    let ctr = Ctr::run(
-        "v6dual",
-        &[
-            "-p",
-            "80",
-            "-e",
-            &format!("SERVICE_NAME={n}"),
-            "-e",
-            "SERVICE_ID=r",
-        ],
-    );
+    let ctr = service_r_on_80("v6dual", &n);
     let (v4_port, v6_port) = bound_ports(&ctr, "80/tcp");
     let key = format!("/skydns/dev/webapp/{n}/r");
     let v4 = host.value(&key).await;

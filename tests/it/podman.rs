@@ -17,11 +17,15 @@ const SOON: Duration = Duration::from_secs(15);
 
 /// etcd, `lodestar-dns` and a registrator on `svc`.
 async fn stack_on(svc: &PodmanService, host: &str) -> (Etcd, Dns, Registrator) {
-    let etcd = Etcd::start().await;
-    let dns = Dns::for_etcd(&etcd, None, &[]);
-    dns.ready().await;
-    let reg = Registrator::start(&etcd, host, &["--docker", &svc.url()]);
-    (etcd, dns, reg)
+    stack(host, &["--docker", &svc.url()]).await
+}
+
+/// Waits until `name` answers SRV with at least one record.
+async fn until_registered(dns: &Dns, name: &str, what: &str) {
+    eventually(SOON, what, || async {
+        (!srv(dns, name).await.is_empty()).then_some(())
+    })
+    .await;
 }
 
 async fn until_gone(dns: &Dns, name: &str) {
@@ -110,10 +114,7 @@ async fn podman_containers_are_registered_and_withdrawn() {
         &["sleep", "3600"],
     );
     let c_name = format!("{n}-c.webapp.dev.");
-    eventually(SOON, "c registered", || async {
-        (!srv(&dns, &c_name).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &c_name, "c registered").await;
     assert_eq!(
         srv(&dns, &web).await.len(),
         1,
@@ -125,10 +126,7 @@ async fn podman_containers_are_registered_and_withdrawn() {
     podman(&["pause", &c.name]);
     until_gone(&dns, &c_name).await;
     podman(&["unpause", &c.name]);
-    eventually(SOON, "c back", || async {
-        (!srv(&dns, &c_name).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &c_name, "c back").await;
 
     // Stop and kill withdraw.
     podman(&["stop", "-t", "0", &b.name]);
@@ -170,18 +168,12 @@ async fn podman_health_checks_decide_registration() {
         &["sleep", "3600"],
     );
     let s_name = format!("{n}-s.webapp.dev.");
-    eventually(SOON, "s registered", || async {
-        (!srv(&dns, &s_name).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &s_name, "s registered").await;
     let h_name = format!("{n}-h.webapp.dev.");
     assert!(dns.is_nxdomain(&h_name).await, "registered while starting");
     podman(&["exec", &h.name, "touch", "/tmp/ok"]);
     podman(&["healthcheck", "run", &h.name]);
-    eventually(SOON, "h registered once healthy", || async {
-        (!srv(&dns, &h_name).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &h_name, "h registered once healthy").await;
     podman(&["exec", &h.name, "rm", "/tmp/ok"]);
     // Exits 1: unhealthy.
     let _ = Command::new("podman")
@@ -203,10 +195,7 @@ async fn podman_stop_withdraws_at_death() {
         &["sh", "-c", "trap '' TERM; sleep 3600 & wait"],
     );
     let name = format!("{n}.webapp.dev.");
-    eventually(SOON, "registered", || async {
-        (!srv(&dns, &name).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &name, "registered").await;
     // Returns once the container has died (KILL after 2 s).
     podman(&["stop", "-t", "2", &t.name]);
     eventually(
@@ -238,10 +227,7 @@ async fn a_restart_of_the_podman_service_loses_nothing() {
         &["sleep", "3600"],
     );
     for x in ["keep", "gone"] {
-        eventually(SOON, &format!("{x} registered"), || async {
-            (!srv(&dns, &fqdn(x)).await.is_empty()).then_some(())
-        })
-        .await;
+        until_registered(&dns, &fqdn(x), &format!("{x} registered")).await;
     }
     svc.stop();
     // The CLI works without the service: changes while it is down.
@@ -266,20 +252,14 @@ async fn a_restart_of_the_podman_service_loses_nothing() {
         "nothing is known yet"
     );
     svc.restart();
-    eventually(SOON, "new registered after the restart", || async {
-        (!srv(&dns, &fqdn("new")).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &fqdn("new"), "new registered after the restart").await;
     until_gone(&dns, &fqdn("gone")).await;
     let _later = Pod::run(
         "pm-later",
         &["-p", "80", "--label", &label("later")],
         &["sleep", "3600"],
     );
-    eventually(SOON, "events flow again", || async {
-        (!srv(&dns, &fqdn("later")).await.is_empty()).then_some(())
-    })
-    .await;
+    until_registered(&dns, &fqdn("later"), "events flow again").await;
     assert_eq!(srv(&dns, &fqdn("keep")).await.len(), 1, "keep throughout");
     drop(keep);
 }

@@ -34,6 +34,15 @@ fn must(args: &[&str]) {
     );
 }
 
+/// `program` to be run inside the network namespace `ns` (only the network is entered).
+pub fn in_netns(ns: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/run/netns/{ns}"))
+        .arg("--")
+        .arg(program);
+    c
+}
+
 /// One host: its namespace and address.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -117,11 +126,7 @@ impl Net {
     /// `program` to be run inside host `i`'s namespace (only the network is entered, so the
     /// process sees the machine's files, cgroups and Docker socket).
     pub fn command(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.hosts[i].ns))
-            .arg("--")
-            .arg(program);
-        c
+        in_netns(&self.hosts[i].ns, program)
     }
 
     /// Cuts host `i` off from its peers' etcd traffic (port 2380, both ways) while its clients'
